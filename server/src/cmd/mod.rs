@@ -1,0 +1,5 @@
+//! One module per command.
+
+pub mod bench;
+pub mod serve;
+pub mod verify;

@@ -1,0 +1,129 @@
+//! `eventi-server serve`: run the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use eventi_server::config::{Config, LogFormat};
+use eventi_server::conn::Shared;
+use eventi_server::metrics::Metrics;
+use eventi_server::store::{EngineKind, Store};
+use eventi_server::{http, server};
+
+/// Flags; each overrides the config file's value.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Data directory (created if missing).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Venti address [default: 127.0.0.1:17034].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// HTTP metrics address, or "off" [default: 127.0.0.1:17035].
+    #[arg(long)]
+    http: Option<String>,
+    /// TOML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Storage engine for a new data directory.
+    #[arg(long, value_enum)]
+    engine: Option<EngineKind>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = args.data {
+        config.data = Some(d);
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(h) = args.http {
+        config.http = if h == "off" { String::new() } else { h };
+    }
+    if let Some(e) = args.engine {
+        config.storage.engine = e;
+    }
+    if let Some(f) = args.log_format {
+        config.log_format = f;
+    }
+    config.validate()?;
+    init_logging(config.log_format);
+    let data = config
+        .data
+        .clone()
+        .context("no data directory: pass --data DIR or set `data` in the config file")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("eventi-server")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let store = tokio::task::spawn_blocking({
+            let data = data.clone();
+            let options = config.storage.clone();
+            move || Store::open(&data, &options)
+        })
+        .await?
+        .with_context(|| format!("opening data directory {}", data.display()))?;
+        let stats = store.stats();
+        tracing::info!(data = %data.display(), blocks = stats.blocks, bytes = stats.bytes, "store open");
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            metrics: Arc::new(Metrics::new()),
+            limits: config.limits.clone(),
+        });
+        let listener = server::bind(config.listen).await?;
+        let venti_addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut http_addr = String::from("off");
+        let http_task = if config.http.is_empty() {
+            None
+        } else {
+            let addr: SocketAddr = config
+                .http
+                .parse()
+                .with_context(|| format!("http address {:?}", config.http))?;
+            let l = server::bind(addr).await?;
+            http_addr = l.local_addr()?.to_string();
+            let mut rx = stop_rx.clone();
+            Some(tokio::spawn(http::serve(l, Arc::clone(&shared), async move {
+                let _ = rx.changed().await;
+            })))
+        };
+        // Tests and scripts read the bound addresses from this line.
+        println!("eventi-server listening venti={venti_addr} http={http_addr}");
+        tracing::info!(venti = %venti_addr, http = %http_addr, "listening");
+        server::serve(listener, shared, server::shutdown_signal()).await;
+        let _ = stop_tx.send(true);
+        if let Some(t) = http_task {
+            let _ = t.await;
+        }
+        tokio::task::spawn_blocking(move || store.shutdown())
+            .await?
+            .context("syncing the store at shutdown")?;
+        tracing::info!("stopped cleanly");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

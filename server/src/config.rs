@@ -1,0 +1,116 @@
+//! Server settings: a TOML file (`--config`) for everything, command-line
+//! flags for the common ones (flags win).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreOptions;
+
+/// Everything `eventi-server serve` can be told.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory.
+    pub data: Option<PathBuf>,
+    /// Address for venti clients.
+    pub listen: SocketAddr,
+    /// Address for `/metrics` and `/healthz`; empty to turn HTTP off.
+    pub http: String,
+    /// `text` or `json` log lines on stderr.
+    pub log_format: LogFormat,
+    /// Protection against clients that misbehave or overload the server.
+    pub limits: Limits,
+    /// Storage engine settings.
+    pub storage: StoreOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: None,
+            listen: "127.0.0.1:17034".parse().expect("valid address"),
+            http: "127.0.0.1:17035".into(),
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
+            storage: StoreOptions::default(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Per-connection and server-wide limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Requests one connection may have in flight (at most 256: tags are a byte).
+    pub max_in_flight: usize,
+    /// Largest block on a protocol `04` connection (`02` is fixed at 56 KiB).
+    pub max_block_v04: usize,
+    /// Seconds allowed for the version line and hello.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a connection with nothing in flight may stay silent.
+    pub idle_timeout_secs: u64,
+    /// Seconds allowed for the rest of a frame once it has started.
+    pub frame_timeout_secs: u64,
+    /// Seconds a reply may wait for the peer to read before the connection is dropped.
+    pub write_timeout_secs: u64,
+    /// Seconds that shutdown waits for requests in flight.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_in_flight: 256,
+            max_block_v04: 1 << 20,
+            handshake_timeout_secs: 30,
+            idle_timeout_secs: 3600,
+            frame_timeout_secs: 60,
+            write_timeout_secs: 60,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file; unknown keys are errors so typos do not pass silently.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Checks values that would make the server misbehave.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=256).contains(&self.limits.max_in_flight),
+            "limits.max_in_flight must be 1..=256 (venti tags are one byte)"
+        );
+        anyhow::ensure!(
+            self.limits.max_block_v04 >= eventi_shared::MAX_BLOCK_V02
+                && self.limits.max_block_v04 <= crate::store::log::MAX_RECORD_DATA,
+            "limits.max_block_v04 must be between 56 KiB and 64 MiB"
+        );
+        anyhow::ensure!(
+            self.limits.max_connections >= 1,
+            "limits.max_connections must be at least 1"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! eventi-server: a venti server on RocksDB.
+//!
+//! `store` keeps blocks (two engines behind one trait, a group-commit
+//! thread in front), `conn` serves one venti connection, `server` accepts
+//! connections and shuts down gracefully, `http` serves metrics, `config`
+//! holds the settings. The binary's commands live in `src/cmd/`.
+
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod size;
+pub mod store;

@@ -1,0 +1,39 @@
+//! The `eventi-server` command: serve, verify, bench.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// A venti server on RocksDB that plan9port's tools use unchanged.
+#[derive(Parser)]
+#[command(name = "eventi-server", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve venti (and HTTP metrics) from a data directory.
+    Serve(cmd::serve::Args),
+    /// Check that every stored block hashes to its score.
+    Verify(cmd::verify::Args),
+    /// Drive a venti server with a load and print throughput and latency.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("eventi-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! Prometheus metrics: requests, errors and latency by request type, bytes
+//! in and out, connections, and what the store holds.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::StoreStats;
+
+/// Request kinds that get their own label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Thello.
+    Hello,
+    /// Tping.
+    Ping,
+    /// Tread.
+    Read,
+    /// Twrite.
+    Write,
+    /// Tsync.
+    Sync,
+    /// Anything else (answered with Rerror).
+    Other,
+}
+
+impl Kind {
+    const ALL: [Kind; 6] = [
+        Kind::Hello,
+        Kind::Ping,
+        Kind::Read,
+        Kind::Write,
+        Kind::Sync,
+        Kind::Other,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Hello => "hello",
+            Kind::Ping => "ping",
+            Kind::Read => "read",
+            Kind::Write => "write",
+            Kind::Sync => "sync",
+            Kind::Other => "other",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+/// Counters for one request kind, resolved once so the hot path takes no
+/// lock on the label map.
+#[derive(Clone)]
+pub struct KindMetrics {
+    /// Requests answered.
+    pub requests: Counter,
+    /// Requests answered with Rerror.
+    pub errors: Counter,
+    /// Seconds from the request's arrival to its reply being queued.
+    pub latency: Histogram,
+}
+
+/// All of the server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    kinds: Vec<(Kind, KindMetrics)>,
+    /// Bytes read from clients.
+    pub bytes_in: Counter,
+    /// Bytes written to clients.
+    pub bytes_out: Counter,
+    /// Connections open now.
+    pub connections: Gauge,
+    /// Connections accepted since start.
+    pub connections_accepted: Counter,
+    /// Connections closed at accept because of the connection limit.
+    pub connections_refused: Counter,
+    /// Connections closed for a protocol violation or timeout.
+    pub connections_dropped: Counter,
+    /// Writes that stored a new block.
+    pub writes_new: Counter,
+    /// Writes of a block already stored.
+    pub writes_duplicate: Counter,
+    /// Reads that found stored bytes not hashing to their score.
+    pub corrupt_reads: Counter,
+    blocks_stored: Gauge,
+    bytes_stored: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics, registered under the `eventi_` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("eventi");
+        let requests = Family::<TypeLabel, Counter>::default();
+        let errors = Family::<TypeLabel, Counter>::default();
+        let latency = Family::<TypeLabel, Histogram, _>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(1e-5, 2.0, 22))) as fn() -> Histogram,
+        );
+        registry.register(
+            "requests",
+            "Venti requests answered, by type",
+            requests.clone(),
+        );
+        registry.register(
+            "request_errors",
+            "Requests answered with Rerror, by type",
+            errors.clone(),
+        );
+        registry.register(
+            "request_latency_seconds",
+            "Time from a request's arrival to its reply, by type",
+            latency.clone(),
+        );
+        let kinds = Kind::ALL
+            .iter()
+            .map(|k| {
+                let l = TypeLabel { r#type: k.label() };
+                (
+                    *k,
+                    KindMetrics {
+                        requests: requests.get_or_create(&l).clone(),
+                        errors: errors.get_or_create(&l).clone(),
+                        latency: latency.get_or_create(&l).clone(),
+                    },
+                )
+            })
+            .collect();
+        let m = Metrics {
+            registry,
+            kinds,
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            connections: Gauge::default(),
+            connections_accepted: Counter::default(),
+            connections_refused: Counter::default(),
+            connections_dropped: Counter::default(),
+            writes_new: Counter::default(),
+            writes_duplicate: Counter::default(),
+            corrupt_reads: Counter::default(),
+            blocks_stored: Gauge::default(),
+            bytes_stored: Gauge::default(),
+        };
+        let mut m = m;
+        let r = &mut m.registry;
+        r.register(
+            "received_bytes",
+            "Bytes received from venti clients",
+            m.bytes_in.clone(),
+        );
+        r.register(
+            "sent_bytes",
+            "Bytes sent to venti clients",
+            m.bytes_out.clone(),
+        );
+        r.register(
+            "connections_open",
+            "Venti connections open now",
+            m.connections.clone(),
+        );
+        r.register(
+            "connections_accepted",
+            "Venti connections accepted",
+            m.connections_accepted.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed at the connection limit",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "connections_dropped",
+            "Connections closed for a protocol violation or timeout",
+            m.connections_dropped.clone(),
+        );
+        r.register(
+            "writes_new_blocks",
+            "Writes that stored a new block",
+            m.writes_new.clone(),
+        );
+        r.register(
+            "writes_duplicate_blocks",
+            "Writes of a block already stored",
+            m.writes_duplicate.clone(),
+        );
+        r.register(
+            "corrupt_reads",
+            "Reads refused because stored bytes did not match their score",
+            m.corrupt_reads.clone(),
+        );
+        r.register(
+            "stored_blocks",
+            "Distinct blocks in the store",
+            m.blocks_stored.clone(),
+        );
+        r.register(
+            "stored_bytes",
+            "Bytes of block data in the store",
+            m.bytes_stored.clone(),
+        );
+        m
+    }
+
+    /// The counters for one request kind.
+    pub fn kind(&self, kind: Kind) -> &KindMetrics {
+        &self
+            .kinds
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .expect("every kind is registered")
+            .1
+    }
+
+    /// Renders the metrics in Prometheus/OpenMetrics text format.
+    pub fn render(&self, stats: StoreStats) -> String {
+        self.blocks_stored.set(stats.blocks as i64);
+        self.bytes_stored.set(stats.bytes as i64);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

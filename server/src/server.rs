@@ -1,0 +1,87 @@
+//! The accept loop: a connection limit, one task per connection, and
+//! graceful shutdown (stop accepting, let requests in flight finish, sync).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::conn::{self, Shared};
+
+/// Serves venti on `listener` until `stop` completes, then drains.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: impl Future<Output = ()>) {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+    let mut conns = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    shared.metrics.connections_refused.inc();
+                    tracing::warn!(%peer, limit = shared.limits.max_connections, "connection limit reached; closing");
+                    drop(stream);
+                    continue;
+                };
+                shared.metrics.connections_accepted.inc();
+                let shared = Arc::clone(&shared);
+                let rx = shutdown_rx.clone();
+                conns.spawn(async move {
+                    conn::serve(stream, peer, shared, rx).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+    tracing::info!(
+        connections = conns.len(),
+        "shutting down: finishing requests in flight"
+    );
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    let grace = Duration::from_secs(shared.limits.shutdown_grace_secs + 2);
+    if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = conns.len(),
+            "connections still open after the grace period; closing them"
+        );
+        conns.abort_all();
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Binds the venti listener, naming the address if it fails.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
+}

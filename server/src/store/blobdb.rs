@@ -1,0 +1,108 @@
+//! The BlobDB engine: RocksDB holds the blocks themselves, in blob files
+//! (so compaction moves only the small keys), with its WAL for durability.
+//! Simple, but every block's bytes are written twice: to the WAL, then to
+//! a blob file when the memtable is flushed. Kept so the two designs can be
+//! measured on the same workload (`docs/STORAGE.md`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use rocksdb::{WriteBatch, DB};
+
+use super::{rocks, BlockKey, Engine, Meta, NewBlock, StoreError, StoreOptions, StoreStats};
+
+/// See the module documentation.
+pub struct BlobDbEngine {
+    db: DB,
+    meta: Mutex<Meta>,
+    blocks: AtomicU64,
+    bytes: AtomicU64,
+    _cache: rocksdb::Cache,
+}
+
+impl BlobDbEngine {
+    /// Opens (creating) the BlobDB store in `dir`; RocksDB's WAL recovery
+    /// is all the crash recovery it needs.
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<BlobDbEngine, StoreError> {
+        let (mut opts, cache) = rocks::options(options);
+        opts.set_enable_blob_files(true);
+        opts.set_min_blob_size(0);
+        opts.set_blob_file_size(256 << 20);
+        // Blocks are never deleted, so there is nothing to collect.
+        opts.set_enable_blob_gc(false);
+        let db = rocks::open(&opts, &dir.join("blobdb"))?;
+        let meta = db
+            .get(Meta::KEY)?
+            .and_then(|v| Meta::decode(&v))
+            .unwrap_or_default();
+        Ok(BlobDbEngine {
+            db,
+            meta: Mutex::new(meta),
+            blocks: AtomicU64::new(meta.blocks),
+            bytes: AtomicU64::new(meta.bytes),
+            _cache: cache,
+        })
+    }
+}
+
+impl Engine for BlobDbEngine {
+    fn get(&self, key: &BlockKey) -> Result<Option<Bytes>, StoreError> {
+        Ok(self
+            .db
+            .get_pinned(key.to_bytes())?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    fn contains(&self, key: &BlockKey) -> Result<bool, StoreError> {
+        Ok(self.db.get_pinned(key.to_bytes())?.is_some())
+    }
+
+    fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError> {
+        let mut meta = self.meta.lock().expect("meta lock");
+        let mut next = *meta;
+        let mut batch = WriteBatch::default();
+        for b in blocks {
+            batch.put(b.key.to_bytes(), &b.data);
+            next.blocks += 1;
+            next.bytes += b.data.len() as u64;
+        }
+        batch.put(Meta::KEY, next.encode());
+        self.db.write(batch)?;
+        *meta = next;
+        self.blocks.store(next.blocks, Ordering::Relaxed);
+        self.bytes.store(next.bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {
+        for item in self.db.iterator(rocksdb::IteratorMode::Start) {
+            let (k, _) = item?;
+            if let Some(key) = BlockKey::from_bytes(&k) {
+                if !visit(key) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            blocks: self.blocks.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}

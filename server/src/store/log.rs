@@ -1,0 +1,499 @@
+//! The log engine: venti's design on RocksDB.
+//!
+//! Block bytes are appended once to segment files (`log/00000000.log`,
+//! ...); RocksDB holds only the index, key (score, type) -> (segment,
+//! offset, length). The index is written without RocksDB's WAL, because
+//! the data log *is* the write-ahead log: every index batch also records
+//! the log position it covers (the [`Meta`] key), so after a crash the
+//! index recovers to some earlier batch and start-up re-indexes the log
+//! from that position, checking every record's SHA-1, and cuts off a torn
+//! tail. A Tsync is one `fdatasync` of the current segment.
+//!
+//! Record layout (all integers big-endian):
+//! `magic "EvB1"[4] type[1] pad[3] length[4] score[20] data[length]`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use eventi_shared::{BlockType, Score};
+use rocksdb::{FlushOptions, WriteBatch, WriteOptions, DB};
+
+use super::{rocks, BlockKey, Engine, Meta, NewBlock, StoreError, StoreOptions, StoreStats};
+
+/// Magic bytes at the start of every log record.
+pub const RECORD_MAGIC: &[u8; 4] = b"EvB1";
+/// Bytes in a record header.
+pub const HEADER_LEN: usize = 32;
+/// Largest block a record may hold; longer lengths mark a bad header.
+pub const MAX_RECORD_DATA: usize = 64 << 20;
+
+/// Where a block lives in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Location {
+    segment: u32,
+    offset: u64,
+    len: u32,
+}
+
+impl Location {
+    fn encode(&self) -> [u8; 16] {
+        let mut v = [0u8; 16];
+        v[0..4].copy_from_slice(&self.segment.to_be_bytes());
+        v[4..12].copy_from_slice(&self.offset.to_be_bytes());
+        v[12..16].copy_from_slice(&self.len.to_be_bytes());
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<Location> {
+        (v.len() == 16).then(|| Location {
+            segment: u32::from_be_bytes(v[0..4].try_into().expect("4")),
+            offset: u64::from_be_bytes(v[4..12].try_into().expect("8")),
+            len: u32::from_be_bytes(v[12..16].try_into().expect("4")),
+        })
+    }
+}
+
+fn encode_header(key: &BlockKey, len: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(RECORD_MAGIC);
+    out.push(key.block_type.to_wire());
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(key.score.as_bytes());
+}
+
+/// A parsed record header; `None` if it is not one.
+fn decode_header(h: &[u8]) -> Option<(BlockKey, usize)> {
+    if h.len() < HEADER_LEN || &h[0..4] != RECORD_MAGIC {
+        return None;
+    }
+    let block_type = BlockType::from_wire(h[4])?;
+    let len = u32::from_be_bytes(h[8..12].try_into().expect("4")) as usize;
+    if len > MAX_RECORD_DATA {
+        return None;
+    }
+    let score = Score::from_slice(&h[12..32])?;
+    Some((BlockKey { score, block_type }, len))
+}
+
+struct Writer {
+    segment: u32,
+    file: Arc<File>,
+    path: PathBuf,
+    len: u64,
+    since_flush: u64,
+    meta: Meta,
+}
+
+/// See the module documentation.
+pub struct LogEngine {
+    db: DB,
+    log_dir: PathBuf,
+    segments: RwLock<Vec<Arc<File>>>,
+    writer: Mutex<Writer>,
+    blocks: AtomicU64,
+    bytes: AtomicU64,
+    segment_bytes: u64,
+    index_flush_bytes: u64,
+    _cache: rocksdb::Cache,
+}
+
+fn segment_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("{n:08}.log"))
+}
+
+impl LogEngine {
+    /// Opens the engine in `dir`, re-indexing the log tail a crash left.
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<LogEngine, StoreError> {
+        let (opts, cache) = rocks::options(options);
+        let db = rocks::open(&opts, &dir.join("index"))?;
+        let log_dir = dir.join("log");
+        std::fs::create_dir_all(&log_dir).map_err(|e| StoreError::io("creating", &log_dir, e))?;
+        let meta = db
+            .get(Meta::KEY)?
+            .and_then(|v| Meta::decode(&v))
+            .unwrap_or_default();
+
+        // Open every segment 0..=last; a gap means files went missing.
+        let mut last = 0u32;
+        for entry in
+            std::fs::read_dir(&log_dir).map_err(|e| StoreError::io("listing", &log_dir, e))?
+        {
+            let entry = entry.map_err(|e| StoreError::io("listing", &log_dir, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name
+                .strip_suffix(".log")
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                last = last.max(n);
+            }
+        }
+        last = last.max(meta.segment);
+        let mut segments = Vec::new();
+        for n in 0..=last {
+            let path = segment_path(&log_dir, n);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(n == last)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| StoreError::io("opening log segment", &path, e))?;
+            segments.push(Arc::new(file));
+        }
+        let tail = Arc::clone(segments.last().expect("at least one segment"));
+        let tail_path = segment_path(&log_dir, last);
+        let engine = LogEngine {
+            db,
+            log_dir,
+            writer: Mutex::new(Writer {
+                segment: last,
+                file: tail,
+                path: tail_path,
+                len: 0,
+                since_flush: 0,
+                meta,
+            }),
+            segments: RwLock::new(segments),
+            blocks: AtomicU64::new(meta.blocks),
+            bytes: AtomicU64::new(meta.bytes),
+            segment_bytes: options.segment_bytes,
+            index_flush_bytes: options.index_flush_bytes,
+            _cache: cache,
+        };
+        engine.recover(meta)?;
+        Ok(engine)
+    }
+
+    /// Re-indexes every record after the indexed position, checking each
+    /// record's SHA-1; a bad record at the end of the last segment is a
+    /// torn write and is cut off, one followed by good records is skipped
+    /// and reported.
+    fn recover(&self, mut meta: Meta) -> Result<(), StoreError> {
+        let segments = self.segments.read().expect("segments lock").clone();
+        let last = (segments.len() - 1) as u32;
+        let mut reindexed = 0u64;
+        for seg in meta.segment..=last {
+            let path = segment_path(&self.log_dir, seg);
+            let file = &segments[seg as usize];
+            let start = if seg == meta.segment { meta.offset } else { 0 };
+            let file_len = file
+                .metadata()
+                .map_err(|e| StoreError::io("reading size of", &path, e))?
+                .len();
+            let mut pos = start;
+            let mut batch = WriteBatch::default();
+            let mut reader = BufReader::with_capacity(1 << 20, ReadAt::new(file, pos));
+            let mut header = [0u8; HEADER_LEN];
+            let mut data = Vec::new();
+            let mut bad_at: Option<u64> = None;
+            while pos < file_len {
+                let parsed = reader
+                    .read_exact(&mut header)
+                    .ok()
+                    .and_then(|_| decode_header(&header))
+                    .and_then(|(key, len)| {
+                        data.resize(len, 0);
+                        reader.read_exact(&mut data).ok()?;
+                        (Score::of(&data) == key.score).then_some((key, len))
+                    });
+                let Some((key, len)) = parsed else {
+                    bad_at = Some(pos);
+                    break;
+                };
+                let loc = Location {
+                    segment: seg,
+                    offset: pos,
+                    len: len as u32,
+                };
+                if !self.contains(&key)? {
+                    meta.blocks += 1;
+                    meta.bytes += len as u64;
+                    reindexed += 1;
+                }
+                batch.put(key.to_bytes(), loc.encode());
+                pos += (HEADER_LEN + len) as u64;
+                meta.segment = seg;
+                meta.offset = pos;
+                if batch.len() >= 4096 {
+                    batch.put(Meta::KEY, meta.encode());
+                    self.write_index(std::mem::take(&mut batch))?;
+                }
+            }
+            if let Some(bad) = bad_at {
+                let next_good = find_next_record(file, bad + 1, file_len);
+                match (seg == last, next_good) {
+                    (true, None) => {
+                        tracing::warn!(
+                            segment = %path.display(), offset = bad, cut = file_len - bad,
+                            "cutting off a torn write at the end of the data log"
+                        );
+                        file.set_len(bad)
+                            .map_err(|e| StoreError::io("truncating", &path, e))?;
+                        file.sync_data()
+                            .map_err(|e| StoreError::io("syncing", &path, e))?;
+                    }
+                    _ => {
+                        return Err(StoreError::BadDataDir {
+                            path: path.clone(),
+                            reason: format!(
+                                "corrupt log record at offset {bad} followed by more data; \
+                                 refusing to start rather than lose blocks \
+                                 (run `eventi-server verify` and keep a copy of the directory)"
+                            ),
+                        });
+                    }
+                }
+            }
+            meta.segment = seg;
+            meta.offset = pos;
+            batch.put(Meta::KEY, meta.encode());
+            self.write_index(batch)?;
+        }
+        if reindexed > 0 {
+            tracing::info!(
+                blocks = reindexed,
+                "re-indexed data log tail after an unclean stop"
+            );
+        }
+        let mut w = self.writer.lock().expect("writer lock");
+        w.len = meta.offset;
+        w.meta = meta;
+        self.blocks.store(meta.blocks, Ordering::Relaxed);
+        self.bytes.store(meta.bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn write_index(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    fn location(&self, key: &BlockKey) -> Result<Option<Location>, StoreError> {
+        match self.db.get_pinned(key.to_bytes())? {
+            None => Ok(None),
+            Some(v) => Location::decode(&v)
+                .map(Some)
+                .ok_or_else(|| StoreError::BadLocation(key.score, "malformed index value".into())),
+        }
+    }
+
+    /// Starts a new segment once the current one is full. The old one is
+    /// synced first so that a sync need only ever touch the newest file.
+    fn roll_if_full(&self, w: &mut Writer, incoming: u64) -> Result<(), StoreError> {
+        if w.len == 0 || w.len + incoming <= self.segment_bytes {
+            return Ok(());
+        }
+        w.file
+            .sync_data()
+            .map_err(|e| StoreError::io("syncing", &w.path, e))?;
+        let next = w.segment + 1;
+        let path = segment_path(&self.log_dir, next);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::io("creating log segment", &path, e))?;
+        let file = Arc::new(file);
+        self.segments
+            .write()
+            .expect("segments lock")
+            .push(Arc::clone(&file));
+        if let Ok(dir) = File::open(&self.log_dir) {
+            let _ = dir.sync_all();
+        }
+        w.segment = next;
+        w.file = file;
+        w.path = path;
+        w.len = 0;
+        Ok(())
+    }
+}
+
+impl Engine for LogEngine {
+    fn get(&self, key: &BlockKey) -> Result<Option<Bytes>, StoreError> {
+        let Some(loc) = self.location(key)? else {
+            return Ok(None);
+        };
+        let file = {
+            let segments = self.segments.read().expect("segments lock");
+            segments.get(loc.segment as usize).cloned()
+        }
+        .ok_or_else(|| StoreError::BadLocation(key.score, format!("no segment {}", loc.segment)))?;
+        let mut buf = vec![0u8; HEADER_LEN + loc.len as usize];
+        file.read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| StoreError::io("reading", &segment_path(&self.log_dir, loc.segment), e))?;
+        match decode_header(&buf) {
+            Some((k, len)) if k == *key && len == loc.len as usize => {}
+            _ => {
+                return Err(StoreError::BadLocation(
+                    key.score,
+                    format!("segment {} offset {}", loc.segment, loc.offset),
+                ))
+            }
+        }
+        let mut data = Bytes::from(buf);
+        Ok(Some(data.split_off(HEADER_LEN)))
+    }
+
+    fn contains(&self, key: &BlockKey) -> Result<bool, StoreError> {
+        Ok(self.db.get_pinned(key.to_bytes())?.is_some())
+    }
+
+    fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError> {
+        let mut w = self.writer.lock().expect("writer lock");
+        let total: usize = blocks.iter().map(|b| HEADER_LEN + b.data.len()).sum();
+        self.roll_if_full(&mut w, total as u64)?;
+        let mut buf = Vec::with_capacity(total);
+        let mut batch = WriteBatch::default();
+        let mut meta = w.meta;
+        for b in blocks {
+            let loc = Location {
+                segment: w.segment,
+                offset: w.len + buf.len() as u64,
+                len: b.data.len() as u32,
+            };
+            encode_header(&b.key, b.data.len(), &mut buf);
+            buf.extend_from_slice(&b.data);
+            batch.put(b.key.to_bytes(), loc.encode());
+            meta.blocks += 1;
+            meta.bytes += b.data.len() as u64;
+        }
+        if let Err(e) = w.file.write_all_at(&buf, w.len) {
+            // Leave no partial record behind: it would be cut at start-up
+            // anyway, but a later append must not follow garbage.
+            let _ = w.file.set_len(w.len);
+            return Err(StoreError::io("appending to", &w.path, e));
+        }
+        meta.segment = w.segment;
+        meta.offset = w.len + buf.len() as u64;
+        batch.put(Meta::KEY, meta.encode());
+        self.write_index(batch)?;
+        w.len = meta.offset;
+        w.meta = meta;
+        self.blocks.store(meta.blocks, Ordering::Relaxed);
+        self.bytes.store(meta.bytes, Ordering::Relaxed);
+        w.since_flush += buf.len() as u64;
+        if w.since_flush >= self.index_flush_bytes {
+            w.since_flush = 0;
+            let mut fo = FlushOptions::default();
+            fo.set_wait(false);
+            self.db.flush_opt(&fo)?;
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        let w = self.writer.lock().expect("writer lock");
+        w.file
+            .sync_data()
+            .map_err(|e| StoreError::io("syncing", &w.path, e))
+    }
+
+    fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {
+        for item in self.db.iterator(rocksdb::IteratorMode::Start) {
+            let (k, _) = item?;
+            if let Some(key) = BlockKey::from_bytes(&k) {
+                if !visit(key) {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            blocks: self.blocks.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.sync()?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Looks for a record that parses and verifies after `from`: if one
+/// exists, the damage at `from` is not a torn tail.
+fn find_next_record(file: &File, from: u64, end: u64) -> Option<u64> {
+    let mut buf = vec![0u8; (end.saturating_sub(from)).min(256 << 20) as usize];
+    file.read_exact_at(&mut buf, from).ok()?;
+    let mut i = 0;
+    while i + HEADER_LEN <= buf.len() {
+        if &buf[i..i + 4] == RECORD_MAGIC {
+            if let Some((key, len)) = decode_header(&buf[i..]) {
+                let start = i + HEADER_LEN;
+                if start + len <= buf.len() && Score::of(&buf[start..start + len]) == key.score {
+                    return Some(from + i as u64);
+                }
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Sequential reads through `pread`, so recovery does not disturb the
+/// shared file offset.
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    fn new(file: &'a File, pos: u64) -> Self {
+        ReadAt { file, pos }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Walks a segment file for `verify`: every record's key and whether its
+/// bytes hash to its score. Stops at the first unparseable header.
+pub fn scan_segment(
+    path: &Path,
+    visit: &mut dyn FnMut(u64, BlockKey, bool),
+) -> Result<Option<u64>, StoreError> {
+    let file = File::open(path).map_err(|e| StoreError::io("opening", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::io("reading size of", path, e))?
+        .len();
+    let mut reader = BufReader::with_capacity(1 << 20, ReadAt::new(&file, 0));
+    let mut pos = 0u64;
+    let mut header = [0u8; HEADER_LEN];
+    let mut data = Vec::new();
+    while pos < len {
+        if reader.read_exact(&mut header).is_err() {
+            return Ok(Some(pos));
+        }
+        let Some((key, n)) = decode_header(&header) else {
+            return Ok(Some(pos));
+        };
+        data.resize(n, 0);
+        if reader.read_exact(&mut data).is_err() {
+            return Ok(Some(pos));
+        }
+        visit(pos, key, Score::of(&data) == key.score);
+        pos += (HEADER_LEN + n) as u64;
+    }
+    Ok(None)
+}

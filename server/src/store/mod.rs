@@ -1,0 +1,360 @@
+//! Block storage: (score, type) -> bytes, write-once.
+//!
+//! [`Engine`] is the small trait a storage design implements; two exist so
+//! that they can be measured against each other on the same workload
+//! (`docs/STORAGE.md`): [`log::LogEngine`], venti's own design (an
+//! append-only data log with RocksDB as the index), and
+//! [`blobdb::BlobDbEngine`] (RocksDB BlobDB holding the blocks themselves).
+//! [`Store`] wraps an engine with what every design needs: one group-commit
+//! thread that batches writes from all connections, deduplication,
+//! SHA-1 verification on read, and the zero score.
+
+pub mod blobdb;
+mod committer;
+pub mod log;
+pub mod rocks;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eventi_shared::{BlockType, Score};
+use serde::{Deserialize, Serialize};
+
+pub use committer::{SyncDone, WriteDone};
+
+/// The key of a block: its score and its wire type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockKey {
+    /// SHA-1 of the block.
+    pub score: Score,
+    /// Wire type; the same bytes under two types are two blocks.
+    pub block_type: BlockType,
+}
+
+impl BlockKey {
+    /// Bytes in an encoded key: score then type.
+    pub const LEN: usize = Score::LEN + 1;
+
+    /// The key as stored in RocksDB.
+    pub fn to_bytes(self) -> [u8; Self::LEN] {
+        let mut k = [0u8; Self::LEN];
+        k[..Score::LEN].copy_from_slice(self.score.as_bytes());
+        k[Score::LEN] = self.block_type.to_wire();
+        k
+    }
+
+    /// Parses a stored key; `None` for keys that are not block keys.
+    pub fn from_bytes(k: &[u8]) -> Option<BlockKey> {
+        if k.len() != Self::LEN {
+            return None;
+        }
+        Some(BlockKey {
+            score: Score::from_slice(&k[..Score::LEN])?,
+            block_type: BlockType::from_wire(k[Score::LEN])?,
+        })
+    }
+}
+
+/// A block about to be stored; its score was computed from `data`.
+#[derive(Clone, Debug)]
+pub struct NewBlock {
+    /// Where it will be found.
+    pub key: BlockKey,
+    /// Its bytes.
+    pub data: Bytes,
+}
+
+/// What can go wrong in storage. Messages name the file or key involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB failed.
+    #[error("index database: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Stored bytes do not hash to the score they are stored under.
+    #[error("block {score} type {block_type} is corrupt: its bytes hash to {actual}")]
+    Corrupt {
+        /// The key's score.
+        score: Score,
+        /// The key's type.
+        block_type: BlockType,
+        /// What the stored bytes hash to.
+        actual: Score,
+    },
+    /// The index points somewhere the data is not.
+    #[error("index entry for {0} points to a bad log record: {1}")]
+    BadLocation(Score, String),
+    /// A data directory that cannot be used.
+    #[error("data directory {path}: {reason}")]
+    BadDataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An earlier failure to make data durable; the store refuses writes
+    /// from then on, since what reached the disk is unknown.
+    #[error("store is read-only after an earlier failure: {0}")]
+    Failed(String),
+    /// The store is shutting down.
+    #[error("store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn io(what: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Totals for metrics and `verify`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Distinct blocks stored.
+    pub blocks: u64,
+    /// Their bytes, excluding any framing or index.
+    pub bytes: u64,
+}
+
+/// A storage design. Reads may come from any thread; `put_batch` and
+/// `sync` come from the single committer thread only.
+pub trait Engine: Send + Sync + 'static {
+    /// The stored bytes of a block, unverified, or `None` if absent.
+    fn get(&self, key: &BlockKey) -> Result<Option<Bytes>, StoreError>;
+    /// Whether a block is stored (cheap for absent keys: bloom filters).
+    fn contains(&self, key: &BlockKey) -> Result<bool, StoreError>;
+    /// Stores blocks, none of them already present, as one batch: either
+    /// all become readable or the call fails and none is indexed.
+    fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError>;
+    /// Makes every block put so far durable.
+    fn sync(&self) -> Result<(), StoreError>;
+    /// Calls `visit` for every stored key until it returns `false`.
+    fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError>;
+    /// Totals.
+    fn stats(&self) -> StoreStats;
+    /// Flushes and closes; called once at shutdown after the last sync.
+    fn close(&self) -> Result<(), StoreError>;
+}
+
+/// Which storage design a data directory uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Append-only data log, RocksDB index (venti's design; the default).
+    #[default]
+    Log,
+    /// RocksDB BlobDB holds the blocks.
+    Blobdb,
+}
+
+/// Storage settings (the `[storage]` table of the config file).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreOptions {
+    /// Storage design for a new data directory (an existing one keeps its own).
+    pub engine: EngineKind,
+    /// Size at which the data log starts a new segment file.
+    pub segment_bytes: u64,
+    /// RocksDB block cache (index and filter blocks, or BlobDB values).
+    pub block_cache_bytes: usize,
+    /// RocksDB memtable size.
+    pub write_buffer_bytes: usize,
+    /// Most bytes the committer gathers into one batch.
+    pub batch_max_bytes: usize,
+    /// Log bytes after which the index memtable is flushed, bounding the
+    /// log tail that start-up after a crash must re-index.
+    pub index_flush_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            engine: EngineKind::Log,
+            segment_bytes: 1 << 30,
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 32 << 20,
+            batch_max_bytes: 8 << 20,
+            index_flush_bytes: 1 << 30,
+        }
+    }
+}
+
+/// The block store a server (or the embedded client store) uses.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<dyn Engine>,
+    committer: committer::Handle,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, recovering after a
+    /// crash, and starts its committer thread.
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let engine = open_engine(dir, options)?;
+        let committer = committer::spawn(Arc::clone(&engine), options.batch_max_bytes);
+        Ok(Store { engine, committer })
+    }
+
+    /// Reads and verifies a block. The zero score is the empty block of
+    /// every type. Blocking: call from a blocking-safe context.
+    pub fn read(&self, key: &BlockKey) -> Result<Option<Bytes>, StoreError> {
+        if key.score.is_zero() {
+            return Ok(Some(Bytes::new()));
+        }
+        let Some(data) = self.engine.get(key)? else {
+            return Ok(None);
+        };
+        let actual = Score::of(&data);
+        if actual != key.score {
+            return Err(StoreError::Corrupt {
+                score: key.score,
+                block_type: key.block_type,
+                actual,
+            });
+        }
+        Ok(Some(data))
+    }
+
+    /// Queues a write of a block whose score the caller computed from its
+    /// data; `done` runs exactly once, on the committer thread, with
+    /// `Ok(true)` if the block was new, `Ok(false)` if it was already
+    /// stored. Waits only when the committer's queue is full (back-pressure).
+    pub async fn submit_write(&self, block: NewBlock, done: WriteDone) {
+        self.committer.write(block, done).await
+    }
+
+    /// Queues a sync; `done` runs exactly once, when every write queued
+    /// before it is durable (or the attempt failed).
+    pub async fn submit_sync(&self, done: SyncDone) {
+        self.committer.sync(done).await
+    }
+
+    /// Writes a block and waits for the outcome (`true` if new).
+    pub async fn write(&self, block: NewBlock) -> Result<bool, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit_write(
+            block,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )
+        .await;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Waits until every earlier write is durable.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit_sync(Box::new(move |r| {
+            let _ = tx.send(r);
+        }))
+        .await;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Totals.
+    pub fn stats(&self) -> StoreStats {
+        self.engine.stats()
+    }
+
+    /// The engine, for `verify`.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// Stops the committer after it has drained its queue, syncs, and
+    /// closes the engine. Blocking.
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        self.committer.stop();
+        self.engine.sync()?;
+        self.engine.close()
+    }
+}
+
+/// Opens the engine a data directory was created with (recorded in its
+/// `ENGINE` file), or a new one of `options.engine`.
+pub fn open_engine(dir: &Path, options: &StoreOptions) -> Result<Arc<dyn Engine>, StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating", dir, e))?;
+    let marker = dir.join("ENGINE");
+    let kind = match std::fs::read_to_string(&marker) {
+        Ok(text) => match text.trim() {
+            "log" => EngineKind::Log,
+            "blobdb" => EngineKind::Blobdb,
+            other => {
+                return Err(StoreError::BadDataDir {
+                    path: dir.to_path_buf(),
+                    reason: format!("unknown engine {other:?} in ENGINE file"),
+                })
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = match options.engine {
+                EngineKind::Log => "log",
+                EngineKind::Blobdb => "blobdb",
+            };
+            std::fs::write(&marker, format!("{name}\n"))
+                .map_err(|e| StoreError::io("writing", &marker, e))?;
+            options.engine
+        }
+        Err(e) => return Err(StoreError::io("reading", &marker, e)),
+    };
+    Ok(match kind {
+        EngineKind::Log => Arc::new(log::LogEngine::open(dir, options)?),
+        EngineKind::Blobdb => Arc::new(blobdb::BlobDbEngine::open(dir, options)?),
+    })
+}
+
+/// The meta record both engines keep in their RocksDB, committed in the
+/// same batch as the keys it describes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// Log segment holding the end of the indexed log (log engine only).
+    pub segment: u32,
+    /// Offset in that segment up to which every record is indexed.
+    pub offset: u64,
+    /// Blocks stored.
+    pub blocks: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+}
+
+impl Meta {
+    /// The meta key: shorter than any block key, so never confused with one.
+    pub const KEY: &'static [u8] = b"\0meta";
+
+    pub fn encode(&self) -> [u8; 28] {
+        let mut v = [0u8; 28];
+        v[0..4].copy_from_slice(&self.segment.to_be_bytes());
+        v[4..12].copy_from_slice(&self.offset.to_be_bytes());
+        v[12..20].copy_from_slice(&self.blocks.to_be_bytes());
+        v[20..28].copy_from_slice(&self.bytes.to_be_bytes());
+        v
+    }
+
+    pub fn decode(v: &[u8]) -> Option<Meta> {
+        if v.len() != 28 {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().expect("8 bytes"));
+        Some(Meta {
+            segment: u32::from_be_bytes(v[0..4].try_into().expect("4 bytes")),
+            offset: u64_at(4),
+            blocks: u64_at(12),
+            bytes: u64_at(20),
+        })
+    }
+}

@@ -1,0 +1,27 @@
+//! The venti wire protocol, shared by eventi's server and client.
+//!
+//! Everything except [`client`] is pure: bytes in, typed values out, no I/O,
+//! so it can be unit-tested, property-tested and fuzzed in isolation. The
+//! layout follows plan9port's libventi, whose source is the authority on
+//! every byte: `score` (SHA-1 addresses), `block_type` (wire/disk types),
+//! `version` (the text line both ends exchange first), `codec` (messages and
+//! their 2- or 4-byte framing), and `client` (a pipelined async client).
+
+pub mod block_type;
+pub mod client;
+pub mod codec;
+pub mod score;
+pub mod version;
+
+pub use block_type::BlockType;
+pub use client::{ClientError, VentiClient};
+pub use codec::{CodecError, Message};
+pub use score::Score;
+pub use version::Version;
+
+/// Largest block plan9port's venti stores (its `VtMaxLumpSize`), and the
+/// limit for every block on a protocol `02` connection.
+pub const MAX_BLOCK_V02: usize = 56 * 1024;
+
+/// Longest `s` string the protocol allows (libventi's `VtMaxStringSize`).
+pub const MAX_STRING: usize = 1024;

@@ -1,0 +1,175 @@
+//! Helpers for end-to-end tests: start the real `eventi-server` binary on
+//! loopback with ephemeral ports, talk HTTP to it, stop or kill it.
+//!
+//! The binaries must be built first (`cargo build --release --bins`, which
+//! the README's test command does); they are found next to the test
+//! executable's own directory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary built into the same target directory as the
+/// running test.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --release --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A running `eventi-server serve`, stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Server {
+    child: Option<Child>,
+    /// Venti address.
+    pub addr: SocketAddr,
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// Data directory.
+    pub data: PathBuf,
+    stderr_log: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on `data` with extra flags (e.g. `--config F`).
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let stderr_log = data.with_extension("stderr.log");
+        let stderr = std::fs::File::create(&stderr_log).expect("stderr log file");
+        let mut child = Command::new(binary("eventi-server"))
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .env("EVENTI_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("starting eventi-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reading the listening line");
+        let field = |name: &str| -> SocketAddr {
+            let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {line:?}; server log:\n{log}"))
+                .parse()
+                .expect("an address")
+        };
+        let addr = field("venti=");
+        let http = field("http=");
+        Server {
+            child: Some(child),
+            addr,
+            http,
+            data: data.to_path_buf(),
+            stderr_log,
+        }
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaping");
+    }
+
+    /// SIGTERM and wait for a clean exit (bounded).
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        terminate(&mut child)
+    }
+
+    /// GET `path` from the HTTP endpoint: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(self.http).expect("connecting to HTTP");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("reading HTTP reply");
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// A metric's value from `/metrics` (first sample whose line starts
+    /// with `name`), or 0 if absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+fn terminate(child: &mut Child) -> ExitStatus {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("eventi-server did not exit within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes a config file into `dir` and returns its path.
+pub fn config_file(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("eventi-server.toml");
+    std::fs::write(&path, toml).expect("writing config");
+    path
+}
