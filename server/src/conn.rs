@@ -1,13 +1,17 @@
 //! One venti connection: version line, hello, then pipelined requests.
 //!
-//! The reader (this task) decodes requests in arrival order and starts
-//! each one: pings are answered at once, reads run on the blocking pool,
-//! writes and syncs go to the store's committer in arrival order (so a
-//! sync covers every earlier write of this connection). Replies go, in
-//! whatever order they finish, to a writer task that coalesces them into
-//! few socket writes. A semaphore bounds the requests in flight: when the
-//! peer stops reading replies, the writer stalls, permits run out, the
-//! reader stops reading, and TCP pushes back on the peer.
+//! One task serves a connection, in rounds: decode every request already
+//! received (up to the in-flight limit), answer pings and cached reads on
+//! the spot, queue writes and syncs to the store's group commit in arrival
+//! order, send a cold read (`Lookup::WouldBlock`) to the blocking pool,
+//! then send every reply ready so far in one socket write, and wait for
+//! more requests or for replies finishing elsewhere. The common path has
+//! no hand-off between threads; the profile that led here is in
+//! `docs/PERFORMANCE.md`.
+//!
+//! Back-pressure: at most `max_in_flight` requests are unanswered; at the
+//! limit, or while a peer is not reading its replies, the task stops
+//! reading and TCP pushes back on the peer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,12 +24,12 @@ use eventi_shared::{Message, Score, MAX_BLOCK_V02};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 use crate::config::Limits;
 use crate::metrics::{Kind, Metrics};
-use crate::store::{BlockKey, NewBlock, Store, StoreError};
+use crate::store::{BlockKey, Job, Lookup, NewBlock, Store, StoreError};
 
 /// What every connection shares.
 pub struct Shared {
@@ -56,13 +60,16 @@ impl From<CodecError> for ConnError {
     }
 }
 
+/// A reply finished away from the connection's task.
 struct Reply {
     tag: u8,
     message: Message,
     kind: Kind,
     started: Instant,
-    _permit: OwnedSemaphorePermit,
 }
+
+/// Replies queued for one socket write are flushed past this size.
+const OUT_BUDGET: usize = 1 << 20;
 
 /// Serves one connection until the peer leaves, misbehaves, or the server
 /// shuts down. Never panics on bad input; logs why it closed.
@@ -81,6 +88,19 @@ pub async fn serve(
         }
     }
     shared.metrics.connections.dec();
+}
+
+/// The state of one session after hello.
+struct Session<'a> {
+    shared: &'a Arc<Shared>,
+    version: Version,
+    max_block: usize,
+    out: BytesMut,
+    /// Requests whose replies will arrive on `done_tx`'s channel.
+    in_flight: usize,
+    done_tx: mpsc::UnboundedSender<Reply>,
+    /// Writes and syncs decoded this round, for one group commit.
+    jobs: Vec<Job>,
 }
 
 async fn run(
@@ -103,69 +123,48 @@ async fn run(
         Version::V02 => MAX_BLOCK_V02,
         Version::V04 => limits.max_block_v04,
     };
-    // Twrite's header is 6 bytes; a little slack keeps the error for an
-    // oversized block a clear Rerror rather than a dropped connection.
+    // Slack over the largest block keeps an oversized write a clear
+    // Rerror rather than a dropped connection.
     let decoder = FrameDecoder::new(version, max_block + 64);
-    let (reply_tx, reply_rx) = mpsc::unbounded_channel::<Reply>();
-    let writer = tokio::spawn(write_replies(
-        wr,
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Reply>();
+    let mut s = Session {
+        shared,
         version,
-        reply_rx,
-        Arc::clone(&shared.metrics),
-        Duration::from_secs(limits.write_timeout_secs),
-        peer,
-    ));
-    let permits = Arc::new(Semaphore::new(limits.max_in_flight));
+        max_block,
+        out: BytesMut::with_capacity(256 * 1024),
+        in_flight: 0,
+        done_tx,
+        jobs: Vec::new(),
+    };
     let idle = Duration::from_secs(limits.idle_timeout_secs);
     let frame_time = Duration::from_secs(limits.frame_timeout_secs);
+    let write_time = Duration::from_secs(limits.write_timeout_secs);
+    let grace = Duration::from_secs(limits.shutdown_grace_secs);
+    let mut closing: Option<tokio::time::Instant> = None;
+    let mut result: Result<(), ConnError> = Ok(());
 
-    let result: Result<(), ConnError> = async {
-        loop {
-            let body = loop {
-                if let Some(body) = decoder.decode(&mut buf)? {
-                    break Some(body);
-                }
-                let in_flight = permits.available_permits() < limits.max_in_flight;
-                let wait = if !buf.is_empty() {
-                    Some((frame_time, "rest of a frame"))
-                } else if !in_flight {
-                    Some((idle, "idle connection"))
-                } else {
-                    None
-                };
-                let read = async {
-                    match wait {
-                        Some((d, what)) => timeout(d, rd.read_buf(&mut buf))
-                            .await
-                            .map_err(|_| ConnError::Timeout(what))?
-                            .map_err(ConnError::from),
-                        None => rd.read_buf(&mut buf).await.map_err(ConnError::from),
-                    }
-                };
-                tokio::select! {
-                    n = read => {
-                        let n = n?;
-                        if n == 0 {
-                            if !buf.is_empty() {
-                                return Err(ConnError::Protocol("peer closed mid-frame".into()));
-                            }
-                            break None;
-                        }
-                        shared.metrics.bytes_in.inc_by(n as u64);
-                    }
-                    _ = shutdown.changed() => break None,
-                    _ = reply_tx.closed() => return Err(ConnError::Protocol("reply writer stopped".into())),
+    loop {
+        // 1. Start every request already received, within the limits.
+        while closing.is_none()
+            && s.in_flight + s.jobs.len() < limits.max_in_flight
+            && s.out.len() < OUT_BUDGET
+        {
+            let body = match decoder.decode(&mut buf) {
+                Ok(Some(body)) => body,
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e.into());
+                    closing = Some(tokio::time::Instant::now() + grace);
+                    break;
                 }
             };
-            let Some(body) = body else { return Ok(()) };
-            let permit = Arc::clone(&permits)
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
             let started = Instant::now();
             match decode_body(body) {
-                Ok(Frame { message: Message::Tgoodbye, .. }) => return Ok(()),
-                Ok(frame) => dispatch(frame, version, max_block, shared, &reply_tx, started, permit).await,
+                Ok(Frame {
+                    message: Message::Tgoodbye,
+                    ..
+                }) => closing = Some(tokio::time::Instant::now() + grace),
+                Ok(frame) => s.start(frame, started),
                 Err(e) => match e.tag() {
                     Some(tag) => {
                         tracing::info!(%peer, error = %e, "bad request");
@@ -173,24 +172,255 @@ async fn run(
                             CodecError::UnknownType { .. } => "unknown request".to_string(),
                             other => other.to_string(),
                         };
-                        send(&reply_tx, tag, Message::Rerror { error }, Kind::Other, started, permit);
+                        s.reply(tag, Message::Rerror { error }, Kind::Other, started);
                     }
-                    None => return Err(e.into()),
+                    None => {
+                        result = Err(e.into());
+                        closing = Some(tokio::time::Instant::now() + grace);
+                    }
                 },
             }
         }
+        s.commit();
+        // 2. Collect replies finished elsewhere, without waiting.
+        while let Ok(reply) = done_rx.try_recv() {
+            s.finish(reply);
+        }
+        // 3. One socket write for everything ready.
+        if !s.out.is_empty() {
+            match timeout(write_time, wr.write_all(&s.out)).await {
+                Ok(Ok(())) => {
+                    shared.metrics.bytes_out.inc_by(s.out.len() as u64);
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => {
+                    tracing::info!(%peer, "peer stopped reading replies; dropping the connection");
+                    return Err(ConnError::Timeout("peer not reading replies"));
+                }
+            }
+            s.out.clear();
+        }
+        if closing.is_some() && s.in_flight == 0 {
+            break;
+        }
+        let can_read = closing.is_none() && s.in_flight < limits.max_in_flight;
+        if can_read && decoder.frame_ready(&buf) {
+            continue;
+        }
+        // 4. Wait for requests, replies, shutdown, or a timeout.
+        let wait = if !buf.is_empty() {
+            Some((frame_time, "rest of a frame"))
+        } else if s.in_flight == 0 {
+            Some((idle, "idle connection"))
+        } else {
+            None
+        };
+        let read = async {
+            match wait {
+                Some((d, what)) => timeout(d, rd.read_buf(&mut buf))
+                    .await
+                    .map_err(|_| ConnError::Timeout(what))?
+                    .map_err(ConnError::from),
+                None => rd.read_buf(&mut buf).await.map_err(ConnError::from),
+            }
+        };
+        tokio::select! {
+            n = read, if can_read => match n {
+                Ok(0) => {
+                    if !buf.is_empty() {
+                        result = Err(ConnError::Protocol("peer closed mid-frame".into()));
+                    }
+                    closing = Some(tokio::time::Instant::now() + grace);
+                }
+                Ok(n) => {
+                    shared.metrics.bytes_in.inc_by(n as u64);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    closing = Some(tokio::time::Instant::now() + grace);
+                }
+            },
+            Some(reply) = done_rx.recv(), if s.in_flight > 0 => s.finish(reply),
+            _ = shutdown.changed(), if closing.is_none() => {
+                closing = Some(tokio::time::Instant::now() + grace);
+            }
+            _ = tokio::time::sleep_until(closing.unwrap_or_else(tokio::time::Instant::now)), if closing.is_some() => {
+                tracing::warn!(%peer, in_flight = s.in_flight, "requests still in flight after the grace period");
+                break;
+            }
+        }
     }
-    .await;
-
-    // Let requests in flight finish (bounded), then let the writer drain.
-    let grace = Duration::from_secs(limits.shutdown_grace_secs);
-    let all = limits.max_in_flight as u32;
-    if timeout(grace, permits.acquire_many(all)).await.is_err() {
-        tracing::warn!(%peer, "requests still in flight after the grace period");
-    }
-    drop(reply_tx);
-    let _ = writer.await;
+    let _ = wr.shutdown().await;
     result
+}
+
+impl Session<'_> {
+    /// Encodes a reply now and counts it.
+    fn reply(&mut self, tag: u8, message: Message, kind: Kind, started: Instant) {
+        let m = self.shared.metrics.kind(kind);
+        m.requests.inc();
+        if matches!(message, Message::Rerror { .. }) {
+            m.errors.inc();
+        }
+        m.latency.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = encode_frame(self.version, tag, &message, &mut self.out) {
+            let _ = encode_frame(self.version, tag, &rerror(e), &mut self.out);
+        }
+    }
+
+    fn finish(&mut self, r: Reply) {
+        self.in_flight -= 1;
+        self.reply(r.tag, r.message, r.kind, r.started);
+    }
+
+    /// Hands this round's writes and syncs to the group commit.
+    fn commit(&mut self) {
+        if !self.jobs.is_empty() {
+            self.in_flight += self.jobs.len();
+            self.shared.store.submit(std::mem::take(&mut self.jobs));
+        }
+    }
+
+    fn start(&mut self, frame: Frame, started: Instant) {
+        let tag = frame.tag;
+        match frame.message {
+            Message::Tping => self.reply(tag, Message::Rping, Kind::Ping, started),
+            Message::Thello { .. } => self.reply(
+                tag,
+                rerror("hello already done on this connection"),
+                Kind::Hello,
+                started,
+            ),
+            Message::Tread {
+                score,
+                block_type,
+                count,
+            } => {
+                // A read after a write of the same block in one round
+                // must find it: commit what is queued first.
+                self.commit();
+                let key = BlockKey { score, block_type };
+                match self.shared.store.try_read(&key) {
+                    Ok(Lookup::WouldBlock) => self.read_in_background(tag, key, count, started),
+                    found => {
+                        let message = self.read_result(key, count, found);
+                        self.reply(tag, message, Kind::Read, started);
+                    }
+                }
+            }
+            Message::Twrite { block_type, data } => {
+                if data.len() > self.max_block {
+                    let why = format!(
+                        "block too large: {} bytes, limit {} on protocol {}",
+                        data.len(),
+                        self.max_block,
+                        self.version.as_str()
+                    );
+                    return self.reply(tag, rerror(why), Kind::Write, started);
+                }
+                let score = Score::of(&data);
+                if data.is_empty() {
+                    return self.reply(tag, Message::Rwrite { score }, Kind::Write, started);
+                }
+                let block = NewBlock {
+                    key: BlockKey { score, block_type },
+                    data,
+                };
+                let tx = self.done_tx.clone();
+                let metrics = Arc::clone(&self.shared.metrics);
+                let done = Box::new(move |r: Result<bool, StoreError>| {
+                    let message = match r {
+                        Ok(new) => {
+                            if new {
+                                metrics.writes_new.inc();
+                            } else {
+                                metrics.writes_duplicate.inc();
+                            }
+                            Message::Rwrite { score }
+                        }
+                        Err(e) => rerror(e),
+                    };
+                    let _ = tx.send(Reply {
+                        tag,
+                        message,
+                        kind: Kind::Write,
+                        started,
+                    });
+                });
+                self.jobs.push(Job::Write(block, done));
+            }
+            Message::Tsync => {
+                let tx = self.done_tx.clone();
+                let done = Box::new(move |r: Result<(), StoreError>| {
+                    let message = match r {
+                        Ok(()) => Message::Rsync,
+                        Err(e) => rerror(e),
+                    };
+                    let _ = tx.send(Reply {
+                        tag,
+                        message,
+                        kind: Kind::Sync,
+                        started,
+                    });
+                });
+                self.jobs.push(Job::Sync(done));
+            }
+            other => {
+                let why = format!("unknown request {}", other.name());
+                self.reply(tag, rerror(why), Kind::Other, started)
+            }
+        }
+    }
+
+    /// A read whose bytes are not cached goes to the blocking pool, so
+    /// that cold reads of one connection proceed in parallel.
+    fn read_in_background(&mut self, tag: u8, key: BlockKey, count: u32, started: Instant) {
+        self.in_flight += 1;
+        let shared = Arc::clone(self.shared);
+        let tx = self.done_tx.clone();
+        let version = self.version;
+        tokio::task::spawn_blocking(move || {
+            let found = shared.store.read(&key).map(|r| match r {
+                Some(data) => Lookup::Found(data),
+                None => Lookup::Absent,
+            });
+            let message = read_result(&shared, version, key, count, found);
+            let _ = tx.send(Reply {
+                tag,
+                message,
+                kind: Kind::Read,
+                started,
+            });
+        });
+    }
+
+    fn read_result(&self, key: BlockKey, count: u32, found: Result<Lookup, StoreError>) -> Message {
+        read_result(self.shared, self.version, key, count, found)
+    }
+}
+
+fn read_result(
+    shared: &Shared,
+    version: Version,
+    key: BlockKey,
+    count: u32,
+    found: Result<Lookup, StoreError>,
+) -> Message {
+    match found {
+        Ok(Lookup::Found(data)) => read_reply(data, count, version),
+        Ok(Lookup::Absent) | Ok(Lookup::WouldBlock) => rerror(format!(
+            "no block with score {}/{} exists",
+            key.score,
+            key.block_type.to_wire()
+        )),
+        Err(e) => {
+            if matches!(e, StoreError::Corrupt { .. }) {
+                shared.metrics.corrupt_reads.inc();
+            }
+            tracing::error!(error = %e, "read failed");
+            rerror(e)
+        }
+    }
 }
 
 /// Exchanges version lines and answers Thello. Returns the version and uid.
@@ -228,7 +458,6 @@ async fn hello(
     let started = Instant::now();
     let m = shared.metrics.kind(Kind::Hello);
     m.requests.inc();
-    let refuse = |why: String| ConnError::Protocol(why);
     let reply = match decode_body(body) {
         Ok(Frame {
             tag: 0,
@@ -265,146 +494,16 @@ async fn hello(
         }
         Err(why) => {
             m.errors.inc();
-            let _ = encode_frame(
-                version,
-                0,
-                &Message::Rerror { error: why.clone() },
-                &mut out,
-            );
+            let _ = encode_frame(version, 0, &rerror(&why), &mut out);
             let _ = wr.write_all(&out).await;
-            Err(refuse(why))
+            Err(ConnError::Protocol(why))
         }
     }
-}
-
-fn send(
-    tx: &mpsc::UnboundedSender<Reply>,
-    tag: u8,
-    message: Message,
-    kind: Kind,
-    started: Instant,
-    permit: OwnedSemaphorePermit,
-) {
-    // A closed channel means the writer died; the reader notices and stops.
-    let _ = tx.send(Reply {
-        tag,
-        message,
-        kind,
-        started,
-        _permit: permit,
-    });
 }
 
 fn rerror(e: impl std::fmt::Display) -> Message {
     Message::Rerror {
         error: e.to_string(),
-    }
-}
-
-async fn dispatch(
-    frame: Frame,
-    version: Version,
-    max_block: usize,
-    shared: &Arc<Shared>,
-    reply_tx: &mpsc::UnboundedSender<Reply>,
-    started: Instant,
-    permit: OwnedSemaphorePermit,
-) {
-    let tag = frame.tag;
-    match frame.message {
-        Message::Tping => send(reply_tx, tag, Message::Rping, Kind::Ping, started, permit),
-        Message::Thello { .. } => send(
-            reply_tx,
-            tag,
-            rerror("hello already done on this connection"),
-            Kind::Hello,
-            started,
-            permit,
-        ),
-        Message::Tread {
-            score,
-            block_type,
-            count,
-        } => {
-            let key = BlockKey { score, block_type };
-            let shared = Arc::clone(shared);
-            let tx = reply_tx.clone();
-            tokio::task::spawn_blocking(move || {
-                let message = match shared.store.read(&key) {
-                    Ok(Some(data)) => read_reply(data, count, version),
-                    Ok(None) => rerror(format!(
-                        "no block with score {score}/{} exists",
-                        block_type.to_wire()
-                    )),
-                    Err(e) => {
-                        if matches!(e, StoreError::Corrupt { .. }) {
-                            shared.metrics.corrupt_reads.inc();
-                        }
-                        tracing::error!(error = %e, "read failed");
-                        rerror(e)
-                    }
-                };
-                send(&tx, tag, message, Kind::Read, started, permit);
-            });
-        }
-        Message::Twrite { block_type, data } => {
-            if data.len() > max_block {
-                let why = format!(
-                    "block too large: {} bytes, limit {} on protocol {}",
-                    data.len(),
-                    max_block,
-                    version.as_str()
-                );
-                return send(reply_tx, tag, rerror(why), Kind::Write, started, permit);
-            }
-            let score = Score::of(&data);
-            if data.is_empty() {
-                return send(
-                    reply_tx,
-                    tag,
-                    Message::Rwrite { score },
-                    Kind::Write,
-                    started,
-                    permit,
-                );
-            }
-            let block = NewBlock {
-                key: BlockKey { score, block_type },
-                data,
-            };
-            let tx = reply_tx.clone();
-            let metrics = Arc::clone(&shared.metrics);
-            let done = Box::new(move |r: Result<bool, StoreError>| {
-                let message = match r {
-                    Ok(true) => {
-                        metrics.writes_new.inc();
-                        Message::Rwrite { score }
-                    }
-                    Ok(false) => {
-                        metrics.writes_duplicate.inc();
-                        Message::Rwrite { score }
-                    }
-                    Err(e) => rerror(e),
-                };
-                send(&tx, tag, message, Kind::Write, started, permit);
-            });
-            shared.store.submit_write(block, done).await;
-        }
-        Message::Tsync => {
-            let tx = reply_tx.clone();
-            let done = Box::new(move |r: Result<(), StoreError>| {
-                let message = match r {
-                    Ok(()) => Message::Rsync,
-                    Err(e) => rerror(e),
-                };
-                send(&tx, tag, message, Kind::Sync, started, permit);
-            });
-            shared.store.submit_sync(done).await;
-        }
-        other => {
-            let why = format!("unknown request {}", other.name());
-            send(reply_tx, tag, rerror(why), Kind::Other, started, permit)
-        }
     }
 }
 
@@ -423,51 +522,4 @@ fn read_reply(data: Bytes, count: u32, version: Version) -> Message {
         ));
     }
     Message::Rread { data }
-}
-
-async fn write_replies(
-    mut wr: OwnedWriteHalf,
-    version: Version,
-    mut replies: mpsc::UnboundedReceiver<Reply>,
-    metrics: Arc<Metrics>,
-    write_timeout: Duration,
-    peer: SocketAddr,
-) {
-    const BATCH: usize = 256 * 1024;
-    let mut out = BytesMut::with_capacity(BATCH);
-    let mut done: Vec<Reply> = Vec::new();
-    while let Some(first) = replies.recv().await {
-        let mut next = Some(first);
-        while let Some(reply) = next.take() {
-            let m = metrics.kind(reply.kind);
-            m.requests.inc();
-            if matches!(reply.message, Message::Rerror { .. }) {
-                m.errors.inc();
-            }
-            m.latency.observe(reply.started.elapsed().as_secs_f64());
-            if let Err(e) = encode_frame(version, reply.tag, &reply.message, &mut out) {
-                let _ = encode_frame(version, reply.tag, &rerror(e), &mut out);
-            }
-            done.push(reply);
-            if out.len() < BATCH {
-                next = replies.try_recv().ok();
-            }
-        }
-        match timeout(write_timeout, wr.write_all(&out)).await {
-            Ok(Ok(())) => {
-                metrics.bytes_out.inc_by(out.len() as u64);
-            }
-            Ok(Err(e)) => {
-                tracing::info!(%peer, error = %e, "writing replies failed");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "peer stopped reading replies; dropping the connection");
-                return;
-            }
-        }
-        out.clear();
-        done.clear(); // returns the permits
-    }
-    let _ = wr.shutdown().await;
 }

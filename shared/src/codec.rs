@@ -216,7 +216,7 @@ impl CodecError {
 }
 
 /// Splits complete frame bodies out of a receive buffer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct FrameDecoder {
     version: Version,
     max_frame: usize,
@@ -228,6 +228,20 @@ impl FrameDecoder {
     /// frames at 65535 bytes.
     pub fn new(version: Version, max_frame: usize) -> Self {
         FrameDecoder { version, max_frame }
+    }
+
+    /// Whether [`FrameDecoder::decode`] would return something other than
+    /// "need more bytes" (a whole frame, or an error for an oversized one).
+    pub fn frame_ready(&self, buf: &[u8]) -> bool {
+        let prefix = self.version.length_prefix_size();
+        if buf.len() < prefix {
+            return false;
+        }
+        let len = match self.version {
+            Version::V02 => u16::from_be_bytes([buf[0], buf[1]]) as usize,
+            Version::V04 => u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize,
+        };
+        len > self.max_frame || buf.len() >= prefix + len
     }
 
     /// Takes the next complete frame body (`type tag body`) off the front of

@@ -91,6 +91,22 @@ impl Server {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    /// Waits (up to 10 s) until the log contains `needle`; returns the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the server log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill9(mut self) {
         let mut child = self.child.take().expect("running");
@@ -172,4 +188,19 @@ pub fn config_file(dir: &Path, toml: &str) -> PathBuf {
     let path = dir.join("eventi-server.toml");
     std::fs::write(&path, toml).expect("writing config");
     path
+}
+
+/// `len` pseudo-random bytes determined by `seed` (xorshift): distinct
+/// seeds give distinct blocks, and a test can regenerate a block to compare.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }

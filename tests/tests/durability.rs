@@ -9,16 +9,7 @@ use eventi_shared::{BlockType, ClientError, Score, VentiClient};
 use eventi_tests::{binary, Server};
 
 fn block(seed: u64, len: usize) -> Bytes {
-    let mut b = Vec::with_capacity(len + 8);
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while b.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        b.extend_from_slice(&x.to_le_bytes());
-    }
-    b.truncate(len);
-    Bytes::from(b)
+    Bytes::from(eventi_tests::pattern(seed, len))
 }
 
 async fn write_many(c: &VentiClient, from: u64, n: u64) -> Vec<(Score, Bytes)> {
@@ -131,7 +122,7 @@ async fn torn_tail_is_cut_off_at_startup() {
     let server = Server::start(&data, &[]);
     check_all(&server, &blocks).await;
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), len_before);
-    assert!(server.log().contains("torn write"), "{}", server.log());
+    server.wait_for_log("torn write");
     let c = VentiClient::connect(server.addr).await.unwrap();
     let more = write_many(&c, 5000, 10).await;
     c.sync().await.unwrap();

@@ -33,16 +33,7 @@ async fn client(server: &Server, offer: &str) -> VentiClient {
 }
 
 fn block(seed: u64, len: usize) -> Bytes {
-    let mut b = Vec::with_capacity(len);
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while b.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        b.extend_from_slice(&x.to_le_bytes());
-    }
-    b.truncate(len);
-    Bytes::from(b)
+    Bytes::from(eventi_tests::pattern(seed, len))
 }
 
 #[tokio::test]
@@ -190,15 +181,20 @@ struct Raw {
 
 impl Raw {
     async fn connect(server: &Server) -> Raw {
+        Raw::connect_as(server, Version::V02).await
+    }
+
+    /// Offers only `version`, so the session uses it.
+    async fn connect_as(server: &Server, version: Version) -> Raw {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        stream.write_all(b"venti-02-rawtest\n").await.unwrap();
+        let line = format!("venti-{}-rawtest\n", version.as_str());
+        stream.write_all(line.as_bytes()).await.unwrap();
         let mut raw = Raw {
             stream,
             buf: BytesMut::new(),
-            version: Version::V02,
+            version,
         };
-        let line = raw.line().await;
-        assert_eq!(line, "venti-04:02-eventi");
+        assert_eq!(raw.line().await, "venti-04:02-eventi");
         raw
     }
 
@@ -216,8 +212,12 @@ impl Raw {
     }
 
     async fn hello(server: &Server) -> Raw {
-        let mut raw = Raw::connect(server).await;
-        raw.send(0, &hello_msg("02")).await;
+        Raw::hello_as(server, Version::V02).await
+    }
+
+    async fn hello_as(server: &Server, version: Version) -> Raw {
+        let mut raw = Raw::connect_as(server, version).await;
+        raw.send(0, &hello_msg(version.as_str())).await;
         assert!(matches!(
             raw.recv().await,
             Some((0, Message::Rhello { .. }))
@@ -353,19 +353,7 @@ async fn oversized_frame_closes_only_that_connection() {
     let server = start(&dir, None);
     let other = client(&server, "04:02").await;
 
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
-    s.write_all(b"venti-04-raw\n").await.unwrap();
-    let mut raw = Raw {
-        stream: s,
-        buf: BytesMut::new(),
-        version: Version::V04,
-    };
-    raw.line().await;
-    raw.send(0, &hello_msg("04")).await;
-    assert!(matches!(
-        raw.recv().await,
-        Some((0, Message::Rhello { .. }))
-    ));
+    let mut raw = Raw::hello_as(&server, Version::V04).await;
     // Announce a 1 GiB frame: refused before any of it is buffered.
     raw.stream
         .write_all(&(1u32 << 30).to_be_bytes())
@@ -374,11 +362,7 @@ async fn oversized_frame_closes_only_that_connection() {
     assert_eq!(raw.recv().await, None);
 
     other.ping().await.unwrap();
-    assert!(
-        server.log().contains("exceeds the limit"),
-        "{}",
-        server.log()
-    );
+    server.wait_for_log("exceeds the limit");
 }
 
 #[tokio::test]
@@ -405,13 +389,12 @@ async fn idle_slow_and_silent_peers_time_out() {
     raw.stream.write_all(&[0, 40, 12]).await.unwrap();
     assert_eq!(raw.recv().await, None, "closed by the frame timeout");
     still_serving(&server).await;
-    let log = server.log();
     for what in [
         "version line and hello",
         "idle connection",
         "rest of a frame",
     ] {
-        assert!(log.contains(what), "no timeout log for {what}:\n{log}");
+        server.wait_for_log(what);
     }
 }
 
@@ -427,19 +410,7 @@ async fn a_peer_that_stops_reading_is_dropped_and_others_go_on() {
     let score = c.write(BlockType::DATA, data).await.unwrap();
 
     // Ask for 1 MiB replies without ever reading them.
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
-    s.write_all(b"venti-04-raw\n").await.unwrap();
-    let mut raw = Raw {
-        stream: s,
-        buf: BytesMut::new(),
-        version: Version::V04,
-    };
-    raw.line().await;
-    raw.send(0, &hello_msg("04")).await;
-    assert!(matches!(
-        raw.recv().await,
-        Some((0, Message::Rhello { .. }))
-    ));
+    let mut raw = Raw::hello_as(&server, Version::V04).await;
     let mut out = BytesMut::new();
     for tag in 0..=255u8 {
         let m = Message::Tread {
@@ -455,8 +426,7 @@ async fn a_peer_that_stops_reading_is_dropped_and_others_go_on() {
         c.ping().await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let log = server.log();
-    assert!(log.contains("stopped reading replies"), "{log}");
+    server.wait_for_log("stopped reading replies");
     drop(raw);
     still_serving(&server).await;
 }

@@ -82,15 +82,7 @@ impl Engine for BlobDbEngine {
     }
 
     fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {
-        for item in self.db.iterator(rocksdb::IteratorMode::Start) {
-            let (k, _) = item?;
-            if let Some(key) = BlockKey::from_bytes(&k) {
-                if !visit(key) {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        rocks::for_each_block_key(&self.db, visit)
     }
 
     fn stats(&self) -> StoreStats {

@@ -1,153 +1,123 @@
-//! Group commit: one thread takes writes and syncs from every connection,
-//! in arrival order, and applies them in batches.
+//! Group commit without a hand-off: writes and syncs from every
+//! connection go into one queue, and whichever connection finds the commit
+//! lock free applies *everything* queued, its own jobs and other
+//! connections' alike (a combining lock, as RocksDB's write groups).
 //!
-//! A batch is whatever is queued when the thread comes round (up to a byte
-//! limit): duplicates are dropped (within the batch and against the
-//! store), the new blocks go to the engine in one `put_batch`, and if any
-//! sync is in the batch the engine syncs once for all of them. Because one
-//! thread applies jobs in queue order, a sync covers every write queued
-//! before it, from any connection.
+//! Under no contention a connection commits its own batch on its own
+//! thread, with no wake-up of another thread; under contention one
+//! connection commits for many. Syncs queued behind writes are passed, in
+//! order, to one syncer thread, which serves every waiting sync with a
+//! single `fdatasync`: a Tsync never blocks the async workers, and it is
+//! answered only after every write queued before it has been applied.
+//!
+//! Every job's callback runs exactly once.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-
-use tokio::sync::mpsc;
 
 use super::{BlockKey, Engine, NewBlock, StoreError};
 
-/// Called on the committer thread with `Ok(true)` for a new block,
-/// `Ok(false)` for one already stored.
+/// Called with `Ok(true)` for a new block, `Ok(false)` for one already stored.
 pub type WriteDone = Box<dyn FnOnce(Result<bool, StoreError>) + Send>;
-/// Called on the committer thread once the sync is done.
+/// Called once the sync is done.
 pub type SyncDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-enum Job {
+/// A unit of work for the committer.
+pub enum Job {
+    /// Store a block (if new).
     Write(NewBlock, WriteDone),
+    /// Make every earlier write durable.
     Sync(SyncDone),
-    Stop,
 }
 
-/// Jobs queued before writers wait; bounds the memory held in the queue.
-const QUEUE_DEPTH: usize = 4096;
-
-#[derive(Clone)]
-pub(super) struct Handle {
-    jobs: mpsc::Sender<Job>,
-    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
-    stopping: Arc<AtomicBool>,
+struct State {
+    queue: Vec<Job>,
+    closed: bool,
 }
 
-pub(super) fn spawn(engine: Arc<dyn Engine>, batch_max_bytes: usize) -> Handle {
-    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-    let thread = std::thread::Builder::new()
-        .name("committer".into())
-        .spawn(move || run(engine, rx, batch_max_bytes))
-        .expect("spawning the committer thread");
-    Handle {
-        jobs: tx,
-        thread: Arc::new(Mutex::new(Some(thread))),
-        stopping: Arc::new(AtomicBool::new(false)),
-    }
+pub(super) struct Committer {
+    engine: Arc<dyn Engine>,
+    state: Mutex<State>,
+    commit: Mutex<CommitScratch>,
+    syncs: Mutex<Option<mpsc::Sender<SyncDone>>>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+    failed: Arc<Mutex<Option<String>>>,
 }
 
-impl Handle {
-    pub async fn write(&self, block: NewBlock, done: WriteDone) {
-        self.send(Job::Write(block, done)).await
-    }
+#[derive(Default)]
+struct CommitScratch {
+    seen: HashSet<BlockKey>,
+}
 
-    pub async fn sync(&self, done: SyncDone) {
-        self.send(Job::Sync(done)).await
-    }
-
-    /// Queues a job. If the store is closing, the job's callback runs
-    /// here with [`StoreError::Closed`]: every callback runs exactly once.
-    async fn send(&self, job: Job) {
-        let job = if self.stopping.load(Ordering::Acquire) {
-            job
-        } else {
-            match self.jobs.send(job).await {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(job)) => job,
-            }
+impl Committer {
+    pub fn new(engine: Arc<dyn Engine>) -> Committer {
+        let (tx, rx) = mpsc::channel::<SyncDone>();
+        let failed = Arc::new(Mutex::new(None));
+        let syncer = {
+            let engine = Arc::clone(&engine);
+            let failed = Arc::clone(&failed);
+            std::thread::Builder::new()
+                .name("syncer".into())
+                .spawn(move || run_syncer(engine, rx, failed))
+                .expect("spawning the syncer thread")
         };
-        match job {
-            Job::Write(_, done) => done(Err(StoreError::Closed)),
-            Job::Sync(done) => done(Err(StoreError::Closed)),
-            Job::Stop => {}
+        Committer {
+            engine,
+            state: Mutex::new(State {
+                queue: Vec::new(),
+                closed: false,
+            }),
+            commit: Mutex::new(CommitScratch::default()),
+            syncs: Mutex::new(Some(tx)),
+            syncer: Mutex::new(Some(syncer)),
+            failed,
         }
     }
 
-    /// Lets the thread finish what is queued, then joins it. Jobs sent
-    /// after this fail with [`StoreError::Closed`].
-    pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-        let thread = self.thread.lock().expect("committer handle").take();
-        if let Some(thread) = thread {
-            // A blocking send is fine: this runs outside the async runtime's
-            // workers (shutdown path), and the thread is draining the queue.
-            let _ = self.jobs.blocking_send(Job::Stop);
-            let _ = thread.join();
+    /// Queues jobs and, if no one else is committing, commits everything
+    /// queued. Blocks only for the commit itself (a log append and an
+    /// index batch), never for a sync.
+    pub fn submit(&self, jobs: Vec<Job>) {
+        {
+            let mut st = self.state.lock().expect("committer state");
+            if st.closed {
+                drop(st);
+                jobs.into_iter().for_each(refuse);
+                return;
+            }
+            st.queue.extend(jobs);
         }
-    }
-}
-
-fn run(engine: Arc<dyn Engine>, mut rx: mpsc::Receiver<Job>, batch_max_bytes: usize) {
-    let mut failed: Option<String> = None;
-    let mut jobs: Vec<Job> = Vec::new();
-    let mut seen: HashSet<BlockKey> = HashSet::new();
-    let mut stopping = false;
-    while let Some(first) = rx.blocking_recv() {
-        jobs.push(first);
-        let mut bytes = 0usize;
         loop {
-            if let Some(Job::Stop) = jobs.last() {
-                jobs.pop();
-                stopping = true;
-                // No new jobs; those already queued are still applied.
-                rx.close();
+            let Ok(mut scratch) = self.commit.try_lock() else {
+                // The holder re-checks the queue after unlocking, so our
+                // jobs cannot be stranded.
+                return;
+            };
+            let batch = std::mem::take(&mut self.state.lock().expect("committer state").queue);
+            if !batch.is_empty() {
+                self.apply(batch, &mut scratch);
             }
-            if bytes >= batch_max_bytes && !stopping {
-                break;
+            drop(scratch);
+            if self.state.lock().expect("committer state").queue.is_empty() {
+                return;
             }
-            match rx.try_recv() {
-                Ok(job) => {
-                    if let Job::Write(b, _) = &job {
-                        bytes += b.data.len();
-                    }
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        apply(&*engine, &mut jobs, &mut seen, &mut failed);
-        if stopping {
-            break;
         }
     }
-}
 
-fn apply(
-    engine: &dyn Engine,
-    jobs: &mut Vec<Job>,
-    seen: &mut HashSet<BlockKey>,
-    failed: &mut Option<String>,
-) {
-    seen.clear();
-    let mut new_blocks = Vec::new();
-    // For each write: whether its block is new in this batch.
-    let mut outcomes: Vec<Result<bool, StoreError>> = Vec::new();
-    let mut any_sync = false;
-    for job in jobs.iter() {
-        match job {
-            Job::Write(block, _) => {
-                let outcome = if let Some(reason) = failed {
+    fn apply(&self, batch: Vec<Job>, scratch: &mut CommitScratch) {
+        let failed = self.failed.lock().expect("failed flag").clone();
+        scratch.seen.clear();
+        let mut new_blocks = Vec::new();
+        let mut outcomes: Vec<Result<bool, StoreError>> = Vec::new();
+        for job in &batch {
+            if let Job::Write(block, _) = job {
+                let outcome = if let Some(reason) = &failed {
                     Err(StoreError::Failed(reason.clone()))
-                } else if !seen.insert(block.key) {
+                } else if !scratch.seen.insert(block.key) {
                     Ok(false)
                 } else {
-                    match engine.contains(&block.key) {
+                    match self.engine.contains(&block.key) {
                         Ok(true) => Ok(false),
                         Ok(false) => {
                             new_blocks.push(block.clone());
@@ -158,39 +128,89 @@ fn apply(
                 };
                 outcomes.push(outcome);
             }
-            Job::Sync(_) => any_sync = true,
-            Job::Stop => {}
+        }
+        let put_error = if new_blocks.is_empty() {
+            None
+        } else {
+            self.engine.put_batch(&new_blocks).err().map(|e| {
+                tracing::error!(error = %e, blocks = new_blocks.len(), "storing a batch failed");
+                e.to_string()
+            })
+        };
+        let mut outcomes = outcomes.into_iter();
+        for job in batch {
+            match job {
+                Job::Write(_, done) => {
+                    let mut outcome = outcomes.next().expect("one outcome per write");
+                    if let (Ok(true), Some(reason)) = (&outcome, &put_error) {
+                        outcome = Err(StoreError::Failed(reason.clone()));
+                    }
+                    done(outcome);
+                }
+                // The writes before this sync have been applied above.
+                Job::Sync(done) => self.forward_sync(done),
+            }
         }
     }
-    let put_error = if new_blocks.is_empty() {
-        None
-    } else {
-        engine.put_batch(&new_blocks).err().map(|e| e.to_string())
-    };
-    let sync_result = if !any_sync {
-        Ok(())
-    } else if let Some(reason) = failed {
-        Err(reason.clone())
-    } else {
-        engine.sync().map_err(|e| {
-            let reason = e.to_string();
-            tracing::error!(error = %reason, "sync failed; refusing further writes");
-            *failed = Some(reason.clone());
-            reason
-        })
-    };
-    let mut outcomes = outcomes.into_iter();
-    for job in jobs.drain(..) {
-        match job {
-            Job::Write(_, done) => {
-                let mut outcome = outcomes.next().expect("one outcome per write");
-                if let (Ok(true), Some(reason)) = (&outcome, &put_error) {
-                    outcome = Err(StoreError::Failed(reason.clone()));
+
+    fn forward_sync(&self, done: SyncDone) {
+        let tx = self.syncs.lock().expect("syncer channel").clone();
+        match tx {
+            Some(tx) => {
+                if let Err(mpsc::SendError(done)) = tx.send(done) {
+                    done(Err(StoreError::Closed));
                 }
-                done(outcome);
             }
-            Job::Sync(done) => done(sync_result.clone().map_err(StoreError::Failed)),
-            Job::Stop => {}
+            None => done(Err(StoreError::Closed)),
+        }
+    }
+
+    /// Refuses new jobs, commits what is queued, and stops the syncer
+    /// after it has served every sync sent to it.
+    pub fn stop(&self) {
+        let leftover = {
+            let mut st = self.state.lock().expect("committer state");
+            st.closed = true;
+            std::mem::take(&mut st.queue)
+        };
+        if !leftover.is_empty() {
+            let mut scratch = self.commit.lock().expect("commit lock");
+            self.apply(leftover, &mut scratch);
+        }
+        // Wait for any committer in progress.
+        drop(self.commit.lock().expect("commit lock"));
+        self.syncs.lock().expect("syncer channel").take();
+        if let Some(t) = self.syncer.lock().expect("syncer handle").take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn refuse(job: Job) {
+    match job {
+        Job::Write(_, done) => done(Err(StoreError::Closed)),
+        Job::Sync(done) => done(Err(StoreError::Closed)),
+    }
+}
+
+fn run_syncer(
+    engine: Arc<dyn Engine>,
+    rx: mpsc::Receiver<SyncDone>,
+    failed: Arc<Mutex<Option<String>>>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(rx.try_iter());
+        let result = match failed.lock().expect("failed flag").clone() {
+            Some(reason) => Err(reason),
+            None => engine.sync().map_err(|e| e.to_string()),
+        };
+        if let Err(reason) = &result {
+            tracing::error!(error = %reason, "sync failed; refusing further writes");
+            *failed.lock().expect("failed flag") = Some(reason.clone());
+        }
+        for done in waiting {
+            done(result.clone().map_err(StoreError::Failed));
         }
     }
 }

@@ -23,7 +23,9 @@ use bytes::Bytes;
 use eventi_shared::{BlockType, Score};
 use rocksdb::{FlushOptions, WriteBatch, WriteOptions, DB};
 
-use super::{rocks, BlockKey, Engine, Meta, NewBlock, StoreError, StoreOptions, StoreStats};
+use super::{
+    rocks, BlockKey, Engine, Lookup, Meta, NewBlock, StoreError, StoreOptions, StoreStats,
+};
 
 /// Magic bytes at the start of every log record.
 pub const RECORD_MAGIC: &[u8; 4] = b"EvB1";
@@ -285,6 +287,13 @@ impl LogEngine {
         }
     }
 
+    fn segment(&self, key: &BlockKey, loc: Location) -> Result<Arc<File>, StoreError> {
+        let segments = self.segments.read().expect("segments lock");
+        segments.get(loc.segment as usize).cloned().ok_or_else(|| {
+            StoreError::BadLocation(key.score, format!("no segment {}", loc.segment))
+        })
+    }
+
     /// Starts a new segment once the current one is full. The old one is
     /// synced first so that a sync need only ever touch the newest file.
     fn roll_if_full(&self, w: &mut Writer, incoming: u64) -> Result<(), StoreError> {
@@ -324,25 +333,11 @@ impl Engine for LogEngine {
         let Some(loc) = self.location(key)? else {
             return Ok(None);
         };
-        let file = {
-            let segments = self.segments.read().expect("segments lock");
-            segments.get(loc.segment as usize).cloned()
-        }
-        .ok_or_else(|| StoreError::BadLocation(key.score, format!("no segment {}", loc.segment)))?;
+        let file = self.segment(key, loc)?;
         let mut buf = vec![0u8; HEADER_LEN + loc.len as usize];
         file.read_exact_at(&mut buf, loc.offset)
             .map_err(|e| StoreError::io("reading", &segment_path(&self.log_dir, loc.segment), e))?;
-        match decode_header(&buf) {
-            Some((k, len)) if k == *key && len == loc.len as usize => {}
-            _ => {
-                return Err(StoreError::BadLocation(
-                    key.score,
-                    format!("segment {} offset {}", loc.segment, loc.offset),
-                ))
-            }
-        }
-        let mut data = Bytes::from(buf);
-        Ok(Some(data.split_off(HEADER_LEN)))
+        record_data(key, loc, buf).map(Some)
     }
 
     fn contains(&self, key: &BlockKey) -> Result<bool, StoreError> {
@@ -393,22 +388,38 @@ impl Engine for LogEngine {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        let w = self.writer.lock().expect("writer lock");
-        w.file
-            .sync_data()
-            .map_err(|e| StoreError::io("syncing", &w.path, e))
+        // Sync outside the writer lock so commits go on meanwhile. Older
+        // segments were synced when the log rolled past them.
+        let (file, path) = {
+            let w = self.writer.lock().expect("writer lock");
+            (Arc::clone(&w.file), w.path.clone())
+        };
+        file.sync_data()
+            .map_err(|e| StoreError::io("syncing", &path, e))
+    }
+
+    fn try_get(&self, key: &BlockKey) -> Result<Lookup, StoreError> {
+        let Some(loc) = self.location(key)? else {
+            return Ok(Lookup::Absent);
+        };
+        let file = self.segment(key, loc)?;
+        let mut buf = vec![0u8; HEADER_LEN + loc.len as usize];
+        match read_nowait(&file, &mut buf, loc.offset) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Lookup::WouldBlock),
+            Err(e) => {
+                return Err(StoreError::io(
+                    "reading",
+                    &segment_path(&self.log_dir, loc.segment),
+                    e,
+                ))
+            }
+        }
+        Ok(Lookup::Found(record_data(key, loc, buf)?))
     }
 
     fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {
-        for item in self.db.iterator(rocksdb::IteratorMode::Start) {
-            let (k, _) = item?;
-            if let Some(key) = BlockKey::from_bytes(&k) {
-                if !visit(key) {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        rocks::for_each_block_key(&self.db, visit)
     }
 
     fn stats(&self) -> StoreStats {
@@ -423,6 +434,53 @@ impl Engine for LogEngine {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// Checks that a record read at `loc` is the one the index promised and
+/// returns its data.
+fn record_data(key: &BlockKey, loc: Location, buf: Vec<u8>) -> Result<Bytes, StoreError> {
+    match decode_header(&buf) {
+        Some((k, len)) if k == *key && len == loc.len as usize => {}
+        _ => {
+            return Err(StoreError::BadLocation(
+                key.score,
+                format!("segment {} offset {}", loc.segment, loc.offset),
+            ))
+        }
+    }
+    let mut data = Bytes::from(buf);
+    Ok(data.split_off(HEADER_LEN))
+}
+
+/// Reads `buf.len()` bytes at `offset` only if they are all in the page
+/// cache (`preadv2` with `RWF_NOWAIT`): `Ok(false)` means "would block".
+fn read_nowait(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: one iovec describing `buf`, valid and exclusively borrowed
+    // for the duration of the call; the fd is open for the borrow of `file`.
+    let n = unsafe {
+        libc::preadv2(
+            file.as_raw_fd(),
+            &iov,
+            1,
+            offset as libc::off_t,
+            libc::RWF_NOWAIT,
+        )
+    };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // EAGAIN: not cached. EOPNOTSUPP: a filesystem without RWF_NOWAIT.
+            Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    // A short read means part of the range was not cached.
+    Ok(n as usize == buf.len())
 }
 
 /// Looks for a record that parses and verifies after `from`: if one

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use eventi_shared::{BlockType, Score};
 use serde::{Deserialize, Serialize};
 
-pub use committer::{SyncDone, WriteDone};
+pub use committer::{Job, SyncDone, WriteDone};
 
 /// The key of a block: its score and its wire type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,6 +121,18 @@ impl StoreError {
     }
 }
 
+/// The answer of a non-blocking read.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The block's bytes (verified, when returned by [`Store::try_read`]).
+    Found(Bytes),
+    /// No such block.
+    Absent,
+    /// The bytes are not in memory; read them with [`Store::read`] on a
+    /// thread that may block.
+    WouldBlock,
+}
+
 /// Totals for metrics and `verify`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -135,6 +147,15 @@ pub struct StoreStats {
 pub trait Engine: Send + Sync + 'static {
     /// The stored bytes of a block, unverified, or `None` if absent.
     fn get(&self, key: &BlockKey) -> Result<Option<Bytes>, StoreError>;
+    /// Like [`Engine::get`], but answers [`Lookup::WouldBlock`] instead of
+    /// waiting for the disk, so callers on an async thread can hand only
+    /// cold reads to a blocking pool. The default always reads.
+    fn try_get(&self, key: &BlockKey) -> Result<Lookup, StoreError> {
+        Ok(match self.get(key)? {
+            Some(data) => Lookup::Found(data),
+            None => Lookup::Absent,
+        })
+    }
     /// Whether a block is stored (cheap for absent keys: bloom filters).
     fn contains(&self, key: &BlockKey) -> Result<bool, StoreError>;
     /// Stores blocks, none of them already present, as one batch: either
@@ -173,8 +194,6 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// RocksDB memtable size.
     pub write_buffer_bytes: usize,
-    /// Most bytes the committer gathers into one batch.
-    pub batch_max_bytes: usize,
     /// Log bytes after which the index memtable is flushed, bounding the
     /// log tail that start-up after a crash must re-index.
     pub index_flush_bytes: u64,
@@ -187,7 +206,6 @@ impl Default for StoreOptions {
             segment_bytes: 1 << 30,
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 32 << 20,
-            batch_max_bytes: 8 << 20,
             index_flush_bytes: 1 << 30,
         }
     }
@@ -197,15 +215,14 @@ impl Default for StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     engine: Arc<dyn Engine>,
-    committer: committer::Handle,
+    committer: Arc<committer::Committer>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`, recovering after a
-    /// crash, and starts its committer thread.
+    /// Opens (creating if needed) the store in `dir`, recovering after a crash.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let engine = open_engine(dir, options)?;
-        let committer = committer::spawn(Arc::clone(&engine), options.batch_max_bytes);
+        let committer = Arc::new(committer::Committer::new(Arc::clone(&engine)));
         Ok(Store { engine, committer })
     }
 
@@ -215,54 +232,47 @@ impl Store {
         if key.score.is_zero() {
             return Ok(Some(Bytes::new()));
         }
-        let Some(data) = self.engine.get(key)? else {
-            return Ok(None);
-        };
-        let actual = Score::of(&data);
-        if actual != key.score {
-            return Err(StoreError::Corrupt {
-                score: key.score,
-                block_type: key.block_type,
-                actual,
-            });
+        match self.engine.get(key)? {
+            Some(data) => verified(key, data).map(Some),
+            None => Ok(None),
         }
-        Ok(Some(data))
     }
 
-    /// Queues a write of a block whose score the caller computed from its
-    /// data; `done` runs exactly once, on the committer thread, with
-    /// `Ok(true)` if the block was new, `Ok(false)` if it was already
-    /// stored. Waits only when the committer's queue is full (back-pressure).
-    pub async fn submit_write(&self, block: NewBlock, done: WriteDone) {
-        self.committer.write(block, done).await
+    /// Reads and verifies a block if that needs no disk access; see [`Lookup`].
+    pub fn try_read(&self, key: &BlockKey) -> Result<Lookup, StoreError> {
+        if key.score.is_zero() {
+            return Ok(Lookup::Found(Bytes::new()));
+        }
+        match self.engine.try_get(key)? {
+            Lookup::Found(data) => verified(key, data).map(Lookup::Found),
+            other => Ok(other),
+        }
     }
 
-    /// Queues a sync; `done` runs exactly once, when every write queued
-    /// before it is durable (or the attempt failed).
-    pub async fn submit_sync(&self, done: SyncDone) {
-        self.committer.sync(done).await
+    /// Queues writes and syncs (group commit; see `committer`). Each job's
+    /// callback runs exactly once, possibly before this returns, possibly
+    /// on another connection's thread. Blocks for at most one commit.
+    pub fn submit(&self, jobs: Vec<Job>) {
+        self.committer.submit(jobs)
     }
 
     /// Writes a block and waits for the outcome (`true` if new).
     pub async fn write(&self, block: NewBlock) -> Result<bool, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit_write(
-            block,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        )
-        .await;
+        let done: WriteDone = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        self.submit(vec![Job::Write(block, done)]);
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Waits until every earlier write is durable.
     pub async fn sync(&self) -> Result<(), StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit_sync(Box::new(move |r| {
+        let done: SyncDone = Box::new(move |r| {
             let _ = tx.send(r);
-        }))
-        .await;
+        });
+        self.submit(vec![Job::Sync(done)]);
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -276,13 +286,25 @@ impl Store {
         &self.engine
     }
 
-    /// Stops the committer after it has drained its queue, syncs, and
-    /// closes the engine. Blocking.
+    /// Commits what is queued, refuses new jobs, syncs and closes the
+    /// engine. Blocking.
     pub fn shutdown(&self) -> Result<(), StoreError> {
         self.committer.stop();
         self.engine.sync()?;
         self.engine.close()
     }
+}
+
+fn verified(key: &BlockKey, data: Bytes) -> Result<Bytes, StoreError> {
+    let actual = Score::of(&data);
+    if actual != key.score {
+        return Err(StoreError::Corrupt {
+            score: key.score,
+            block_type: key.block_type,
+            actual,
+        });
+    }
+    Ok(data)
 }
 
 /// Opens the engine a data directory was created with (recorded in its

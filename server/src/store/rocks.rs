@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, DB};
+use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, IteratorMode, Options, DB};
 
-use super::{StoreError, StoreOptions};
+use super::{BlockKey, StoreError, StoreOptions};
 
 /// Options for a database of block keys.
 pub fn options(store: &StoreOptions) -> (Options, Cache) {
@@ -49,4 +49,21 @@ pub fn open(opts: &Options, path: &Path) -> Result<DB, StoreError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+/// Calls `visit` for every block key in `db` (skipping the meta key)
+/// until it returns `false`.
+pub fn for_each_block_key(
+    db: &DB,
+    visit: &mut dyn FnMut(BlockKey) -> bool,
+) -> Result<(), StoreError> {
+    for item in db.iterator(IteratorMode::Start) {
+        let (k, _) = item?;
+        if let Some(key) = BlockKey::from_bytes(&k) {
+            if !visit(key) {
+                break;
+            }
+        }
+    }
+    Ok(())
 }

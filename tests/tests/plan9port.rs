@@ -1,0 +1,132 @@
+//! plan9port's own tools against eventi-server: venti/write, venti/read,
+//! venti/copy, vac, unvac. Needs a plan9port installation named by
+//! `$PLAN9`; without one each test prints why it skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use eventi_tests::Server;
+
+fn plan9() -> Option<PathBuf> {
+    let root = PathBuf::from(std::env::var_os("PLAN9")?);
+    root.join("bin/venti/write").exists().then_some(root)
+}
+
+macro_rules! need_plan9 {
+    () => {
+        match plan9() {
+            Some(p) => p,
+            None => {
+                eprintln!(
+                    "skipped: plan9port not found (set $PLAN9 to an installed plan9port tree)"
+                );
+                return;
+            }
+        }
+    };
+}
+
+fn tool(plan9: &Path, name: &str) -> Command {
+    let mut c = Command::new(plan9.join("bin").join(name));
+    c.env("PLAN9", plan9);
+    // plan9port tools find helpers on PATH; keep the system's first.
+    let path = std::env::var("PATH").unwrap_or_default();
+    c.env("PATH", format!("{path}:{}", plan9.join("bin").display()));
+    c
+}
+
+fn dial(server: &Server) -> String {
+    format!("tcp!{}!{}", server.addr.ip(), server.addr.port())
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn run_with_stdin(mut cmd: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn venti_write_read_and_copy() {
+    let plan9 = need_plan9!();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Server::start(&dir.path().join("a"), &[]);
+    let b = Server::start(&dir.path().join("b"), &[]);
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+
+    let mut w = tool(&plan9, "venti/write");
+    w.args(["-h", &dial(&a), "-t", "0"]);
+    let score = ok(run_with_stdin(w, &data), "venti/write");
+    let score = score.trim();
+    assert_eq!(score, eventi_shared::Score::of(&data).to_string());
+
+    let mut r = tool(&plan9, "venti/read");
+    r.args(["-h", &dial(&a), "-t", "0", score]);
+    let back = r.output().unwrap();
+    assert!(
+        back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&back.stderr)
+    );
+    assert_eq!(back.stdout, data);
+
+    let mut cp = tool(&plan9, "venti/copy");
+    cp.args(["-t", "0", &dial(&a), &dial(&b), score]);
+    ok(cp.output().unwrap(), "venti/copy");
+    let mut r = tool(&plan9, "venti/read");
+    r.args(["-h", &dial(&b), "-t", "0", score]);
+    assert_eq!(r.output().unwrap().stdout, data);
+}
+
+#[test]
+fn vac_and_unvac_round_trip_a_tree() {
+    let plan9 = need_plan9!();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    std::fs::write(src.join("small.txt"), b"hello venti\n").unwrap();
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(src.join("sub/big.bin"), &big).unwrap();
+    std::fs::write(src.join("sub/deeper/empty"), b"").unwrap();
+
+    let vacfile = dir.path().join("tree.vac");
+    let mut vac = tool(&plan9, "vac");
+    vac.current_dir(&src)
+        .args(["-h", &dial(&server), "-f"])
+        .arg(&vacfile)
+        .args(["small.txt", "sub"]);
+    ok(vac.output().unwrap(), "vac");
+
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut unvac = tool(&plan9, "unvac");
+    unvac
+        .current_dir(&out)
+        .args(["-h", &dial(&server)])
+        .arg(&vacfile);
+    ok(unvac.output().unwrap(), "unvac");
+    assert_eq!(
+        std::fs::read(out.join("small.txt")).unwrap(),
+        b"hello venti\n"
+    );
+    assert_eq!(std::fs::read(out.join("sub/big.bin")).unwrap(), big);
+    assert_eq!(std::fs::read(out.join("sub/deeper/empty")).unwrap(), b"");
+}
