@@ -29,6 +29,7 @@ use tokio::time::timeout;
 
 use crate::config::Limits;
 use crate::metrics::{Kind, Metrics};
+use crate::out_queue::OutQueue;
 use crate::store::{BlockKey, Job, Lookup, NewBlock, Store, StoreError};
 
 /// What every connection shares.
@@ -95,7 +96,7 @@ struct Session<'a> {
     shared: &'a Arc<Shared>,
     version: Version,
     max_block: usize,
-    out: BytesMut,
+    out: OutQueue,
     /// Requests whose replies will arrive on `done_tx`'s channel.
     in_flight: usize,
     done_tx: mpsc::UnboundedSender<Reply>,
@@ -131,7 +132,7 @@ async fn run(
         shared,
         version,
         max_block,
-        out: BytesMut::with_capacity(256 * 1024),
+        out: OutQueue::default(),
         in_flight: 0,
         done_tx,
         jobs: Vec::new(),
@@ -188,9 +189,10 @@ async fn run(
         }
         // 3. One socket write for everything ready.
         if !s.out.is_empty() {
-            match timeout(write_time, wr.write_all(&s.out)).await {
+            let queued = s.out.len() as u64;
+            match timeout(write_time, s.out.write_to(&mut wr)).await {
                 Ok(Ok(())) => {
-                    shared.metrics.bytes_out.inc_by(s.out.len() as u64);
+                    shared.metrics.bytes_out.inc_by(queued);
                 }
                 Ok(Err(e)) => return Err(e.into()),
                 Err(_) => {
@@ -198,7 +200,6 @@ async fn run(
                     return Err(ConnError::Timeout("peer not reading replies"));
                 }
             }
-            s.out.clear();
         }
         if closing.is_some() && s.in_flight == 0 {
             break;
@@ -263,8 +264,8 @@ impl Session<'_> {
             m.errors.inc();
         }
         m.latency.observe(started.elapsed().as_secs_f64());
-        if let Err(e) = encode_frame(self.version, tag, &message, &mut self.out) {
-            let _ = encode_frame(self.version, tag, &rerror(e), &mut self.out);
+        if let Err(e) = self.out.push(self.version, tag, &message) {
+            let _ = self.out.push(self.version, tag, &rerror(e));
         }
     }
 
@@ -376,6 +377,7 @@ impl Session<'_> {
     /// that cold reads of one connection proceed in parallel.
     fn read_in_background(&mut self, tag: u8, key: BlockKey, count: u32, started: Instant) {
         self.in_flight += 1;
+        self.shared.metrics.cold_reads.inc();
         let shared = Arc::clone(self.shared);
         let tx = self.done_tx.clone();
         let version = self.version;

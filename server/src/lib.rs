@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod metrics;
+pub mod out_queue;
 pub mod server;
 pub mod size;
 pub mod store;

@@ -88,6 +88,9 @@ pub struct Metrics {
     pub writes_duplicate: Counter,
     /// Reads that found stored bytes not hashing to their score.
     pub corrupt_reads: Counter,
+    /// Reads whose bytes were not in the page cache (served from the
+    /// blocking pool rather than inline).
+    pub cold_reads: Counter,
     blocks_stored: Gauge,
     bytes_stored: Gauge,
 }
@@ -148,6 +151,7 @@ impl Metrics {
             writes_new: Counter::default(),
             writes_duplicate: Counter::default(),
             corrupt_reads: Counter::default(),
+            cold_reads: Counter::default(),
             blocks_stored: Gauge::default(),
             bytes_stored: Gauge::default(),
         };

@@ -35,6 +35,21 @@ fn tool(plan9: &Path, name: &str) -> Command {
     c
 }
 
+/// Compares two byte strings by length and SHA-1, so a failure prints two
+/// lines rather than megabytes.
+fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    let (g, w) = (
+        eventi_shared::Score::of(got),
+        eventi_shared::Score::of(want),
+    );
+    assert!(
+        got.len() == want.len() && g == w,
+        "{what}: got {} bytes (sha1 {g}), want {} bytes (sha1 {w})",
+        got.len(),
+        want.len()
+    );
+}
+
 fn dial(server: &Server) -> String {
     format!("tcp!{}!{}", server.addr.ip(), server.addr.port())
 }
@@ -83,14 +98,18 @@ fn venti_write_read_and_copy() {
         "{}",
         String::from_utf8_lossy(&back.stderr)
     );
-    assert_eq!(back.stdout, data);
+    assert_same(&back.stdout, &data, "venti/read");
 
     let mut cp = tool(&plan9, "venti/copy");
     cp.args(["-t", "0", &dial(&a), &dial(&b), score]);
     ok(cp.output().unwrap(), "venti/copy");
     let mut r = tool(&plan9, "venti/read");
     r.args(["-h", &dial(&b), "-t", "0", score]);
-    assert_eq!(r.output().unwrap().stdout, data);
+    assert_same(
+        &r.output().unwrap().stdout,
+        &data,
+        "venti/read after venti/copy",
+    );
 }
 
 #[test]
@@ -127,6 +146,77 @@ fn vac_and_unvac_round_trip_a_tree() {
         std::fs::read(out.join("small.txt")).unwrap(),
         b"hello venti\n"
     );
-    assert_eq!(std::fs::read(out.join("sub/big.bin")).unwrap(), big);
+    assert_same(
+        &std::fs::read(out.join("sub/big.bin")).unwrap(),
+        &big,
+        "unvac big.bin",
+    );
     assert_eq!(std::fs::read(out.join("sub/deeper/empty")).unwrap(), b"");
+}
+
+#[test]
+fn vbackup_and_vcat_round_trip_an_ext2_image() {
+    let plan9 = need_plan9!();
+    let Some(mke2fs) = ["/usr/sbin/mke2fs", "/sbin/mke2fs"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        eprintln!("skipped: mke2fs not found (Debian package e2fsprogs)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/a.txt"), b"vbackup through eventi\n").unwrap();
+    let noise: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2246822519) >> 11) as u8)
+        .collect();
+    std::fs::write(src.join("noise.bin"), &noise).unwrap();
+    let image = dir.path().join("disk.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let made = Command::new(&mke2fs)
+        .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-d"])
+        .arg(&src)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    let mut backup = tool(&plan9, "vbackup");
+    backup.env("venti", dial(&server)).arg(&image);
+    let out = ok(backup.output().unwrap(), "vbackup");
+    // vbackup prints "mount /vm/... ext2:SCORE DATE"
+    let score = out
+        .split_whitespace()
+        .find(|w| w.starts_with("ext2:"))
+        .unwrap_or_else(|| panic!("no ext2:SCORE in {out:?}"))
+        .to_string();
+
+    // vcat writes the image with pwrite (sparse), so stdout must be a file.
+    let restored_path = dir.path().join("restored.img");
+    let mut cat = tool(&plan9, "vcat");
+    cat.env("venti", dial(&server))
+        .arg(&score)
+        .stdout(std::fs::File::create(&restored_path).unwrap())
+        .stderr(Stdio::piped());
+    let done = cat.output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_same(
+        &std::fs::read(&restored_path).unwrap(),
+        &std::fs::read(&image).unwrap(),
+        "vcat image",
+    );
 }

@@ -13,7 +13,7 @@
 //! `magic "EvB1"[4] type[1] pad[3] length[4] score[20] data[length]`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read};
+use std::io::{BufReader, IoSlice, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,12 +60,13 @@ impl Location {
     }
 }
 
-fn encode_header(key: &BlockKey, len: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(RECORD_MAGIC);
-    out.push(key.block_type.to_wire());
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
-    out.extend_from_slice(key.score.as_bytes());
+fn encode_header(key: &BlockKey, len: usize) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..4].copy_from_slice(RECORD_MAGIC);
+    h[4] = key.block_type.to_wire();
+    h[8..12].copy_from_slice(&(len as u32).to_be_bytes());
+    h[12..32].copy_from_slice(key.score.as_bytes());
+    h
 }
 
 /// A parsed record header; `None` if it is not one.
@@ -334,9 +335,9 @@ impl Engine for LogEngine {
             return Ok(None);
         };
         let file = self.segment(key, loc)?;
-        let mut buf = vec![0u8; HEADER_LEN + loc.len as usize];
-        file.read_exact_at(&mut buf, loc.offset)
-            .map_err(|e| StoreError::io("reading", &segment_path(&self.log_dir, loc.segment), e))?;
+        let buf = read_record(&file, loc, false)
+            .map_err(|e| StoreError::io("reading", &segment_path(&self.log_dir, loc.segment), e))?
+            .expect("a blocking read always completes");
         record_data(key, loc, buf).map(Some)
     }
 
@@ -348,36 +349,44 @@ impl Engine for LogEngine {
         let mut w = self.writer.lock().expect("writer lock");
         let total: usize = blocks.iter().map(|b| HEADER_LEN + b.data.len()).sum();
         self.roll_if_full(&mut w, total as u64)?;
-        let mut buf = Vec::with_capacity(total);
+        let mut headers: Vec<[u8; HEADER_LEN]> = Vec::with_capacity(blocks.len());
         let mut batch = WriteBatch::default();
         let mut meta = w.meta;
+        let mut offset = w.len;
         for b in blocks {
             let loc = Location {
                 segment: w.segment,
-                offset: w.len + buf.len() as u64,
+                offset,
                 len: b.data.len() as u32,
             };
-            encode_header(&b.key, b.data.len(), &mut buf);
-            buf.extend_from_slice(&b.data);
+            headers.push(encode_header(&b.key, b.data.len()));
             batch.put(b.key.to_bytes(), loc.encode());
             meta.blocks += 1;
             meta.bytes += b.data.len() as u64;
+            offset += (HEADER_LEN + b.data.len()) as u64;
         }
-        if let Err(e) = w.file.write_all_at(&buf, w.len) {
+        // Headers and blocks go to the kernel straight from where they
+        // are: no staging copy of the data.
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(blocks.len() * 2);
+        for (h, b) in headers.iter().zip(blocks) {
+            slices.push(IoSlice::new(h));
+            slices.push(IoSlice::new(&b.data));
+        }
+        if let Err(e) = pwrite_all(&w.file, &mut slices, w.len) {
             // Leave no partial record behind: it would be cut at start-up
             // anyway, but a later append must not follow garbage.
             let _ = w.file.set_len(w.len);
             return Err(StoreError::io("appending to", &w.path, e));
         }
         meta.segment = w.segment;
-        meta.offset = w.len + buf.len() as u64;
+        meta.offset = offset;
         batch.put(Meta::KEY, meta.encode());
         self.write_index(batch)?;
-        w.len = meta.offset;
+        w.since_flush += offset - w.len;
+        w.len = offset;
         w.meta = meta;
         self.blocks.store(meta.blocks, Ordering::Relaxed);
         self.bytes.store(meta.bytes, Ordering::Relaxed);
-        w.since_flush += buf.len() as u64;
         if w.since_flush >= self.index_flush_bytes {
             w.since_flush = 0;
             let mut fo = FlushOptions::default();
@@ -403,19 +412,15 @@ impl Engine for LogEngine {
             return Ok(Lookup::Absent);
         };
         let file = self.segment(key, loc)?;
-        let mut buf = vec![0u8; HEADER_LEN + loc.len as usize];
-        match read_nowait(&file, &mut buf, loc.offset) {
-            Ok(true) => {}
-            Ok(false) => return Ok(Lookup::WouldBlock),
-            Err(e) => {
-                return Err(StoreError::io(
-                    "reading",
-                    &segment_path(&self.log_dir, loc.segment),
-                    e,
-                ))
-            }
+        match read_record(&file, loc, true) {
+            Ok(Some(buf)) => Ok(Lookup::Found(record_data(key, loc, buf)?)),
+            Ok(None) => Ok(Lookup::WouldBlock),
+            Err(e) => Err(StoreError::io(
+                "reading",
+                &segment_path(&self.log_dir, loc.segment),
+                e,
+            )),
         }
-        Ok(Lookup::Found(record_data(key, loc, buf)?))
     }
 
     fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {
@@ -452,35 +457,79 @@ fn record_data(key: &BlockKey, loc: Location, buf: Vec<u8>) -> Result<Bytes, Sto
     Ok(data.split_off(HEADER_LEN))
 }
 
-/// Reads `buf.len()` bytes at `offset` only if they are all in the page
-/// cache (`preadv2` with `RWF_NOWAIT`): `Ok(false)` means "would block".
-fn read_nowait(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<bool> {
+/// Reads a whole record into a new buffer, skipping the zero-fill a
+/// `vec![0; n]` would cost. With `nowait`, reads only if every byte is in
+/// the page cache (`preadv2` with `RWF_NOWAIT`) and answers `Ok(None)`
+/// otherwise.
+fn read_record(file: &File, loc: Location, nowait: bool) -> std::io::Result<Option<Vec<u8>>> {
     use std::os::fd::AsRawFd;
-    let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: one iovec describing `buf`, valid and exclusively borrowed
-    // for the duration of the call; the fd is open for the borrow of `file`.
-    let n = unsafe {
-        libc::preadv2(
-            file.as_raw_fd(),
-            &iov,
-            1,
-            offset as libc::off_t,
-            libc::RWF_NOWAIT,
-        )
-    };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return match e.raw_os_error() {
-            // EAGAIN: not cached. EOPNOTSUPP: a filesystem without RWF_NOWAIT.
-            Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) => Ok(false),
-            _ => Err(e),
+    let want = HEADER_LEN + loc.len as usize;
+    let mut buf: Vec<u8> = Vec::with_capacity(want);
+    let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
+    while buf.len() < want {
+        let missing = want - buf.len();
+        let spare = &mut buf.spare_capacity_mut()[..missing];
+        let iov = libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: spare.len(),
         };
+        let at = loc.offset + buf.len() as u64;
+        // SAFETY: the iovec covers the vector's spare capacity, which the
+        // kernel only writes; the fd is open for the borrow of `file`.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at as libc::off_t, flags) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // Not cached, or a filesystem without RWF_NOWAIT.
+                Some(libc::EAGAIN) | Some(libc::EOPNOTSUPP) if nowait => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        // SAFETY: the kernel initialised the next `n` bytes.
+        unsafe { buf.set_len(buf.len() + n as usize) };
+        if nowait && buf.len() < want {
+            // Part of the range is not cached.
+            return Ok(None);
+        }
     }
-    // A short read means part of the range was not cached.
-    Ok(n as usize == buf.len())
+    Ok(Some(buf))
+}
+
+/// Writes every slice at `offset` onward (`pwritev`, in chunks of at most
+/// `IOV_MAX` slices, resuming after short writes).
+fn pwrite_all(file: &File, mut bufs: &mut [IoSlice<'_>], mut offset: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const IOV_MAX: usize = 1024;
+    while !bufs.is_empty() {
+        let n = bufs.len().min(IOV_MAX);
+        // SAFETY: IoSlice is ABI-compatible with iovec on Unix; the slices
+        // borrow live buffers for the duration of the call.
+        let written = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                bufs.as_ptr().cast::<libc::iovec>(),
+                n as libc::c_int,
+                offset as libc::off_t,
+            )
+        };
+        if written < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        offset += written as u64;
+        IoSlice::advance_slices(&mut bufs, written as usize);
+    }
+    Ok(())
 }
 
 /// Looks for a record that parses and verifies after `from`: if one
