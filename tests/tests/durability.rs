@@ -73,10 +73,15 @@ async fn synced_blocks_survive_kill9(engine: &str) {
     let c = VentiClient::connect(server.addr).await.unwrap();
     synced.extend(write_many(&c, 20_000, 100).await);
     c.sync().await.unwrap();
+    let stored = server.metric("eventi_stored_blocks") as u64;
     assert!(server.terminate().success());
     let (ok, report) = verify(&data);
     assert!(ok, "{report}");
-    assert!(report.contains(" 0 bad"), "{report}");
+    // verify must visit every stored block, not merely find none bad.
+    assert!(
+        report.contains(&format!("verified {stored} blocks")) && report.contains(" 0 bad"),
+        "expected {stored} blocks verified: {report}"
+    );
     let server = Server::start(&data, &[]);
     check_all(&server, &synced).await;
 }
