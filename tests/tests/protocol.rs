@@ -470,3 +470,33 @@ async fn metrics_and_health_endpoints() {
         assert!(body.contains(needle), "missing {needle} in:\n{body}");
     }
 }
+
+#[tokio::test]
+async fn flags_win_over_the_config_file_and_bad_configs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // The file names addresses; the harness's --listen/--http flags must win.
+    let server = start(
+        &dir,
+        Some("listen = \"127.0.0.1:9\"\nhttp = \"127.0.0.1:9\"\n[limits]\nmax_in_flight = 8\n"),
+    );
+    assert_ne!(server.addr.port(), 9);
+    assert_ne!(server.http.port(), 9);
+    client(&server, "04").await.ping().await.unwrap();
+
+    for (toml, complaint) in [
+        ("[limits]\nmax_in_flight = 1000\n", "max_in_flight"),
+        ("[storage]\nno_such_setting = 1\n", "no_such_setting"),
+    ] {
+        let cfg = config_file(dir.path(), toml);
+        let out = std::process::Command::new(eventi_tests::binary("eventi-server"))
+            .args(["serve", "--data"])
+            .arg(dir.path().join("other"))
+            .args(["--listen", "127.0.0.1:0", "--http", "off", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{toml} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(complaint), "{toml}: {stderr}");
+    }
+}
