@@ -23,6 +23,7 @@ use bytes::Bytes;
 use eventi_shared::{BlockType, Score};
 use rocksdb::{FlushOptions, WriteBatch, WriteOptions, DB};
 
+use super::location_cache::{CachedLocation, LocationCache};
 use super::{
     rocks, BlockKey, Engine, Lookup, Meta, NewBlock, StoreError, StoreOptions, StoreStats,
 };
@@ -102,6 +103,7 @@ pub struct LogEngine {
     bytes: AtomicU64,
     segment_bytes: u64,
     index_flush_bytes: u64,
+    locations: LocationCache,
     _cache: rocksdb::Cache,
 }
 
@@ -167,6 +169,7 @@ impl LogEngine {
             bytes: AtomicU64::new(meta.bytes),
             segment_bytes: options.segment_bytes,
             index_flush_bytes: options.index_flush_bytes,
+            locations: LocationCache::new(options.location_cache_entries),
             _cache: cache,
         };
         engine.recover(meta)?;
@@ -282,9 +285,41 @@ impl LogEngine {
     fn location(&self, key: &BlockKey) -> Result<Option<Location>, StoreError> {
         match self.db.get_pinned(key.to_bytes())? {
             None => Ok(None),
-            Some(v) => Location::decode(&v)
-                .map(Some)
-                .ok_or_else(|| StoreError::BadLocation(key.score, "malformed index value".into())),
+            Some(v) => {
+                let loc = Location::decode(&v).ok_or_else(|| {
+                    StoreError::BadLocation(key.score, "malformed index value".into())
+                })?;
+                self.remember(key, loc);
+                Ok(Some(loc))
+            }
+        }
+    }
+
+    fn remember(&self, key: &BlockKey, loc: Location) {
+        self.locations.insert(
+            key,
+            CachedLocation {
+                segment: loc.segment,
+                offset: loc.offset,
+                len: loc.len,
+            },
+        );
+    }
+
+    /// Reads `key` where the location cache says it is. `None` means "ask
+    /// the index": no hint, or the record there is not this block.
+    fn read_cached(&self, key: &BlockKey, nowait: bool) -> Option<Lookup> {
+        let hint = self.locations.get(key)?;
+        let loc = Location {
+            segment: hint.segment,
+            offset: hint.offset,
+            len: hint.len,
+        };
+        let file = self.segment(key, loc).ok()?;
+        match read_record(&file, loc, nowait) {
+            Ok(Some(buf)) => record_data(key, loc, buf).ok().map(Lookup::Found),
+            Ok(None) => Some(Lookup::WouldBlock),
+            Err(_) => None,
         }
     }
 
@@ -331,6 +366,9 @@ impl LogEngine {
 
 impl Engine for LogEngine {
     fn get(&self, key: &BlockKey) -> Result<Option<Bytes>, StoreError> {
+        if let Some(Lookup::Found(data)) = self.read_cached(key, false) {
+            return Ok(Some(data));
+        }
         let Some(loc) = self.location(key)? else {
             return Ok(None);
         };
@@ -382,6 +420,16 @@ impl Engine for LogEngine {
         meta.offset = offset;
         batch.put(Meta::KEY, meta.encode());
         self.write_index(batch)?;
+        let mut at = w.len;
+        for b in blocks {
+            let loc = Location {
+                segment: w.segment,
+                offset: at,
+                len: b.data.len() as u32,
+            };
+            self.remember(&b.key, loc);
+            at += (HEADER_LEN + b.data.len()) as u64;
+        }
         w.since_flush += offset - w.len;
         w.len = offset;
         w.meta = meta;
@@ -408,6 +456,9 @@ impl Engine for LogEngine {
     }
 
     fn try_get(&self, key: &BlockKey) -> Result<Lookup, StoreError> {
+        if let Some(found) = self.read_cached(key, true) {
+            return Ok(found);
+        }
         let Some(loc) = self.location(key)? else {
             return Ok(Lookup::Absent);
         };
