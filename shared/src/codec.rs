@@ -72,6 +72,17 @@ pub enum Message {
     },
     /// End of session: no reply, the server closes the connection.
     Tgoodbye,
+    /// eventi's write-key authentication (see `auth`): a public key and
+    /// its signature over this session's transcript. On venti's reserved
+    /// type 8.
+    Tauth0 {
+        /// Ed25519 public key.
+        key: [u8; 32],
+        /// Ed25519 signature over `auth::transcript`.
+        signature: [u8; 64],
+    },
+    /// Reply to [`Message::Tauth0`]: the key is accepted for this session.
+    Rauth0,
     /// Read the block (score, type) if it holds at most `count` bytes.
     Tread {
         /// Address of the block.
@@ -116,6 +127,8 @@ impl Message {
             Message::Thello { .. } => THELLO,
             Message::Rhello { .. } => RHELLO,
             Message::Tgoodbye => TGOODBYE,
+            Message::Tauth0 { .. } => TAUTH0,
+            Message::Rauth0 => RAUTH0,
             Message::Tread { .. } => TREAD,
             Message::Rread { .. } => RREAD,
             Message::Twrite { .. } => TWRITE,
@@ -320,6 +333,17 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, CodecError> {
             }
         }
         TGOODBYE => Message::Tgoodbye,
+        TAUTH0 => {
+            if body.remaining() < 96 {
+                return Err(bad("Tauth0 needs key[32] signature[64]"));
+            }
+            let mut key = [0u8; 32];
+            let mut signature = [0u8; 64];
+            body.copy_to_slice(&mut key);
+            body.copy_to_slice(&mut signature);
+            Message::Tauth0 { key, signature }
+        }
+        RAUTH0 => Message::Rauth0,
         TREAD => {
             if body.remaining() < Score::LEN + 2 {
                 return Err(bad("too short"));
@@ -406,7 +430,16 @@ fn encode_body(tag: u8, message: &Message, out: &mut BytesMut) -> Result<(), Cod
     out.put_u8(tag);
     match message {
         Message::Rerror { error } => put_string(out, error)?,
-        Message::Tping | Message::Rping | Message::Tgoodbye | Message::Tsync | Message::Rsync => {}
+        Message::Tping
+        | Message::Rping
+        | Message::Tgoodbye
+        | Message::Rauth0
+        | Message::Tsync
+        | Message::Rsync => {}
+        Message::Tauth0 { key, signature } => {
+            out.put_slice(key);
+            out.put_slice(signature);
+        }
         Message::Thello {
             version,
             uid,

@@ -7,6 +7,7 @@
 //! `version` (the text line both ends exchange first), `codec` (messages and
 //! their 2- or 4-byte framing), and `client` (a pipelined async client).
 
+pub mod auth;
 pub mod block_type;
 pub mod client;
 pub mod codec;

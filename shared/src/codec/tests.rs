@@ -83,6 +83,15 @@ fn golden() -> Vec<(Message, u8, Vec<u8>)> {
             3,
             hx(&format!("0f 03 {SCORE_HEX}")),
         ),
+        (
+            Message::Tauth0 {
+                key: [0x11; 32],
+                signature: [0x22; 64],
+            },
+            4,
+            hx(&format!("08 04 {} {}", "11".repeat(32), "22".repeat(64))),
+        ),
+        (Message::Rauth0, 4, hx("09 04")),
         (Message::Tsync, 200, hx("10 c8")),
         (Message::Rsync, 200, hx("11 c8")),
     ]
@@ -213,6 +222,13 @@ fn any_message() -> impl Strategy<Value = Message> {
             rcodec
         }),
         Just(Message::Tgoodbye),
+        (any::<[u8; 32]>(), prop::collection::vec(any::<u8>(), 64)).prop_map(|(key, sig)| {
+            Message::Tauth0 {
+                key,
+                signature: sig.try_into().unwrap(),
+            }
+        }),
+        Just(Message::Rauth0),
         (score.clone(), any_block_type(), any::<u32>()).prop_map(|(score, block_type, count)| {
             Message::Tread {
                 score,
