@@ -22,8 +22,43 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Protection against clients that misbehave or overload the server.
     pub limits: Limits,
+    /// Who may read and write.
+    pub auth: Auth,
     /// Storage engine settings.
     pub storage: StoreOptions,
+}
+
+/// Access for sessions that never authenticate (every plan9port tool).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// Bytes anonymous writers may store in all: a size ("10GiB"),
+    /// "unlimited", or absent for none (anonymous writes refused).
+    pub anonymous_write_quota: Option<String>,
+    /// Whether sessions without a key may read.
+    pub anonymous_reads: bool,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            anonymous_write_quota: None,
+            anonymous_reads: true,
+        }
+    }
+}
+
+impl Auth {
+    /// The anonymous quota in bytes (`u64::MAX` for unlimited, `None` for none).
+    pub fn anonymous_quota(&self) -> anyhow::Result<Option<u64>> {
+        match self.anonymous_write_quota.as_deref() {
+            None => Ok(None),
+            Some("unlimited") => Ok(Some(u64::MAX)),
+            Some(size) => crate::size::parse_size(size)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("auth.anonymous_write_quota: {e}")),
+        }
+    }
 }
 
 impl Default for Config {
@@ -34,6 +69,7 @@ impl Default for Config {
             http: "127.0.0.1:17035".into(),
             log_format: LogFormat::Text,
             limits: Limits::default(),
+            auth: Auth::default(),
             storage: StoreOptions::default(),
         }
     }
@@ -56,6 +92,8 @@ pub enum LogFormat {
 pub struct Limits {
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// Connections from one remote address at once.
+    pub max_connections_per_address: usize,
     /// Requests one connection may have in flight (at most 256: tags are a byte).
     pub max_in_flight: usize,
     /// Largest block on a protocol `04` connection (`02` is fixed at 56 KiB).
@@ -76,6 +114,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_address: 64,
             max_in_flight: 256,
             max_block_v04: 1 << 20,
             handshake_timeout_secs: 30,
@@ -111,6 +150,11 @@ impl Config {
             self.limits.max_connections >= 1,
             "limits.max_connections must be at least 1"
         );
+        anyhow::ensure!(
+            self.limits.max_connections_per_address >= 1,
+            "limits.max_connections_per_address must be at least 1"
+        );
+        self.auth.anonymous_quota()?;
         Ok(())
     }
 }

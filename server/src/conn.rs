@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use eventi_shared::codec::{decode_body, encode_frame, CodecError, Frame, FrameDecoder};
 use eventi_shared::version::{self, Version};
-use eventi_shared::{Message, Score, MAX_BLOCK_V02};
+use eventi_shared::{auth, Message, Score, MAX_BLOCK_V02};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -28,9 +28,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 use crate::config::Limits;
+use crate::keys::{KeyRegistry, ANONYMOUS_WRITE_REFUSED};
 use crate::metrics::{Kind, Metrics};
 use crate::out_queue::OutQueue;
-use crate::store::{BlockKey, Job, Lookup, NewBlock, Store, StoreError};
+use crate::store::{BlockKey, Job, Lookup, NewBlock, Store, StoreError, ANONYMOUS};
+use crate::store::{QuotaPolicy, WriteLimit};
 
 /// What every connection shares.
 pub struct Shared {
@@ -40,6 +42,10 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Limits to enforce.
     pub limits: Limits,
+    /// Authorized write keys, quotas and rates.
+    pub keys: Arc<KeyRegistry>,
+    /// Whether sessions without a key may read.
+    pub anonymous_reads: bool,
 }
 
 /// Why a connection ended abnormally (logged, never sent).
@@ -102,6 +108,14 @@ struct Session<'a> {
     done_tx: mpsc::UnboundedSender<Reply>,
     /// Writes and syncs decoded this round, for one group commit.
     jobs: Vec<Job>,
+    /// The write key this session authenticated as (`ANONYMOUS` until then).
+    writer: u32,
+    /// The challenge sent in Rhello, and the uid from Thello: what a
+    /// Tauth0 signature must cover.
+    challenge: [u8; auth::CHALLENGE_LEN],
+    uid: String,
+    /// How long to pause before reading more, for a key over its rate.
+    throttle: Duration,
 }
 
 async fn run(
@@ -115,10 +129,14 @@ async fn run(
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(128 * 1024);
     let handshake = Duration::from_secs(limits.handshake_timeout_secs);
-    let (version, uid) = timeout(handshake, hello(&mut rd, &mut wr, &mut buf, shared))
-        .await
-        .map_err(|_| ConnError::Timeout("version line and hello"))??;
-    tracing::debug!(%peer, version = version.as_str(), %uid, "session started");
+    let challenge: [u8; auth::CHALLENGE_LEN] = rand::random();
+    let (version, uid) = timeout(
+        handshake,
+        hello(&mut rd, &mut wr, &mut buf, shared, &challenge),
+    )
+    .await
+    .map_err(|_| ConnError::Timeout("version line and hello"))??;
+    tracing::debug!(%peer, version = version.as_str(), uid = %uid, "session started");
 
     let max_block = match version {
         Version::V02 => MAX_BLOCK_V02,
@@ -136,6 +154,10 @@ async fn run(
         in_flight: 0,
         done_tx,
         jobs: Vec::new(),
+        writer: ANONYMOUS,
+        challenge,
+        uid,
+        throttle: Duration::ZERO,
     };
     let idle = Duration::from_secs(limits.idle_timeout_secs);
     let frame_time = Duration::from_secs(limits.frame_timeout_secs);
@@ -203,6 +225,13 @@ async fn run(
         }
         if closing.is_some() && s.in_flight == 0 {
             break;
+        }
+        // A key over its rate: pause before reading more, so the sender
+        // is slowed by TCP and other connections are unaffected.
+        if !s.throttle.is_zero() && closing.is_none() {
+            let pause = s.throttle.min(Duration::from_secs(1));
+            tokio::time::sleep(pause).await;
+            s.throttle -= pause;
         }
         let can_read = closing.is_none() && s.in_flight < limits.max_in_flight;
         if can_read && decoder.frame_ready(&buf) {
@@ -292,6 +321,18 @@ impl Session<'_> {
                 Kind::Hello,
                 started,
             ),
+            Message::Tauth0 { key, signature } => {
+                let message = self.authenticate(&key, &signature);
+                self.reply(tag, message, Kind::Auth, started);
+            }
+            Message::Tread { .. } if self.writer == ANONYMOUS && !self.shared.anonymous_reads => {
+                self.reply(
+                    tag,
+                    rerror("read needs an authorized key"),
+                    Kind::Read,
+                    started,
+                )
+            }
             Message::Tread {
                 score,
                 block_type,
@@ -319,6 +360,15 @@ impl Session<'_> {
                     );
                     return self.reply(tag, rerror(why), Kind::Write, started);
                 }
+                if self.writer == ANONYMOUS
+                    && self.shared.keys.limit(ANONYMOUS)
+                        == WriteLimit::Refused(ANONYMOUS_WRITE_REFUSED)
+                {
+                    // Refused before any work is spent on the block.
+                    self.shared.metrics.refused_write("anonymous", "no key");
+                    return self.reply(tag, rerror(ANONYMOUS_WRITE_REFUSED), Kind::Write, started);
+                }
+                self.throttle += self.shared.keys.throttle(self.writer, data.len() as u64);
                 let score = Score::of(&data);
                 if data.is_empty() {
                     return self.reply(tag, Message::Rwrite { score }, Kind::Write, started);
@@ -326,20 +376,33 @@ impl Session<'_> {
                 let block = NewBlock {
                     key: BlockKey { score, block_type },
                     data,
+                    writer: self.writer,
                 };
                 let tx = self.done_tx.clone();
                 let metrics = Arc::clone(&self.shared.metrics);
+                let who = self.key_label();
+                let len = block.data.len() as u64;
                 let done = Box::new(move |r: Result<bool, StoreError>| {
                     let message = match r {
-                        Ok(new) => {
-                            if new {
-                                metrics.writes_new.inc();
-                            } else {
-                                metrics.writes_duplicate.inc();
-                            }
+                        Ok(true) => {
+                            metrics.writes_new.inc();
+                            metrics.stored_by_key(&who, len);
                             Message::Rwrite { score }
                         }
-                        Err(e) => rerror(e),
+                        Ok(false) => {
+                            metrics.writes_duplicate.inc();
+                            Message::Rwrite { score }
+                        }
+                        Err(e) => {
+                            match &e {
+                                StoreError::QuotaExceeded => metrics.refused_write(&who, "quota"),
+                                StoreError::WriteRefused(_) => {
+                                    metrics.refused_write(&who, "not authorized")
+                                }
+                                _ => {}
+                            }
+                            rerror(e)
+                        }
                     };
                     let _ = tx.send(Reply {
                         tag,
@@ -369,6 +432,49 @@ impl Session<'_> {
             other => {
                 let why = format!("unknown request {}", other.name());
                 self.reply(tag, rerror(why), Kind::Other, started)
+            }
+        }
+    }
+
+    /// The metrics label for this session's writer.
+    fn key_label(&self) -> String {
+        if self.writer == ANONYMOUS {
+            "anonymous".into()
+        } else {
+            self.shared
+                .keys
+                .name_of(self.writer)
+                .unwrap_or_else(|| format!("#{}", self.writer))
+        }
+    }
+
+    /// Checks a Tauth0 against this session's challenge, and binds the
+    /// session to the key if it is authorized.
+    fn authenticate(&mut self, key: &[u8; 32], signature: &[u8; 64]) -> Message {
+        let metrics = &self.shared.metrics;
+        if self.writer != ANONYMOUS {
+            metrics.auth_failure("twice");
+            return rerror("already authenticated on this connection");
+        }
+        if let Err(e) = auth::verify(
+            key,
+            signature,
+            &self.challenge,
+            self.version.as_str(),
+            &self.uid,
+        ) {
+            metrics.auth_failure("bad signature");
+            return rerror(format!("authentication failed: {e}"));
+        }
+        match self.shared.keys.by_public(key) {
+            Some(entry) => {
+                tracing::info!(key = %entry.name, fingerprint = %entry.fingerprint(), "session authenticated");
+                self.writer = entry.id;
+                Message::Rauth0
+            }
+            None => {
+                metrics.auth_failure("unknown key");
+                rerror("authentication failed: key not authorized on this server")
             }
         }
     }
@@ -431,6 +537,7 @@ async fn hello(
     wr: &mut OwnedWriteHalf,
     buf: &mut BytesMut,
     shared: &Shared,
+    challenge: &[u8; auth::CHALLENGE_LEN],
 ) -> Result<(Version, String), ConnError> {
     wr.write_all(version::our_line("eventi").as_bytes()).await?;
     let line = loop {
@@ -484,8 +591,10 @@ async fn hello(
     let mut out = BytesMut::new();
     match reply {
         Ok(uid) => {
+            // Plain venti clients ignore the sid; eventi clients find the
+            // challenge for write-key authentication in it.
             let rhello = Message::Rhello {
-                sid: "anonymous".into(),
+                sid: auth::challenge_sid(challenge),
                 rcrypto: 0,
                 rcodec: 0,
             };

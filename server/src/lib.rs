@@ -5,9 +5,11 @@
 //! connections and shuts down gracefully, `http` serves metrics, `config`
 //! holds the settings. The binary's commands live in `src/cmd/`.
 
+pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod keys;
 pub mod metrics;
 pub mod out_queue;
 pub mod server;

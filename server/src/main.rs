@@ -20,6 +20,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Drive a venti server with a load and print throughput and latency.
     Bench(cmd::bench::Args),
+    /// Authorize write keys and set their quotas.
+    Keys(cmd::keys::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +30,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Keys(args) => cmd::keys::run(args),
     };
     match result {
         Ok(code) => code,

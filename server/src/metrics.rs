@@ -23,6 +23,8 @@ pub enum Kind {
     Write,
     /// Tsync.
     Sync,
+    /// Tauth0.
+    Auth,
     /// Anything else (answered with Rerror).
     Other,
 }
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Read => "read",
             Kind::Write => "write",
             Kind::Sync => "sync",
+            Kind::Auth => "auth",
             Kind::Other => "other",
         }
     }
@@ -52,6 +55,22 @@ impl Kind {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabel {
     r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabel {
+    key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    key: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 /// Counters for one request kind, resolved once so the hot path takes no
@@ -93,6 +112,9 @@ pub struct Metrics {
     pub cold_reads: Counter,
     blocks_stored: Gauge,
     bytes_stored: Gauge,
+    stored_by_key: Family<KeyLabel, Counter>,
+    refused_writes: Family<RefusalLabel, Counter>,
+    auth_failures: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -154,6 +176,9 @@ impl Metrics {
             cold_reads: Counter::default(),
             blocks_stored: Gauge::default(),
             bytes_stored: Gauge::default(),
+            stored_by_key: Family::default(),
+            refused_writes: Family::default(),
+            auth_failures: Family::default(),
         };
         let mut m = m;
         let r = &mut m.registry;
@@ -223,6 +248,32 @@ impl Metrics {
             .find(|(k, _)| *k == kind)
             .expect("every kind is registered")
             .1
+    }
+
+    /// Counts `bytes` of new blocks stored by the key labelled `key`.
+    pub fn stored_by_key(&self, key: &str, bytes: u64) {
+        self.stored_by_key
+            .get_or_create(&KeyLabel {
+                key: key.to_string(),
+            })
+            .inc_by(bytes);
+    }
+
+    /// Counts a write refused for `reason` (quota, not authorized, no key).
+    pub fn refused_write(&self, key: &str, reason: &'static str) {
+        self.refused_writes
+            .get_or_create(&RefusalLabel {
+                key: key.to_string(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts a failed authentication.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Renders the metrics in Prometheus/OpenMetrics text format.

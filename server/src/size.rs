@@ -41,3 +41,40 @@ mod tests {
         assert!(parse_size("3 parsecs").is_err());
     }
 }
+
+/// A byte count for people: `0 B`, `8.0 KiB`, `1.25 GiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.2} {unit}")
+}
+
+/// Parses a rate such as `50MiB/s` (the `/s` is optional) into bytes per second.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    parse_size(text.trim().trim_end_matches("/s"))
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_rates() {
+        assert_eq!(format_size(0), "0 B");
+        assert_eq!(format_size(8192), "8.00 KiB");
+        assert_eq!(format_size(3 << 30), "3.00 GiB");
+        assert_eq!(parse_rate("50MiB/s"), Ok(50 << 20));
+        assert_eq!(parse_rate("1k"), Ok(1024));
+    }
+}

@@ -16,6 +16,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::auth;
 use crate::codec::{decode_body, encode_frame, CodecError, Frame, FrameDecoder, Message};
 use crate::version::{self, Version, VersionError};
 use crate::{BlockType, Score};
@@ -46,6 +47,10 @@ pub enum ClientError {
         /// What arrived.
         got: &'static str,
     },
+    /// A write key was given but the server offers no write-key
+    /// authentication (a plain venti server).
+    #[error("venti server does not offer write-key authentication")]
+    NoAuth,
     /// A block read back does not hash to the score asked for.
     #[error("venti read asked for {want} but the data hashes to {got}")]
     HashMismatch {
@@ -65,6 +70,8 @@ pub struct ClientOptions {
     pub uid: String,
     /// Largest reply frame accepted (protects the client from a bad server).
     pub max_frame: usize,
+    /// A write key to authenticate with (Tauth0) right after hello.
+    pub write_key: Option<ed25519_dalek::SigningKey>,
 }
 
 impl Default for ClientOptions {
@@ -73,6 +80,7 @@ impl Default for ClientOptions {
             offer: "04:02".into(),
             uid: "anonymous".into(),
             max_frame: 16 << 20,
+            write_key: None,
         }
     }
 }
@@ -139,15 +147,7 @@ impl VentiClient {
         encode_frame(version, 0, &hello, &mut out)?;
         wr.write_all(&out).await?;
         let decoder = FrameDecoder::new(version, options.max_frame);
-        let frame = loop {
-            if let Some(body) = decoder.decode(&mut buf)? {
-                break decode_body(body)?;
-            }
-            if rd.read_buf(&mut buf).await? == 0 {
-                return Err(ClientError::Disconnected);
-            }
-        };
-        let sid = match frame.message {
+        let sid = match next_frame(&mut rd, &mut buf, &decoder).await?.message {
             Message::Rhello { sid, .. } => sid,
             Message::Rerror { error } => return Err(ClientError::Server(error)),
             other => {
@@ -157,6 +157,23 @@ impl VentiClient {
                 })
             }
         };
+        if let Some(key) = &options.write_key {
+            let challenge = auth::parse_challenge(&sid).ok_or(ClientError::NoAuth)?;
+            let (key, signature) = auth::sign(key, &challenge, version.as_str(), &options.uid);
+            let mut out = BytesMut::new();
+            encode_frame(version, 0, &Message::Tauth0 { key, signature }, &mut out)?;
+            wr.write_all(&out).await?;
+            match next_frame(&mut rd, &mut buf, &decoder).await?.message {
+                Message::Rauth0 => {}
+                Message::Rerror { error } => return Err(ClientError::Server(error)),
+                other => {
+                    return Err(ClientError::UnexpectedReply {
+                        expected: "rauth0",
+                        got: other.name(),
+                    })
+                }
+            }
+        }
 
         let (frames_tx, frames_rx) = mpsc::channel(TAGS);
         let inner = Arc::new(Inner {
@@ -322,6 +339,22 @@ impl Inner {
         }
         drop(p);
         self.tags.close();
+    }
+}
+
+/// Reads one whole frame during the handshake, before the reader task runs.
+async fn next_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    decoder: &FrameDecoder,
+) -> Result<Frame, ClientError> {
+    loop {
+        if let Some(body) = decoder.decode(buf)? {
+            return Ok(decode_body(body)?);
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return Err(ClientError::Disconnected);
+        }
     }
 }
 

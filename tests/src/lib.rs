@@ -42,8 +42,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on `data` with extra flags (e.g. `--config F`).
+    /// Starts a server on `data` with extra flags (e.g. `--config F`) that
+    /// lets anonymous sessions write (as plan9port's tools need).
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--anonymous-write-quota", "unlimited"];
+        args.extend_from_slice(extra);
+        Server::start_strict(data, &args)
+    }
+
+    /// Starts a server with the secure defaults: anonymous sessions may
+    /// read but not write.
+    pub fn start_strict(data: &Path, extra: &[&str]) -> Server {
         let stderr_log = data.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log file");
         let mut child = Command::new(binary("eventi-server"))

@@ -43,7 +43,15 @@ async fn pipelined_write_read_sync_ping_in_both_versions() {
     for (offer, version) in [("04:02", Version::V04), ("02", Version::V02)] {
         let c = client(&server, offer).await;
         assert_eq!(c.version(), version);
-        assert_eq!(c.sid(), "anonymous");
+        // An eventi server offers write-key authentication in the sid.
+        let challenge = eventi_shared::auth::parse_challenge(c.sid());
+        assert!(challenge.is_some(), "sid {:?}", c.sid());
+        let again = client(&server, offer).await;
+        assert_ne!(
+            eventi_shared::auth::parse_challenge(again.sid()),
+            challenge,
+            "a fresh challenge per connection"
+        );
         // 64 tasks keep 64 requests in flight on one connection.
         let mut tasks = Vec::new();
         for t in 0..64u64 {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use eventi_server::config::{Config, LogFormat};
 use eventi_server::conn::Shared;
+use eventi_server::keys::KeyRegistry;
 use eventi_server::metrics::Metrics;
 use eventi_server::store::{EngineKind, Store};
 use eventi_server::{http, server};
@@ -33,6 +34,10 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Bytes anonymous sessions may write in all ("10GiB", "unlimited");
+    /// by default they may not write.
+    #[arg(long)]
+    anonymous_write_quota: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -54,6 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(f) = args.log_format {
         config.log_format = f;
+    }
+    if let Some(q) = args.anonymous_write_quota {
+        config.auth.anonymous_write_quota = Some(q);
     }
     config.validate()?;
     init_logging(config.log_format);
@@ -77,10 +85,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening data directory {}", data.display()))?;
         let stats = store.stats();
         tracing::info!(data = %data.display(), blocks = stats.blocks, bytes = stats.bytes, "store open");
+        let keys = Arc::new(
+            KeyRegistry::load(store.clone(), config.auth.anonymous_quota()?)
+                .context("loading write keys")?,
+        );
+        store.set_policy(keys.clone());
         let shared = Arc::new(Shared {
             store: store.clone(),
             metrics: Arc::new(Metrics::new()),
             limits: config.limits.clone(),
+            keys,
+            anonymous_reads: config.auth.anonymous_reads,
         });
         let listener = server::bind(config.listen).await?;
         let venti_addr = listener.local_addr()?;
@@ -95,6 +110,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("http address {:?}", config.http))?;
             let l = server::bind(addr).await?;
             http_addr = l.local_addr()?.to_string();
+            // `eventi-server keys` finds a running server's admin API here.
+            let file = data.join(super::keys::ADMIN_ADDR_FILE);
+            std::fs::write(&file, format!("{http_addr}\n"))
+                .with_context(|| format!("writing {}", file.display()))?;
             let mut rx = stop_rx.clone();
             Some(tokio::spawn(http::serve(l, Arc::clone(&shared), async move {
                 let _ = rx.changed().await;
@@ -108,6 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(t) = http_task {
             let _ = t.await;
         }
+        let _ = std::fs::remove_file(data.join(super::keys::ADMIN_ADDR_FILE));
         tokio::task::spawn_blocking(move || store.shutdown())
             .await?
             .context("syncing the store at shutdown")?;

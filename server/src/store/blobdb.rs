@@ -11,7 +11,10 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use rocksdb::{WriteBatch, DB};
 
-use super::{rocks, BlockKey, Engine, Meta, NewBlock, StoreError, StoreOptions, StoreStats};
+use super::usage::{Usage, UsageBook};
+use super::{
+    rocks, BlockKey, Engine, Meta, MetaEntry, NewBlock, StoreError, StoreOptions, StoreStats,
+};
 
 /// See the module documentation.
 pub struct BlobDbEngine {
@@ -19,6 +22,7 @@ pub struct BlobDbEngine {
     meta: Mutex<Meta>,
     blocks: AtomicU64,
     bytes: AtomicU64,
+    usage: UsageBook,
     _cache: rocksdb::Cache,
 }
 
@@ -37,11 +41,13 @@ impl BlobDbEngine {
             .get(Meta::KEY)?
             .and_then(|v| Meta::decode(&v))
             .unwrap_or_default();
+        let usage = UsageBook::load(&db)?;
         Ok(BlobDbEngine {
             db,
             meta: Mutex::new(meta),
             blocks: AtomicU64::new(meta.blocks),
             bytes: AtomicU64::new(meta.bytes),
+            usage,
             _cache: cache,
         })
     }
@@ -69,7 +75,12 @@ impl Engine for BlobDbEngine {
             next.bytes += b.data.len() as u64;
         }
         batch.put(Meta::KEY, next.encode());
+        let charged = self.usage.charge(
+            blocks.iter().map(|b| (b.writer, b.data.len() as u64)),
+            &mut batch,
+        );
         self.db.write(batch)?;
+        self.usage.commit(charged);
         *meta = next;
         self.blocks.store(next.blocks, Ordering::Relaxed);
         self.bytes.store(next.bytes, Ordering::Relaxed);
@@ -79,6 +90,26 @@ impl Engine for BlobDbEngine {
     fn sync(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true)?;
         Ok(())
+    }
+
+    fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        rocks::get_meta(&self.db, key)
+    }
+
+    fn put_meta(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        rocks::put_meta(&self.db, key, value)
+    }
+
+    fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StoreError> {
+        rocks::scan_meta(&self.db, prefix)
+    }
+
+    fn usage(&self, writer: u32) -> Usage {
+        self.usage.get(writer)
+    }
+
+    fn all_usage(&self) -> Vec<(u32, Usage)> {
+        self.usage.all()
     }
 
     fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::{BlockKey, Engine, NewBlock, StoreError};
+use super::{BlockKey, Engine, NewBlock, QuotaPolicy, StoreError, WriteLimit};
 
 /// Called with `Ok(true)` for a new block, `Ok(false)` for one already stored.
 pub type WriteDone = Box<dyn FnOnce(Result<bool, StoreError>) + Send>;
@@ -43,6 +43,7 @@ pub(super) struct Committer {
     syncs: Mutex<Option<mpsc::Sender<SyncDone>>>,
     syncer: Mutex<Option<JoinHandle<()>>>,
     failed: Arc<Mutex<Option<String>>>,
+    policy: std::sync::RwLock<Option<Arc<dyn QuotaPolicy>>>,
 }
 
 #[derive(Default)]
@@ -72,7 +73,12 @@ impl Committer {
             syncs: Mutex::new(Some(tx)),
             syncer: Mutex::new(Some(syncer)),
             failed,
+            policy: std::sync::RwLock::new(None),
         }
+    }
+
+    pub fn set_policy(&self, policy: Arc<dyn QuotaPolicy>) {
+        *self.policy.write().expect("policy lock") = Some(policy);
     }
 
     /// Queues jobs and, if no one else is committing, commits everything
@@ -107,7 +113,10 @@ impl Committer {
 
     fn apply(&self, batch: Vec<Job>, scratch: &mut CommitScratch) {
         let failed = self.failed.lock().expect("failed flag").clone();
+        let policy = self.policy.read().expect("policy lock").clone();
         scratch.seen.clear();
+        // Bytes each writer has stored in this batch so far.
+        let mut pending: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
         let mut new_blocks = Vec::new();
         let mut outcomes: Vec<Result<bool, StoreError>> = Vec::new();
         for job in &batch {
@@ -118,10 +127,39 @@ impl Committer {
                     Ok(false)
                 } else {
                     match self.engine.contains(&block.key) {
+                        // A block already stored charges nothing.
                         Ok(true) => Ok(false),
                         Ok(false) => {
-                            new_blocks.push(block.clone());
-                            Ok(true)
+                            let limit = policy
+                                .as_ref()
+                                .map_or(WriteLimit::Unlimited, |p| p.limit(block.writer));
+                            let so_far = pending.get(&block.writer).copied().unwrap_or(0);
+                            let len = block.data.len() as u64;
+                            let verdict = match limit {
+                                WriteLimit::Unlimited => Ok(()),
+                                WriteLimit::Refused(why) => Err(StoreError::WriteRefused(why)),
+                                WriteLimit::Bytes(quota) => {
+                                    let used = self.engine.usage(block.writer).bytes;
+                                    if used + so_far + len <= quota {
+                                        Ok(())
+                                    } else {
+                                        Err(StoreError::QuotaExceeded)
+                                    }
+                                }
+                            };
+                            match verdict {
+                                Ok(()) => {
+                                    *pending.entry(block.writer).or_insert(0) += len;
+                                    new_blocks.push(block.clone());
+                                    Ok(true)
+                                }
+                                Err(e) => {
+                                    // Not stored: a later write of the same
+                                    // block in this batch must be judged anew.
+                                    scratch.seen.remove(&block.key);
+                                    Err(e)
+                                }
+                            }
                         }
                         Err(e) => Err(e),
                     }

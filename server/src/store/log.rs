@@ -10,7 +10,9 @@
 //! tail. A Tsync is one `fdatasync` of the current segment.
 //!
 //! Record layout (all integers big-endian):
-//! `magic "EvB1"[4] type[1] pad[3] length[4] score[20] data[length]`.
+//! `magic "EvB1"[4] type[1] writer[3] length[4] score[20] data[length]`,
+//! `writer` being the write key that stored the block (0 = anonymous), so
+//! that recovery can re-charge usage.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, IoSlice, Read};
@@ -24,8 +26,10 @@ use eventi_shared::{BlockType, Score};
 use rocksdb::{FlushOptions, WriteBatch, WriteOptions, DB};
 
 use super::location_cache::{CachedLocation, LocationCache};
+use super::usage::{Usage, UsageBook};
 use super::{
-    rocks, BlockKey, Engine, Lookup, Meta, NewBlock, StoreError, StoreOptions, StoreStats,
+    rocks, BlockKey, Engine, Lookup, Meta, MetaEntry, NewBlock, StoreError, StoreOptions,
+    StoreStats,
 };
 
 /// Magic bytes at the start of every log record.
@@ -61,13 +65,19 @@ impl Location {
     }
 }
 
-fn encode_header(key: &BlockKey, len: usize) -> [u8; HEADER_LEN] {
+fn encode_header(key: &BlockKey, len: usize, writer: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..4].copy_from_slice(RECORD_MAGIC);
     h[4] = key.block_type.to_wire();
+    h[5..8].copy_from_slice(&writer.to_be_bytes()[1..4]);
     h[8..12].copy_from_slice(&(len as u32).to_be_bytes());
     h[12..32].copy_from_slice(key.score.as_bytes());
     h
+}
+
+/// The writer recorded in a header.
+fn header_writer(h: &[u8]) -> u32 {
+    u32::from_be_bytes([0, h[5], h[6], h[7]])
 }
 
 /// A parsed record header; `None` if it is not one.
@@ -104,6 +114,7 @@ pub struct LogEngine {
     segment_bytes: u64,
     index_flush_bytes: u64,
     locations: LocationCache,
+    usage: UsageBook,
     _cache: rocksdb::Cache,
 }
 
@@ -122,6 +133,7 @@ impl LogEngine {
             .get(Meta::KEY)?
             .and_then(|v| Meta::decode(&v))
             .unwrap_or_default();
+        let usage = UsageBook::load(&db)?;
 
         // Open every segment 0..=last; a gap means files went missing.
         let mut last = 0u32;
@@ -170,6 +182,7 @@ impl LogEngine {
             segment_bytes: options.segment_bytes,
             index_flush_bytes: options.index_flush_bytes,
             locations: LocationCache::new(options.location_cache_entries),
+            usage,
             _cache: cache,
         };
         engine.recover(meta)?;
@@ -184,6 +197,10 @@ impl LogEngine {
         let segments = self.segments.read().expect("segments lock").clone();
         let last = (segments.len() - 1) as u32;
         let mut reindexed = 0u64;
+        // Blocks indexed in the batch being built (not yet visible to
+        // `contains`), so a block logged twice is charged once.
+        let mut fresh = std::collections::HashSet::new();
+        let mut charges: Vec<(u32, u64)> = Vec::new();
         for seg in meta.segment..=last {
             let path = segment_path(&self.log_dir, seg);
             let file = &segments[seg as usize];
@@ -217,10 +234,11 @@ impl LogEngine {
                     offset: pos,
                     len: len as u32,
                 };
-                if !self.contains(&key)? {
+                if !self.contains(&key)? && fresh.insert(key) {
                     meta.blocks += 1;
                     meta.bytes += len as u64;
                     reindexed += 1;
+                    charges.push((header_writer(&header), len as u64));
                 }
                 batch.put(key.to_bytes(), loc.encode());
                 pos += (HEADER_LEN + len) as u64;
@@ -228,7 +246,10 @@ impl LogEngine {
                 meta.offset = pos;
                 if batch.len() >= 4096 {
                     batch.put(Meta::KEY, meta.encode());
+                    let charged = self.usage.charge(charges.drain(..), &mut batch);
                     self.write_index(std::mem::take(&mut batch))?;
+                    self.usage.commit(charged);
+                    fresh.clear();
                 }
             }
             if let Some(bad) = bad_at {
@@ -259,7 +280,10 @@ impl LogEngine {
             meta.segment = seg;
             meta.offset = pos;
             batch.put(Meta::KEY, meta.encode());
+            let charged = self.usage.charge(charges.drain(..), &mut batch);
             self.write_index(batch)?;
+            self.usage.commit(charged);
+            fresh.clear();
         }
         if reindexed > 0 {
             tracing::info!(
@@ -397,7 +421,7 @@ impl Engine for LogEngine {
                 offset,
                 len: b.data.len() as u32,
             };
-            headers.push(encode_header(&b.key, b.data.len()));
+            headers.push(encode_header(&b.key, b.data.len(), b.writer));
             batch.put(b.key.to_bytes(), loc.encode());
             meta.blocks += 1;
             meta.bytes += b.data.len() as u64;
@@ -419,7 +443,12 @@ impl Engine for LogEngine {
         meta.segment = w.segment;
         meta.offset = offset;
         batch.put(Meta::KEY, meta.encode());
+        let charged = self.usage.charge(
+            blocks.iter().map(|b| (b.writer, b.data.len() as u64)),
+            &mut batch,
+        );
         self.write_index(batch)?;
+        self.usage.commit(charged);
         let mut at = w.len;
         for b in blocks {
             let loc = Location {
@@ -472,6 +501,26 @@ impl Engine for LogEngine {
                 e,
             )),
         }
+    }
+
+    fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        rocks::get_meta(&self.db, key)
+    }
+
+    fn put_meta(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        rocks::put_meta(&self.db, key, value)
+    }
+
+    fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StoreError> {
+        rocks::scan_meta(&self.db, prefix)
+    }
+
+    fn usage(&self, writer: u32) -> Usage {
+        self.usage.get(writer)
+    }
+
+    fn all_usage(&self) -> Vec<(u32, Usage)> {
+        self.usage.all()
     }
 
     fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {

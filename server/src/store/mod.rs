@@ -14,6 +14,7 @@ mod committer;
 mod location_cache;
 pub mod log;
 pub mod rocks;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use eventi_shared::{BlockType, Score};
 use serde::{Deserialize, Serialize};
 
 pub use committer::{Job, SyncDone, WriteDone};
+pub use usage::Usage;
 
 /// The key of a block: its score and its wire type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,6 +66,30 @@ pub struct NewBlock {
     pub key: BlockKey,
     /// Its bytes.
     pub data: Bytes,
+    /// The write key that sends it (0 = anonymous), charged if it is new.
+    pub writer: u32,
+}
+
+/// The anonymous writer: sessions that never authenticated.
+pub const ANONYMOUS: u32 = 0;
+
+/// How much a writer may store; see [`QuotaPolicy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteLimit {
+    /// No limit (the embedded store, or a server without keys).
+    Unlimited,
+    /// At most this many bytes of new blocks in all.
+    Bytes(u64),
+    /// No writes at all, with the reason to give.
+    Refused(&'static str),
+}
+
+/// Decides, at commit time, what each writer may store. The check runs
+/// under the commit lock against committed usage plus the rest of the
+/// batch, so a quota is never overshot, however many connections write.
+pub trait QuotaPolicy: Send + Sync {
+    /// The limit for `writer`.
+    fn limit(&self, writer: u32) -> WriteLimit;
 }
 
 /// What can go wrong in storage. Messages name the file or key involved.
@@ -110,6 +136,12 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store is shut down")]
     Closed,
+    /// The write would take its key past its quota; nothing was stored.
+    #[error("quota exceeded")]
+    QuotaExceeded,
+    /// The writer may not write (anonymous, or a removed key).
+    #[error("{0}")]
+    WriteRefused(&'static str),
 }
 
 impl StoreError {
@@ -133,6 +165,9 @@ pub enum Lookup {
     /// thread that may block.
     WouldBlock,
 }
+
+/// A metadata key and its value, as [`Engine::scan_meta`] lists them.
+pub type MetaEntry = (Vec<u8>, Vec<u8>);
 
 /// Totals for metrics and `verify`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -164,6 +199,16 @@ pub trait Engine: Send + Sync + 'static {
     fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError>;
     /// Makes every block put so far durable.
     fn sync(&self) -> Result<(), StoreError>;
+    /// Reads a metadata value kept beside the blocks (write keys).
+    fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes (or with `None` deletes) metadata durably, before returning.
+    fn put_meta(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError>;
+    /// Every metadata entry whose key starts with `prefix`.
+    fn scan_meta(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StoreError>;
+    /// What `writer` has stored.
+    fn usage(&self, writer: u32) -> Usage;
+    /// Every writer's usage.
+    fn all_usage(&self) -> Vec<(u32, Usage)>;
     /// Calls `visit` for every stored key until it returns `false`.
     fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError>;
     /// Totals.
@@ -252,6 +297,16 @@ impl Store {
             Lookup::Found(data) => verified(key, data).map(Lookup::Found),
             other => Ok(other),
         }
+    }
+
+    /// Sets what each writer may store (default: unlimited for all).
+    pub fn set_policy(&self, policy: Arc<dyn QuotaPolicy>) {
+        self.committer.set_policy(policy);
+    }
+
+    /// What `writer` has stored.
+    pub fn usage(&self, writer: u32) -> Usage {
+        self.engine.usage(writer)
     }
 
     /// Queues writes and syncs (group commit; see `committer`). Each job's

@@ -5,9 +5,11 @@
 
 use std::path::Path;
 
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, IteratorMode, Options, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, DBCompressionType, IteratorMode, Options, ReadOptions, DB,
+};
 
-use super::{BlockKey, StoreError, StoreOptions};
+use super::{BlockKey, MetaEntry, StoreError, StoreOptions};
 
 /// Options for a database of block keys.
 pub fn options(store: &StoreOptions) -> (Options, Cache) {
@@ -66,4 +68,39 @@ pub fn for_each_block_key(
         }
     }
     Ok(())
+}
+
+/// A metadata value.
+pub fn get_meta(db: &DB, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(db.get(key)?)
+}
+
+/// Writes metadata through RocksDB's WAL with a sync, so it is durable when
+/// this returns even in the log engine, whose index batches skip the WAL.
+/// (Mixing is safe: metadata keys are never written by index batches.)
+pub fn put_meta(db: &DB, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+    let mut wo = rocksdb::WriteOptions::default();
+    wo.set_sync(true);
+    let mut batch = rocksdb::WriteBatch::default();
+    match value {
+        Some(v) => batch.put(key, v),
+        None => batch.delete(key),
+    }
+    db.write_opt(batch, &wo)?;
+    Ok(())
+}
+
+/// Every metadata entry under `prefix`.
+pub fn scan_meta(db: &DB, prefix: &[u8]) -> Result<Vec<MetaEntry>, StoreError> {
+    let mut out = Vec::new();
+    let mut ro = ReadOptions::default();
+    ro.set_total_order_seek(true);
+    for item in db.iterator_opt(IteratorMode::From(prefix, rocksdb::Direction::Forward), ro) {
+        let (k, v) = item?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        out.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(out)
 }

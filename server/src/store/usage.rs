@@ -1,0 +1,144 @@
+//! Bytes and blocks stored per writer (write key number; 0 = anonymous),
+//! kept by the engines in the same RocksDB batch as the blocks they
+//! describe, so a crash never leaves usage that disagrees with what is
+//! stored.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rocksdb::{IteratorMode, ReadOptions, WriteBatch, DB};
+
+use super::StoreError;
+
+/// What one writer has stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of the blocks it stored first.
+    pub bytes: u64,
+    /// Blocks it stored first.
+    pub blocks: u64,
+    /// Unix seconds of its last new block (0 if none).
+    pub last_write: u64,
+}
+
+/// Metadata keys under this prefix hold usage (`\x02u` + writer u32).
+const PREFIX: &[u8] = b"\x02u";
+
+fn key(writer: u32) -> Vec<u8> {
+    let mut k = PREFIX.to_vec();
+    k.extend_from_slice(&writer.to_be_bytes());
+    k
+}
+
+impl Usage {
+    fn encode(&self) -> [u8; 24] {
+        let mut v = [0u8; 24];
+        v[0..8].copy_from_slice(&self.bytes.to_be_bytes());
+        v[8..16].copy_from_slice(&self.blocks.to_be_bytes());
+        v[16..24].copy_from_slice(&self.last_write.to_be_bytes());
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<Usage> {
+        let at = |i: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(v.get(i..i + 8)?.try_into().ok()?))
+        };
+        Some(Usage {
+            bytes: at(0)?,
+            blocks: at(8)?,
+            last_write: at(16)?,
+        })
+    }
+}
+
+/// The in-memory mirror of every writer's usage.
+#[derive(Default)]
+pub struct UsageBook {
+    by_writer: Mutex<HashMap<u32, Usage>>,
+}
+
+impl UsageBook {
+    /// Loads every writer's usage from `db`.
+    pub fn load(db: &DB) -> Result<UsageBook, StoreError> {
+        let mut map = HashMap::new();
+        let mut ro = ReadOptions::default();
+        ro.set_total_order_seek(true);
+        for item in db.iterator_opt(IteratorMode::From(PREFIX, rocksdb::Direction::Forward), ro) {
+            let (k, v) = item?;
+            if !k.starts_with(PREFIX) {
+                break;
+            }
+            let writer = k
+                .get(PREFIX.len()..)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes);
+            if let (Some(w), Some(u)) = (writer, Usage::decode(&v)) {
+                map.insert(w, u);
+            }
+        }
+        Ok(UsageBook {
+            by_writer: Mutex::new(map),
+        })
+    }
+
+    /// One writer's usage.
+    pub fn get(&self, writer: u32) -> Usage {
+        self.by_writer
+            .lock()
+            .expect("usage lock")
+            .get(&writer)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every writer's usage.
+    pub fn all(&self) -> Vec<(u32, Usage)> {
+        let mut v: Vec<_> = self
+            .by_writer
+            .lock()
+            .expect("usage lock")
+            .iter()
+            .map(|(w, u)| (*w, *u))
+            .collect();
+        v.sort_by_key(|(w, _)| *w);
+        v
+    }
+
+    /// Adds new blocks, as (writer, length), to their writers' usage: the new values go
+    /// into `batch`, and become visible here only through [`UsageBook::commit`]
+    /// once the batch is written.
+    pub fn charge(
+        &self,
+        blocks: impl IntoIterator<Item = (u32, u64)>,
+        batch: &mut WriteBatch,
+    ) -> HashMap<u32, Usage> {
+        let now = unix_now();
+        let map = self.by_writer.lock().expect("usage lock");
+        let mut next: HashMap<u32, Usage> = HashMap::new();
+        for (writer, len) in blocks {
+            let u = next
+                .entry(writer)
+                .or_insert_with(|| map.get(&writer).copied().unwrap_or_default());
+            u.bytes += len;
+            u.blocks += 1;
+            u.last_write = now;
+        }
+        for (w, u) in &next {
+            batch.put(key(*w), u.encode());
+        }
+        next
+    }
+
+    /// Makes charged values visible after their batch was written.
+    pub fn commit(&self, next: HashMap<u32, Usage>) {
+        self.by_writer.lock().expect("usage lock").extend(next);
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
