@@ -30,12 +30,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Hello,
         Kind::Ping,
         Kind::Read,
         Kind::Write,
         Kind::Sync,
+        Kind::Auth,
         Kind::Other,
     ];
 
@@ -236,6 +237,21 @@ impl Metrics {
             "stored_bytes",
             "Bytes of block data in the store",
             m.bytes_stored.clone(),
+        );
+        r.register(
+            "key_stored_bytes",
+            "Bytes of new blocks stored, by write key",
+            m.stored_by_key.clone(),
+        );
+        r.register(
+            "refused_writes",
+            "Writes refused, by write key and reason",
+            m.refused_writes.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Failed write-key authentications, by reason",
+            m.auth_failures.clone(),
         );
         m
     }

@@ -1,9 +1,10 @@
 //! The accept loop: a connection limit, one task per connection, and
 //! graceful shutdown (stop accepting, let requests in flight finish, sync).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -16,6 +17,7 @@ use crate::conn::{self, Shared};
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: impl Future<Output = ()>) {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let mut conns = JoinSet::new();
     tokio::pin!(stop);
     loop {
@@ -38,11 +40,18 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: impl Future
                     drop(stream);
                     continue;
                 };
+                let Some(address_slot) = AddressSlot::take(&per_address, peer.ip(), shared.limits.max_connections_per_address) else {
+                    shared.metrics.connections_refused.inc();
+                    tracing::warn!(%peer, limit = shared.limits.max_connections_per_address, "per-address connection limit reached; closing");
+                    drop(stream);
+                    continue;
+                };
                 shared.metrics.connections_accepted.inc();
                 let shared = Arc::clone(&shared);
                 let rx = shutdown_rx.clone();
                 conns.spawn(async move {
                     conn::serve(stream, peer, shared, rx).await;
+                    drop(address_slot);
                     drop(slot);
                 });
             }
@@ -84,4 +93,41 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))
+}
+
+/// One connection's share of its remote address's limit, given back on drop.
+struct AddressSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl AddressSlot {
+    fn take(
+        counts: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        limit: usize,
+    ) -> Option<AddressSlot> {
+        let mut map = counts.lock().expect("address counts");
+        let n = map.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().expect("address counts");
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }

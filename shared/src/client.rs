@@ -95,12 +95,20 @@ struct Pending {
     closed: bool,
 }
 
+/// What the client handles share. Dropping the last handle drops `frames`,
+/// which ends the writer task and closes the connection.
 struct Inner {
     version: Version,
     sid: String,
     peer: SocketAddr,
     frames: mpsc::Sender<Bytes>,
-    tags: Arc<Semaphore>,
+    state: Arc<State>,
+}
+
+/// What the reader task needs: the requests waiting for replies.
+struct State {
+    peer: SocketAddr,
+    tags: Semaphore,
     pending: Mutex<Pending>,
 }
 
@@ -108,6 +116,16 @@ struct Inner {
 #[derive(Clone)]
 pub struct VentiClient {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for VentiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VentiClient")
+            .field("peer", &self.inner.peer)
+            .field("version", &self.inner.version)
+            .field("sid", &self.inner.sid)
+            .finish()
+    }
 }
 
 impl VentiClient {
@@ -176,20 +194,24 @@ impl VentiClient {
         }
 
         let (frames_tx, frames_rx) = mpsc::channel(TAGS);
-        let inner = Arc::new(Inner {
-            version,
-            sid,
+        let state = Arc::new(State {
             peer,
-            frames: frames_tx,
-            tags: Arc::new(Semaphore::new(TAGS)),
+            tags: Semaphore::new(TAGS),
             pending: Mutex::new(Pending {
                 free_tags: (0..=255u8).rev().collect(),
                 waiting: (0..TAGS).map(|_| None).collect(),
                 closed: false,
             }),
         });
+        let inner = Arc::new(Inner {
+            version,
+            sid,
+            peer,
+            frames: frames_tx,
+            state: Arc::clone(&state),
+        });
         tokio::spawn(write_loop(wr, frames_rx));
-        tokio::spawn(read_loop(Arc::clone(&inner), rd, buf, decoder));
+        tokio::spawn(read_loop(state, rd, buf, decoder));
         Ok(VentiClient { inner })
     }
 
@@ -211,15 +233,15 @@ impl VentiClient {
     /// Sends one request and waits for its reply. Rerror comes back as
     /// [`ClientError::Server`].
     pub async fn rpc(&self, request: Message) -> Result<Message, ClientError> {
-        let permit = self
-            .inner
+        let state = &self.inner.state;
+        let permit = state
             .tags
             .acquire()
             .await
             .map_err(|_| ClientError::Disconnected)?;
         let (tx, rx) = oneshot::channel();
         let tag = {
-            let mut p = self.inner.pending.lock().expect("pending lock");
+            let mut p = state.pending.lock().expect("pending lock");
             if p.closed {
                 return Err(ClientError::Disconnected);
             }
@@ -231,7 +253,7 @@ impl VentiClient {
         permit.forget();
         let mut out = BytesMut::new();
         if let Err(e) = encode_frame(self.inner.version, tag, &request, &mut out) {
-            self.inner.release(tag);
+            state.release(tag);
             return Err(e.into());
         }
         if self.inner.frames.send(out.freeze()).await.is_err() {
@@ -320,7 +342,7 @@ fn expect<T>(
     pick(reply).ok_or(ClientError::UnexpectedReply { expected, got })
 }
 
-impl Inner {
+impl State {
     fn release(&self, tag: u8) {
         let mut p = self.pending.lock().expect("pending lock");
         p.waiting[tag as usize] = None;
@@ -395,7 +417,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut frames: mpsc::Receiver<Bytes>) {
 }
 
 async fn read_loop(
-    inner: Arc<Inner>,
+    inner: Arc<State>,
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
     decoder: FrameDecoder,
