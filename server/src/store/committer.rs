@@ -100,7 +100,10 @@ impl Committer {
                 // jobs cannot be stranded.
                 return;
             };
-            let batch = std::mem::take(&mut self.state.lock().expect("committer state").queue);
+            let batch = {
+                let mut st = self.state.lock().expect("committer state");
+                fair_share(&mut st.queue)
+            };
             if !batch.is_empty() {
                 self.apply(batch, &mut scratch);
             }
@@ -222,6 +225,52 @@ impl Committer {
             let _ = t.join();
         }
     }
+}
+
+/// Bytes one writer may put into a single commit. A writer with more
+/// queued waits for the next round, so one key's flood cannot make every
+/// other key's writes wait behind a multi-megabyte append.
+const WRITER_SHARE: usize = 1 << 20;
+
+/// Takes the next batch off the queue: every job in order, except that a
+/// writer's writes beyond [`WRITER_SHARE`] stay queued, and so does every
+/// sync after the first job left behind (a sync must follow the writes
+/// queued before it).
+fn fair_share(queue: &mut Vec<Job>) -> Vec<Job> {
+    let total: usize = queue
+        .iter()
+        .map(|j| match j {
+            Job::Write(b, _) => b.data.len(),
+            Job::Sync(_) => 0,
+        })
+        .sum();
+    if total <= WRITER_SHARE {
+        return std::mem::take(queue);
+    }
+    let mut taken = Vec::with_capacity(queue.len());
+    let mut left = Vec::new();
+    let mut bytes: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for job in queue.drain(..) {
+        let keep_back = match &job {
+            Job::Write(b, _) => {
+                let used = bytes.entry(b.writer).or_insert(0);
+                if *used > 0 && *used + b.data.len() > WRITER_SHARE {
+                    true
+                } else {
+                    *used += b.data.len();
+                    false
+                }
+            }
+            Job::Sync(_) => !left.is_empty(),
+        };
+        if keep_back {
+            left.push(job);
+        } else {
+            taken.push(job);
+        }
+    }
+    *queue = left;
+    taken
 }
 
 fn refuse(job: Job) {
