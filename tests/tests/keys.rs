@@ -385,3 +385,24 @@ async fn per_address_connection_limit() {
     }
     assert!(ok, "a freed slot must be reusable");
 }
+
+#[tokio::test]
+async fn anonymous_reads_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dave = new_key();
+    keys(
+        &data,
+        &["add", "dave", &public_line(&dave), "--quota", "1MiB"],
+    );
+    let cfg = eventi_tests::config_file(dir.path(), "[auth]\nanonymous_reads = false\n");
+    let server = Server::start_strict(&data, &["--config", cfg.to_str().unwrap()]);
+    let d = as_key(&server, &dave).await.unwrap();
+    let block = Bytes::from(pattern(5, 1000));
+    let score = d.write(BlockType::DATA, block.clone()).await.unwrap();
+    assert!(d.read(score, BlockType::DATA, 1000).await.unwrap() == block);
+    let anon = VentiClient::connect(server.addr).await.unwrap();
+    let err = server_error(anon.read(score, BlockType::DATA, 1000).await);
+    assert_eq!(err, "read needs an authorized key");
+    anon.ping().await.unwrap();
+}
