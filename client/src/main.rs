@@ -1,10 +1,41 @@
-//! `eventi`: the encrypted backup client. Its commands arrive with the
-//! backup-client issue; until then this binary only says so.
+//! `eventi`: the encrypted backup client. So far it makes and manages the
+//! key file (the write key that servers authorize, and the secrets later
+//! commands encrypt with); backup, restore and the rest follow.
+
+mod cmd;
+mod home;
+mod keyfile;
+mod passphrase;
+
+use clap::{Parser, Subcommand};
+
+/// Encrypted, deduplicating backups into venti blocks.
+#[derive(Parser)]
+#[command(name = "eventi", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a key file and config in $EVENTI_HOME (or ~/.config/eventi).
+    Init(cmd::init::Args),
+    /// Show the public write key or change the passphrase.
+    #[command(subcommand)]
+    Key(cmd::key::Command),
+}
 
 fn main() -> std::process::ExitCode {
-    eprintln!(
-        "eventi {}: the backup client is not built yet; run `eventi-server serve` (see README.md)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::FAILURE
+    let result = match Cli::parse().command {
+        Command::Init(args) => cmd::init::run(args),
+        Command::Key(cmd) => cmd::key::run(cmd),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eventi: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

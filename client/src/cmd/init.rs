@@ -1,0 +1,67 @@
+//! `eventi init`: a new key file and config.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::{home, keyfile, passphrase};
+
+/// Options of `eventi init`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A venti server to back up to (repeatable); none means the embedded store.
+    #[arg(long = "server", value_name = "HOST:PORT")]
+    servers: Vec<String>,
+    /// Use this 32-byte convergence secret (64 hex digits) instead of a new
+    /// one, to deduplicate with others who share it.
+    #[arg(long)]
+    convergence_secret_file: Option<PathBuf>,
+    /// Read the passphrase from this file instead of $EVENTI_PASSPHRASE or a prompt.
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dir = home::dir()?;
+    let key_path = home::key_file()?;
+    if key_path.exists() {
+        bail!(
+            "{} exists already; eventi init never replaces a key file (move it away first if you mean to)",
+            key_path.display()
+        );
+    }
+    let convergence = match &args.convergence_secret_file {
+        None => None,
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let mut secret = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut secret)
+                .with_context(|| format!("{} must hold 64 hex digits", f.display()))?;
+            Some(secret)
+        }
+    };
+    let pass = passphrase::get(
+        args.passphrase_file.as_deref(),
+        "EVENTI_PASSPHRASE",
+        "New passphrase for the key file",
+        true,
+    )?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let secrets = keyfile::Secrets::generate(convergence);
+    keyfile::write(&key_path, &keyfile::seal(&secrets, pass.as_bytes()))?;
+    let config = home::config_file()?;
+    let servers: Vec<String> = args.servers.iter().map(|s| format!("{s:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "# eventi configuration\n# Servers to back up to; empty means the embedded local store.\nservers = [{}]\n",
+            servers.join(", ")
+        ),
+    )
+    .with_context(|| format!("writing {}", config.display()))?;
+    eprintln!("created {} and {}", key_path.display(), config.display());
+    eprintln!("your public write key (send it to the operator of a server you want to write to):");
+    println!("{}", secrets.write_key_public());
+    Ok(())
+}

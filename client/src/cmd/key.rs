@@ -1,0 +1,88 @@
+//! `eventi key`: show the public write key, change the passphrase.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::{home, keyfile, passphrase};
+
+/// `eventi key` subcommands.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Print the public write key line (no passphrase needed).
+    Public,
+    /// Check that a server accepts the write key (authenticates, writes nothing).
+    Check {
+        /// The server, HOST:PORT.
+        #[arg(long)]
+        server: String,
+        /// The passphrase, from a file.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Change the key file's passphrase; no backup is touched.
+    Passwd {
+        /// The current passphrase, from a file.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// The new passphrase, from a file ($EVENTI_NEW_PASSPHRASE or a prompt otherwise).
+        #[arg(long)]
+        new_passphrase_file: Option<PathBuf>,
+    },
+}
+
+pub fn run(cmd: Command) -> anyhow::Result<()> {
+    let path = home::key_file()?;
+    let name = path.display().to_string();
+    let text = keyfile::read(&path).with_context(|| "no key file: run `eventi init` first")?;
+    match cmd {
+        Command::Public => println!("{}", keyfile::public_write_key(&text, &name)?),
+        Command::Check {
+            server,
+            passphrase_file,
+        } => {
+            let pass = passphrase::get(
+                passphrase_file.as_deref(),
+                "EVENTI_PASSPHRASE",
+                "Passphrase",
+                false,
+            )?;
+            let secrets = keyfile::open(&text, pass.as_bytes(), &name)?;
+            let options = eventi_shared::client::ClientOptions {
+                write_key: Some(secrets.signing_key()),
+                ..Default::default()
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(eventi_shared::VentiClient::connect_with(
+                    server.as_str(),
+                    options,
+                ))
+                .with_context(|| format!("server {server} did not accept the write key"))?;
+            println!("server {server} accepts the write key");
+        }
+        Command::Passwd {
+            passphrase_file,
+            new_passphrase_file,
+        } => {
+            let old = passphrase::get(
+                passphrase_file.as_deref(),
+                "EVENTI_PASSPHRASE",
+                "Current passphrase",
+                false,
+            )?;
+            let secrets = keyfile::open(&text, old.as_bytes(), &name)?;
+            let new = passphrase::get(
+                new_passphrase_file.as_deref(),
+                "EVENTI_NEW_PASSPHRASE",
+                "New passphrase",
+                true,
+            )?;
+            keyfile::write(&path, &keyfile::seal(&secrets, new.as_bytes()))?;
+            eprintln!("passphrase changed for {name}");
+        }
+    }
+    Ok(())
+}

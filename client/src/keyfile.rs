@@ -1,0 +1,320 @@
+//! The key file: the client's secrets, sealed under the passphrase.
+//!
+//! Format (`docs/FORMAT.md`): a TOML file holding the public halves in
+//! clear (so `eventi key public` needs no passphrase) and the secrets
+//! sealed with XChaCha20-Poly1305 under a key from Argon2id(passphrase,
+//! salt) with 64 MiB of memory. The public fields are the AEAD's
+//! associated data, so they cannot be swapped without the seal failing;
+//! after opening, the public keys are re-derived and compared too.
+
+use std::path::Path;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// The format name written in every key file.
+pub const FORMAT: &str = "eventi-keyfile-v1";
+const SECRETS_VERSION: u8 = 1;
+const SECRETS_LEN: usize = 1 + 32 * 3;
+
+/// Argon2id cost: 64 MiB, 3 passes, 1 lane (the minimum the design allows).
+pub const KDF_MEMORY_KIB: u32 = 64 * 1024;
+const KDF_ITERATIONS: u32 = 3;
+const KDF_PARALLELISM: u32 = 1;
+
+/// The client's secrets. Zeroized on drop; never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Secrets {
+    /// Ed25519 seed of the write key (authenticates writes to servers).
+    pub write_key: [u8; 32],
+    /// Convergence secret: keys the convergent encryption of blocks.
+    pub convergence: [u8; 32],
+    /// X25519 secret that opens sealed snapshot roots.
+    pub snapshot: [u8; 32],
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets([redacted])")
+    }
+}
+
+impl Secrets {
+    /// Fresh random secrets, with a given convergence secret if one is
+    /// shared on purpose within a circle.
+    pub fn generate(convergence: Option<[u8; 32]>) -> Secrets {
+        Secrets {
+            write_key: rand::random(),
+            convergence: convergence.unwrap_or_else(rand::random),
+            snapshot: rand::random(),
+        }
+    }
+
+    /// The write key, for signing Tauth0.
+    pub fn signing_key(&self) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&self.write_key)
+    }
+
+    /// The public write key line servers authorize.
+    pub fn write_key_public(&self) -> String {
+        let public = self.signing_key().verifying_key().to_bytes();
+        format!("eventi-ed25519 {}", hex::encode(public))
+    }
+
+    /// Hex of the X25519 public key snapshots are sealed to.
+    pub fn snapshot_public(&self) -> String {
+        let secret = x25519_dalek::StaticSecret::from(self.snapshot);
+        hex::encode(x25519_dalek::PublicKey::from(&secret).as_bytes())
+    }
+
+    fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut v = Zeroizing::new(Vec::with_capacity(SECRETS_LEN));
+        v.push(SECRETS_VERSION);
+        v.extend_from_slice(&self.write_key);
+        v.extend_from_slice(&self.convergence);
+        v.extend_from_slice(&self.snapshot);
+        v
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Secrets> {
+        if b.len() != SECRETS_LEN || b[0] != SECRETS_VERSION {
+            return None;
+        }
+        let take = |i: usize| -> [u8; 32] {
+            b[1 + 32 * i..1 + 32 * (i + 1)]
+                .try_into()
+                .expect("32 bytes")
+        };
+        Some(Secrets {
+            write_key: take(0),
+            convergence: take(1),
+            snapshot: take(2),
+        })
+    }
+}
+
+/// Why a key file could not be used. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// Reading or writing the file failed.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Not a key file this version understands.
+    #[error("key file {0} is not an eventi key file ({1})")]
+    Format(String, String),
+    /// The seal did not open.
+    #[error("wrong passphrase for key file {0} (or the file is damaged)")]
+    WrongPassphrase(String),
+    /// Opened, but the public fields do not match the secrets.
+    #[error("key file {0} is inconsistent: its public keys do not match its secrets")]
+    Inconsistent(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Kdf {
+    algorithm: String,
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    salt: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    algorithm: String,
+    nonce: String,
+    ciphertext: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    format: String,
+    write_key_public: String,
+    snapshot_public: String,
+    kdf: Kdf,
+    sealed: Sealed,
+}
+
+fn derive_key(passphrase: &[u8], salt: &[u8], kdf: &Kdf) -> Result<Zeroizing<[u8; 32]>, String> {
+    let params = Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
+        .map_err(|e| e.to_string())?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase, salt, key.as_mut())
+        .map_err(|e| e.to_string())?;
+    Ok(key)
+}
+
+fn associated_data(write_key_public: &str, snapshot_public: &str) -> Vec<u8> {
+    format!("{FORMAT}\n{write_key_public}\n{snapshot_public}\n").into_bytes()
+}
+
+/// Seals `secrets` under `passphrase` as key file text.
+pub fn seal(secrets: &Secrets, passphrase: &[u8]) -> String {
+    let kdf = Kdf {
+        algorithm: "argon2id".into(),
+        memory_kib: KDF_MEMORY_KIB,
+        iterations: KDF_ITERATIONS,
+        parallelism: KDF_PARALLELISM,
+        salt: hex::encode(rand::random::<[u8; 16]>()),
+    };
+    let salt = hex::decode(&kdf.salt).expect("hex we just wrote");
+    let key = derive_key(passphrase, &salt, &kdf).expect("fixed, valid Argon2 parameters");
+    let nonce: [u8; 24] = rand::random();
+    let (wpub, spub) = (secrets.write_key_public(), secrets.snapshot_public());
+    let plaintext = secrets.to_bytes();
+    let ciphertext = XChaCha20Poly1305::new(key.as_ref().into())
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plaintext,
+                aad: &associated_data(&wpub, &spub),
+            },
+        )
+        .expect("encryption of a small buffer cannot fail");
+    let file = File {
+        format: FORMAT.into(),
+        write_key_public: wpub,
+        snapshot_public: spub,
+        kdf,
+        sealed: Sealed {
+            algorithm: "xchacha20poly1305".into(),
+            nonce: hex::encode(nonce),
+            ciphertext: hex::encode(ciphertext),
+        },
+    };
+    format!(
+        "# eventi key file. Keep it private; without the passphrase it is useless.\n{}",
+        toml::to_string(&file).expect("a key file serializes")
+    )
+}
+
+fn parse(text: &str, name: &str) -> Result<File, KeyFileError> {
+    let file: File =
+        toml::from_str(text).map_err(|e| KeyFileError::Format(name.into(), e.to_string()))?;
+    if file.format != FORMAT
+        || file.kdf.algorithm != "argon2id"
+        || file.sealed.algorithm != "xchacha20poly1305"
+    {
+        return Err(KeyFileError::Format(
+            name.into(),
+            format!("format {:?}", file.format),
+        ));
+    }
+    Ok(file)
+}
+
+/// Opens key file text with `passphrase`. `name` is used in errors.
+pub fn open(text: &str, passphrase: &[u8], name: &str) -> Result<Secrets, KeyFileError> {
+    let file = parse(text, name)?;
+    let bad = |what: &str| KeyFileError::Format(name.into(), what.into());
+    let salt = hex::decode(&file.kdf.salt).map_err(|_| bad("bad salt"))?;
+    let nonce = hex::decode(&file.sealed.nonce).map_err(|_| bad("bad nonce"))?;
+    let ciphertext = hex::decode(&file.sealed.ciphertext).map_err(|_| bad("bad ciphertext"))?;
+    if nonce.len() != 24 {
+        return Err(bad("bad nonce length"));
+    }
+    let key = derive_key(passphrase, &salt, &file.kdf).map_err(|e| bad(&e))?;
+    let plaintext = Zeroizing::new(
+        XChaCha20Poly1305::new(key.as_ref().into())
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &ciphertext,
+                    aad: &associated_data(&file.write_key_public, &file.snapshot_public),
+                },
+            )
+            .map_err(|_| KeyFileError::WrongPassphrase(name.into()))?,
+    );
+    let secrets = Secrets::from_bytes(&plaintext).ok_or_else(|| bad("unknown secrets layout"))?;
+    if secrets.write_key_public() != file.write_key_public
+        || secrets.snapshot_public() != file.snapshot_public
+    {
+        return Err(KeyFileError::Inconsistent(name.into()));
+    }
+    Ok(secrets)
+}
+
+/// The public write key line, readable without the passphrase.
+pub fn public_write_key(text: &str, name: &str) -> Result<String, KeyFileError> {
+    Ok(parse(text, name)?.write_key_public)
+}
+
+/// Reads a key file.
+pub fn read(path: &Path) -> Result<String, KeyFileError> {
+    std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Writes a key file atomically (temp file, fsync, rename), mode 0600.
+pub fn write(path: &Path, text: &str) -> Result<(), KeyFileError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_and_opens_and_refuses_wrong_passphrases_and_tampering() {
+        let s = Secrets::generate(None);
+        let text = seal(&s, b"correct horse");
+        let back = open(&text, b"correct horse", "k").unwrap();
+        assert_eq!(back.write_key, s.write_key);
+        assert_eq!(back.convergence, s.convergence);
+        assert_eq!(back.snapshot, s.snapshot);
+        assert!(matches!(
+            open(&text, b"wrong", "k"),
+            Err(KeyFileError::WrongPassphrase(_))
+        ));
+        // Swapping the public write key is caught by the seal.
+        let other = Secrets::generate(None).write_key_public();
+        let swapped = text.replace(&s.write_key_public(), &other);
+        assert!(matches!(
+            open(&swapped, b"correct horse", "k"),
+            Err(KeyFileError::WrongPassphrase(_))
+        ));
+        assert_eq!(public_write_key(&text, "k").unwrap(), s.write_key_public());
+        // Secrets never print.
+        assert_eq!(format!("{s:?}"), "Secrets([redacted])");
+        assert!(!text.contains(&hex::encode(s.write_key)));
+    }
+
+    #[test]
+    fn a_shared_convergence_secret_is_kept() {
+        let s = Secrets::generate(Some([9; 32]));
+        assert_eq!(s.convergence, [9; 32]);
+    }
+}
