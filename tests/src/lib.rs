@@ -213,3 +213,36 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Runs `eventi-server keys --data DATA ARGS...`; returns its stdout, and
+/// fails the test with its stderr if it fails.
+pub fn keys_cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(binary("eventi-server"))
+        .args(["keys", "--data"])
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("running eventi-server keys");
+    assert!(
+        out.status.success(),
+        "keys {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The public line (`eventi-ed25519 <hex>`) of a write key.
+pub fn public_line(key: &ed25519_dalek::SigningKey) -> String {
+    let hex: String = key
+        .verifying_key()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("eventi-ed25519 {hex}")
+}
+
+/// A fresh random write key.
+pub fn new_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>())
+}

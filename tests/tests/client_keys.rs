@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use eventi_tests::{binary, Server};
+use eventi_tests::{binary, keys_cli, Server};
 
 fn eventi(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut c = Command::new(binary("eventi"));
@@ -58,17 +58,7 @@ fn init_public_key_check_and_passwd() {
 
     // An operator authorizes it; the client's key then authenticates.
     let data = dir.path().join("data");
-    let added = Command::new(binary("eventi-server"))
-        .args(["keys", "--data"])
-        .arg(&data)
-        .args(["add", "me", &line, "--quota", "1GiB"])
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    keys_cli(&data, &["add", "me", &line, "--quota", "1GiB"]);
     let server = Server::start_strict(&data, &[]);
     let addr = server.addr.to_string();
     let o = eventi(&home, &pw, &["key", "check", "--server", &addr]);

@@ -12,30 +12,14 @@ use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use eventi_shared::client::ClientOptions;
 use eventi_shared::{BlockType, ClientError, VentiClient};
-use eventi_tests::{binary, pattern, Server};
+use eventi_tests::{keys_cli, new_key, pattern, public_line, Server};
 
 fn add_key(data: &std::path::Path, name: &str, extra: &[&str]) -> SigningKey {
-    let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-    let line = format!(
-        "eventi-ed25519 {}",
-        key.verifying_key()
-            .to_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let out = std::process::Command::new(binary("eventi-server"))
-        .args(["keys", "--data"])
-        .arg(data)
-        .args(["add", name, &line])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let key = new_key();
+    let line = public_line(&key);
+    let mut args = vec!["add", name, line.as_str()];
+    args.extend_from_slice(extra);
+    keys_cli(data, &args);
     key
 }
 

@@ -1,45 +1,16 @@
 //! Write keys and quotas against the real server and the real `keys` CLI.
 
-use std::process::Command;
-
 use bytes::{Bytes, BytesMut};
 use ed25519_dalek::SigningKey;
 use eventi_shared::client::ClientOptions;
 use eventi_shared::codec::{decode_body, encode_frame, FrameDecoder};
 use eventi_shared::{auth, BlockType, ClientError, Message, VentiClient, Version};
-use eventi_tests::{binary, pattern, Server};
+use eventi_tests::{keys_cli, new_key, pattern, public_line, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn new_key() -> SigningKey {
-    SigningKey::from_bytes(&rand::random::<[u8; 32]>())
-}
-
-fn public_line(k: &SigningKey) -> String {
-    format!(
-        "eventi-ed25519 {} test-key",
-        hex_of(&k.verifying_key().to_bytes())
-    )
-}
-
-fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Runs `eventi-server keys --data DIR ARGS...`; returns stdout.
 fn keys(data: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(binary("eventi-server"))
-        .args(["keys", "--data"])
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "keys {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    keys_cli(data, args)
 }
 
 /// (bytes, blocks) charged to `name`, from `keys list --json`.
@@ -204,6 +175,12 @@ impl Raw {
         raw
     }
 
+    /// Sends Tauth0 with `key` and `signature`; returns the reply.
+    async fn auth(&mut self, tag: u8, key: [u8; 32], signature: [u8; 64]) -> Option<Message> {
+        self.send(tag, &Message::Tauth0 { key, signature }).await;
+        self.recv().await
+    }
+
     async fn send(&mut self, tag: u8, m: &Message) {
         let mut out = BytesMut::new();
         encode_frame(Version::V04, tag, m, &mut out).unwrap();
@@ -246,79 +223,30 @@ async fn bad_authentication_is_refused_and_the_server_goes_on() {
     let mut raw = Raw::hello(&server, "carol").await;
     let (_, mut sig) = auth::sign(&carol, &raw.challenge, "04", "carol");
     sig[0] ^= 1;
-    raw.send(
-        1,
-        &Message::Tauth0 {
-            key: public,
-            signature: sig,
-        },
-    )
-    .await;
-    assert!(rerror(raw.recv().await).contains("authentication failed"));
+    assert!(rerror(raw.auth(1, public, sig).await).contains("authentication failed"));
 
     // A transcript replayed from another connection (another challenge).
     let first = Raw::hello(&server, "carol").await;
     let (_, replayed) = auth::sign(&carol, &first.challenge, "04", "carol");
     let mut second = Raw::hello(&server, "carol").await;
-    second
-        .send(
-            1,
-            &Message::Tauth0 {
-                key: public,
-                signature: replayed,
-            },
-        )
-        .await;
-    assert!(rerror(second.recv().await).contains("authentication failed"));
+    assert!(rerror(second.auth(1, public, replayed).await).contains("authentication failed"));
 
     // Signed for another uid than the session's.
     let mut raw = Raw::hello(&server, "carol").await;
     let (_, sig) = auth::sign(&carol, &raw.challenge, "04", "mallory");
-    raw.send(
-        1,
-        &Message::Tauth0 {
-            key: public,
-            signature: sig,
-        },
-    )
-    .await;
-    assert!(rerror(raw.recv().await).contains("authentication failed"));
+    assert!(rerror(raw.auth(1, public, sig).await).contains("authentication failed"));
 
     // A valid signature by a key the server does not know.
     let stranger = new_key();
     let mut raw = Raw::hello(&server, "x").await;
     let (k, sig) = auth::sign(&stranger, &raw.challenge, "04", "x");
-    raw.send(
-        1,
-        &Message::Tauth0 {
-            key: k,
-            signature: sig,
-        },
-    )
-    .await;
-    assert!(rerror(raw.recv().await).contains("not authorized"));
+    assert!(rerror(raw.auth(1, k, sig).await).contains("not authorized"));
 
     // Right, then twice.
     let mut raw = Raw::hello(&server, "carol").await;
     let (k, sig) = auth::sign(&carol, &raw.challenge, "04", "carol");
-    raw.send(
-        1,
-        &Message::Tauth0 {
-            key: k,
-            signature: sig,
-        },
-    )
-    .await;
-    assert_eq!(raw.recv().await, Some(Message::Rauth0));
-    raw.send(
-        2,
-        &Message::Tauth0 {
-            key: k,
-            signature: sig,
-        },
-    )
-    .await;
-    assert!(rerror(raw.recv().await).contains("already authenticated"));
+    assert_eq!(raw.auth(1, k, sig).await, Some(Message::Rauth0));
+    assert!(rerror(raw.auth(2, k, sig).await).contains("already authenticated"));
     raw.send(
         3,
         &Message::Twrite {
