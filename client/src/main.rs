@@ -3,9 +3,6 @@
 //! commands encrypt with); backup, restore and the rest follow.
 
 mod cmd;
-mod home;
-mod keyfile;
-mod passphrase;
 
 use clap::{Parser, Subcommand};
 

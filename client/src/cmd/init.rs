@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::{home, keyfile, passphrase};
+use eventi::{home, keyfile, passphrase};
 
 /// Options of `eventi init`.
 #[derive(clap::Args)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::{home, keyfile, passphrase};
+use eventi::{home, keyfile, passphrase};
 
 /// `eventi key` subcommands.
 #[derive(clap::Subcommand)]

@@ -1,0 +1,81 @@
+//! The client's block stores behave the same: the embedded local store
+//! and a real eventi-server over loopback, with and without a write key.
+
+use bytes::Bytes;
+use eventi::store::local::LocalStore;
+use eventi::store::venti::VentiStore;
+use eventi::store::{BlockStore, StoreError};
+use eventi_shared::{BlockType, Score};
+use eventi_tests::{keys_cli, new_key, pattern, public_line, Server};
+
+/// What every store must do.
+async fn contract(store: &impl BlockStore, seed: u64) -> Vec<(Score, Bytes)> {
+    let mut kept = Vec::new();
+    for i in 0..50u64 {
+        let data = Bytes::from(pattern(seed + i, 100 + i as usize * 997));
+        let score = store.put(BlockType::DATA, data.clone()).await.unwrap();
+        assert_eq!(score, Score::of(&data));
+        // Idempotent.
+        assert_eq!(
+            store.put(BlockType::DATA, data.clone()).await.unwrap(),
+            score
+        );
+        kept.push((score, data));
+    }
+    store.sync().await.unwrap();
+    for (score, data) in &kept {
+        let back = store.get(*score, BlockType::DATA).await.unwrap();
+        assert!(back == *data, "{} read back different bytes", store.name());
+    }
+    // The zero score is the empty block; the wrong type is a missing block.
+    assert!(store
+        .get(Score::ZERO, BlockType::ROOT)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.put(BlockType::DATA, Bytes::new()).await.unwrap(),
+        Score::ZERO
+    );
+    let err = store.get(kept[0].0, BlockType::ROOT).await.unwrap_err();
+    assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+    assert!(err.to_string().contains(&kept[0].0.to_string()), "{err}");
+    kept
+}
+
+#[tokio::test]
+async fn local_store_keeps_its_blocks_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = LocalStore::open(&path).unwrap();
+    let kept = contract(&store, 1).await;
+    store.close().unwrap();
+    let store = LocalStore::open(&path).unwrap();
+    for (score, data) in &kept {
+        assert!(store.get(*score, BlockType::DATA).await.unwrap() == *data);
+    }
+}
+
+#[tokio::test]
+async fn venti_store_with_a_write_key_and_anonymously() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = new_key();
+    keys_cli(&data, &["add", "me", &public_line(&key), "--quota", "1GiB"]);
+    let server = Server::start_strict(&data, &[]);
+    let addr = server.addr.to_string();
+
+    let store = VentiStore::connect(&addr, Some(key)).await.unwrap();
+    contract(&store, 1000).await;
+
+    // Without a key, this server refuses writes, and says why.
+    let anon = VentiStore::connect(&addr, None).await.unwrap();
+    let err = anon
+        .put(BlockType::DATA, Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("write needs an authorized key"),
+        "{err}"
+    );
+}
