@@ -2,6 +2,7 @@
 //! stores backups go to. The `eventi` binary (`src/main.rs`) is its CLI.
 
 pub mod block;
+pub mod chunk;
 pub mod home;
 pub mod keyfile;
 pub mod passphrase;

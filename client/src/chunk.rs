@@ -1,0 +1,136 @@
+//! Content-defined chunking and compression, sized so that every chunk
+//! fits one venti block (56 KiB on protocol 02, the limit any venti
+//! server honours).
+//!
+//! A block's plaintext is `flag[1]` + payload, `flag` 0 for a raw chunk,
+//! 1 for a zstd frame; encryption adds a 16-byte tag (`block.rs`). So the
+//! largest chunk is 57,344 - 17 bytes, and compression is kept only when
+//! it saves at least 1/32 of the chunk: already-compressed data costs one
+//! flag byte, never more.
+//!
+//! FastCDC (2020) with 16 KiB minimum, 32 KiB average, 57,280-byte
+//! maximum: the average is as large as the block limit allows while
+//! leaving CDC room to vary (cut points can land up to ~1.8x the average),
+//! and the minimum avoids a swarm of tiny blocks.
+
+use std::io::Read;
+
+use crate::block::BLOCK_OVERHEAD;
+
+/// Smallest chunk (except a file's last).
+pub const MIN_CHUNK: u32 = 16 * 1024;
+/// Target average chunk.
+pub const AVG_CHUNK: u32 = 32 * 1024;
+/// Largest chunk: a raw chunk plus its flag and tag still fit 56 KiB.
+pub const MAX_CHUNK: u32 = (eventi_shared::MAX_BLOCK_V02 - 1 - BLOCK_OVERHEAD - 47) as u32;
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+const ZSTD_LEVEL: i32 = 3;
+
+/// Splits a stream into content-defined chunks.
+pub fn chunks<R: Read>(source: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
+    fastcdc::v2020::StreamCDC::new(source, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|r| {
+        r.map(|c| c.data).map_err(|e| match e {
+            fastcdc::v2020::Error::IoError(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        })
+    })
+}
+
+/// A chunk as a block plaintext: compressed if that pays, else raw.
+pub fn pack(chunk: &[u8]) -> Vec<u8> {
+    if let Ok(z) = zstd::bulk::compress(chunk, ZSTD_LEVEL) {
+        if z.len() + z.len() / 32 < chunk.len() {
+            let mut out = Vec::with_capacity(1 + z.len());
+            out.push(ZSTD);
+            out.extend_from_slice(&z);
+            return out;
+        }
+    }
+    let mut out = Vec::with_capacity(1 + chunk.len());
+    out.push(RAW);
+    out.extend_from_slice(chunk);
+    out
+}
+
+/// Why a block plaintext is not a chunk.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UnpackError {
+    /// Empty plaintext or an unknown flag.
+    #[error("not a chunk (flag {0:?})")]
+    BadFlag(Option<u8>),
+    /// The zstd frame did not decode within the chunk size limit.
+    #[error("compressed chunk does not decode: {0}")]
+    Zstd(String),
+}
+
+/// The chunk in a block plaintext.
+pub fn unpack(plain: &[u8]) -> Result<Vec<u8>, UnpackError> {
+    match plain.first() {
+        Some(&RAW) => Ok(plain[1..].to_vec()),
+        Some(&ZSTD) => zstd::bulk::decompress(&plain[1..], MAX_CHUNK as usize)
+            .map_err(|e| UnpackError::Zstd(e.to_string())),
+        other => Err(UnpackError::BadFlag(other.copied())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_chunk_fits_a_venti_block_and_reassembles() {
+        let data = noise(3 << 20, 42);
+        let parts: Vec<Vec<u8>> = chunks(&data[..]).map(|c| c.unwrap()).collect();
+        assert_eq!(parts.concat(), data);
+        for p in &parts {
+            assert!(p.len() <= MAX_CHUNK as usize);
+            let packed = pack(p);
+            assert!(packed.len() + BLOCK_OVERHEAD <= eventi_shared::MAX_BLOCK_V02);
+            assert_eq!(unpack(&packed).unwrap(), *p);
+        }
+        let avg = data.len() / parts.len();
+        assert!((16 << 10..=48 << 10).contains(&avg), "average chunk {avg}");
+    }
+
+    #[test]
+    fn an_edit_changes_only_nearby_chunks() {
+        let a = noise(2 << 20, 7);
+        let mut b = a.clone();
+        b.splice(1 << 20..1 << 20, b"inserted bytes".iter().copied());
+        let ca: std::collections::HashSet<Vec<u8>> = chunks(&a[..]).map(|c| c.unwrap()).collect();
+        let cb: Vec<Vec<u8>> = chunks(&b[..]).map(|c| c.unwrap()).collect();
+        let new = cb.iter().filter(|c| !ca.contains(*c)).count();
+        assert!(
+            new <= 3,
+            "{new} of {} chunks changed for one insertion",
+            cb.len()
+        );
+    }
+
+    #[test]
+    fn compression_only_where_it_pays() {
+        let text = b"venti ".repeat(5000);
+        assert_eq!(pack(&text)[0], ZSTD);
+        assert!(pack(&text).len() < text.len() / 10);
+        let random = noise(40_000, 3);
+        let packed = pack(&random);
+        assert_eq!(packed[0], RAW);
+        assert_eq!(packed.len(), random.len() + 1);
+        assert_eq!(unpack(&[9, 1, 2]), Err(UnpackError::BadFlag(Some(9))));
+        assert!(unpack(&[ZSTD, 1, 2, 3]).is_err());
+    }
+}
