@@ -7,3 +7,4 @@ pub mod home;
 pub mod keyfile;
 pub mod passphrase;
 pub mod store;
+pub mod tree;
