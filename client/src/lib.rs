@@ -3,6 +3,7 @@
 
 pub mod block;
 pub mod chunk;
+pub mod dirent;
 pub mod home;
 pub mod keyfile;
 pub mod passphrase;
