@@ -69,12 +69,7 @@ pub enum KeyCommand {
 /// Runs a command against a registry.
 pub fn apply(keys: &KeyRegistry, cmd: &KeyCommand) -> Result<Vec<KeyReport>, KeyError> {
     let one = |e: KeyEntry| {
-        let usage = keys
-            .list()
-            .into_iter()
-            .find(|(k, _)| k.id == e.id)
-            .map(|(_, u)| u)
-            .unwrap_or_default();
+        let usage = keys.usage(e.id);
         vec![KeyReport::new(e, usage)]
     };
     Ok(match cmd {

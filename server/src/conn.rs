@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 use crate::config::Limits;
-use crate::keys::{KeyRegistry, ANONYMOUS_WRITE_REFUSED};
+use crate::keys::KeyRegistry;
 use crate::metrics::{Kind, Metrics};
 use crate::out_queue::OutQueue;
 use crate::store::{BlockKey, Job, Lookup, NewBlock, Store, StoreError, ANONYMOUS};
@@ -116,6 +116,10 @@ struct Session<'a> {
     uid: String,
     /// How long to pause before reading more, for a key over its rate.
     throttle: Duration,
+    /// The writer's name in metrics ("anonymous" until authenticated),
+    /// and its stored-bytes counter, resolved once per session.
+    writer_label: Arc<str>,
+    stored_counter: prometheus_client::metrics::counter::Counter,
 }
 
 async fn run(
@@ -158,6 +162,8 @@ async fn run(
         challenge,
         uid,
         throttle: Duration::ZERO,
+        writer_label: Arc::from("anonymous"),
+        stored_counter: shared.metrics.key_stored_counter("anonymous"),
     };
     let idle = Duration::from_secs(limits.idle_timeout_secs);
     let frame_time = Duration::from_secs(limits.frame_timeout_secs);
@@ -360,13 +366,18 @@ impl Session<'_> {
                     );
                     return self.reply(tag, rerror(why), Kind::Write, started);
                 }
-                if self.writer == ANONYMOUS
-                    && self.shared.keys.limit(ANONYMOUS)
-                        == WriteLimit::Refused(ANONYMOUS_WRITE_REFUSED)
-                {
-                    // Refused before any work is spent on the block.
-                    self.shared.metrics.refused_write("anonymous", "no key");
-                    return self.reply(tag, rerror(ANONYMOUS_WRITE_REFUSED), Kind::Write, started);
+                if let WriteLimit::Refused(why) = self.shared.keys.limit(self.writer) {
+                    // Refused before any work is spent on the block. (The
+                    // commit checks again: a key may be removed meanwhile.)
+                    let reason = if self.writer == ANONYMOUS {
+                        "no key"
+                    } else {
+                        "not authorized"
+                    };
+                    self.shared
+                        .metrics
+                        .refused_write(&self.writer_label, reason);
+                    return self.reply(tag, rerror(why), Kind::Write, started);
                 }
                 self.throttle += self.shared.keys.throttle(self.writer, data.len() as u64);
                 let score = Score::of(&data);
@@ -380,13 +391,14 @@ impl Session<'_> {
                 };
                 let tx = self.done_tx.clone();
                 let metrics = Arc::clone(&self.shared.metrics);
-                let who = self.key_label();
+                let who = Arc::clone(&self.writer_label);
+                let stored = self.stored_counter.clone();
                 let len = block.data.len() as u64;
                 let done = Box::new(move |r: Result<bool, StoreError>| {
                     let message = match r {
                         Ok(true) => {
                             metrics.writes_new.inc();
-                            metrics.stored_by_key(&who, len);
+                            stored.inc_by(len);
                             Message::Rwrite { score }
                         }
                         Ok(false) => {
@@ -436,18 +448,6 @@ impl Session<'_> {
         }
     }
 
-    /// The metrics label for this session's writer.
-    fn key_label(&self) -> String {
-        if self.writer == ANONYMOUS {
-            "anonymous".into()
-        } else {
-            self.shared
-                .keys
-                .name_of(self.writer)
-                .unwrap_or_else(|| format!("#{}", self.writer))
-        }
-    }
-
     /// Checks a Tauth0 against this session's challenge, and binds the
     /// session to the key if it is authorized.
     fn authenticate(&mut self, key: &[u8; 32], signature: &[u8; 64]) -> Message {
@@ -470,6 +470,8 @@ impl Session<'_> {
             Some(entry) => {
                 tracing::info!(key = %entry.name, fingerprint = %entry.fingerprint(), "session authenticated");
                 self.writer = entry.id;
+                self.writer_label = Arc::from(entry.name.as_str());
+                self.stored_counter = self.shared.metrics.key_stored_counter(&entry.name);
                 Message::Rauth0
             }
             None => {

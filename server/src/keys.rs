@@ -242,6 +242,11 @@ impl KeyRegistry {
         v
     }
 
+    /// What the key numbered `id` has stored.
+    pub fn usage(&self, id: u32) -> Usage {
+        self.store.usage(id)
+    }
+
     /// The key registered with this public key, if any.
     pub fn by_public(&self, public: &[u8; 32]) -> Option<KeyEntry> {
         let t = self.tables.read().expect("keys lock");

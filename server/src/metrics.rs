@@ -266,13 +266,15 @@ impl Metrics {
             .1
     }
 
-    /// Counts `bytes` of new blocks stored by the key labelled `key`.
-    pub fn stored_by_key(&self, key: &str, bytes: u64) {
+    /// The counter of bytes stored by the key labelled `key`, resolved
+    /// once per session so the write path takes no lock and allocates
+    /// nothing for it.
+    pub fn key_stored_counter(&self, key: &str) -> Counter {
         self.stored_by_key
             .get_or_create(&KeyLabel {
                 key: key.to_string(),
             })
-            .inc_by(bytes);
+            .clone()
     }
 
     /// Counts a write refused for `reason` (quota, not authorized, no key).

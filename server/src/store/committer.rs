@@ -118,8 +118,10 @@ impl Committer {
         let failed = self.failed.lock().expect("failed flag").clone();
         let policy = self.policy.read().expect("policy lock").clone();
         scratch.seen.clear();
-        // Bytes each writer has stored in this batch so far.
-        let mut pending: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        // Per writer in this batch: its limit and the bytes charged so far
+        // (committed usage plus this batch), looked up once per writer.
+        let mut charged: std::collections::HashMap<u32, (WriteLimit, u64)> =
+            std::collections::HashMap::new();
         let mut new_blocks = Vec::new();
         let mut outcomes: Vec<Result<bool, StoreError>> = Vec::new();
         for job in &batch {
@@ -133,26 +135,25 @@ impl Committer {
                         // A block already stored charges nothing.
                         Ok(true) => Ok(false),
                         Ok(false) => {
-                            let limit = policy
-                                .as_ref()
-                                .map_or(WriteLimit::Unlimited, |p| p.limit(block.writer));
-                            let so_far = pending.get(&block.writer).copied().unwrap_or(0);
+                            let (limit, so_far) =
+                                *charged.entry(block.writer).or_insert_with(|| {
+                                    let limit = policy
+                                        .as_ref()
+                                        .map_or(WriteLimit::Unlimited, |p| p.limit(block.writer));
+                                    (limit, self.engine.usage(block.writer).bytes)
+                                });
                             let len = block.data.len() as u64;
                             let verdict = match limit {
                                 WriteLimit::Unlimited => Ok(()),
                                 WriteLimit::Refused(why) => Err(StoreError::WriteRefused(why)),
-                                WriteLimit::Bytes(quota) => {
-                                    let used = self.engine.usage(block.writer).bytes;
-                                    if used + so_far + len <= quota {
-                                        Ok(())
-                                    } else {
-                                        Err(StoreError::QuotaExceeded)
-                                    }
-                                }
+                                WriteLimit::Bytes(quota) if so_far + len <= quota => Ok(()),
+                                WriteLimit::Bytes(_) => Err(StoreError::QuotaExceeded),
                             };
                             match verdict {
                                 Ok(()) => {
-                                    *pending.entry(block.writer).or_insert(0) += len;
+                                    if let Some(entry) = charged.get_mut(&block.writer) {
+                                        entry.1 += len;
+                                    }
                                     new_blocks.push(block.clone());
                                     Ok(true)
                                 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rocksdb::{IteratorMode, ReadOptions, WriteBatch, DB};
+use rocksdb::{WriteBatch, DB};
 
 use super::StoreError;
 
@@ -61,13 +61,7 @@ impl UsageBook {
     /// Loads every writer's usage from `db`.
     pub fn load(db: &DB) -> Result<UsageBook, StoreError> {
         let mut map = HashMap::new();
-        let mut ro = ReadOptions::default();
-        ro.set_total_order_seek(true);
-        for item in db.iterator_opt(IteratorMode::From(PREFIX, rocksdb::Direction::Forward), ro) {
-            let (k, v) = item?;
-            if !k.starts_with(PREFIX) {
-                break;
-            }
+        for (k, v) in super::rocks::scan_meta(db, PREFIX)? {
             let writer = k
                 .get(PREFIX.len()..)
                 .and_then(|b| b.try_into().ok())
