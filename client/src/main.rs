@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Create a key file and config in $EVENTI_HOME (or ~/.config/eventi).
     Init(cmd::init::Args),
-    /// Show the public write key or change the passphrase.
+    /// Show the public write key, check it against a server, or change the passphrase.
     #[command(subcommand)]
     Key(cmd::key::Command),
 }
