@@ -1,11 +1,22 @@
-//! The eventi backup client as a library: the key file and the block
-//! stores backups go to. The `eventi` binary (`src/main.rs`) is its CLI.
+//! The eventi backup client as a library: formats (`block`, `chunk`,
+//! `tree`, `dirent`, `snapshot`), the key file, the stores backups go to,
+//! and the engines of `backup` and `restore`. The `eventi` binary
+//! (`src/main.rs`) is its CLI.
 
+pub mod backup;
 pub mod block;
+pub mod browse;
+pub mod cache;
 pub mod chunk;
 pub mod dirent;
+pub mod exclude;
+pub mod fsmeta;
 pub mod home;
 pub mod keyfile;
 pub mod passphrase;
+pub mod progress;
+pub mod repo;
+pub mod restore;
+pub mod snapshot;
 pub mod store;
 pub mod tree;

@@ -1,6 +1,5 @@
-//! `eventi`: the encrypted backup client. So far it makes and manages the
-//! key file (the write key that servers authorize, and the secrets later
-//! commands encrypt with); backup, restore and the rest follow.
+//! `eventi`: the encrypted backup client. One module per command in
+//! `cmd/`; the work itself is in the library.
 
 mod cmd;
 
@@ -18,6 +17,18 @@ struct Cli {
 enum Command {
     /// Create a key file and config in $EVENTI_HOME (or ~/.config/eventi).
     Init(cmd::init::Args),
+    /// Back up files and directories into a new snapshot.
+    Backup(cmd::backup::Args),
+    /// List the snapshots, newest first.
+    Snapshots(cmd::snapshots::Args),
+    /// List what a snapshot holds.
+    Ls(cmd::ls::Args),
+    /// Write a file from a snapshot to stdout.
+    Cat(cmd::cat::Args),
+    /// Show what changed between two snapshots.
+    Diff(cmd::diff::Args),
+    /// Restore a snapshot, or part of one, into a directory.
+    Restore(cmd::restore::Args),
     /// Show the public write key, check it against a server, or change the passphrase.
     #[command(subcommand)]
     Key(cmd::key::Command),
@@ -26,10 +37,16 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Init(args) => cmd::init::run(args),
-        Command::Key(cmd) => cmd::key::run(cmd),
+        Command::Backup(args) => cmd::backup::run(args),
+        Command::Snapshots(args) => cmd::snapshots::run(args),
+        Command::Ls(args) => cmd::ls::run(args),
+        Command::Cat(args) => cmd::cat::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
+        Command::Restore(args) => cmd::restore::run(args),
+        Command::Key(cmd) => cmd::key::run(cmd).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("eventi: {e:#}");
             std::process::ExitCode::FAILURE

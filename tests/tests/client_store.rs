@@ -4,60 +4,57 @@
 use bytes::Bytes;
 use eventi::store::local::LocalStore;
 use eventi::store::venti::VentiStore;
-use eventi::store::{BlockStore, StoreError};
+use eventi::store::{put_wait, BlockStore, StoreError};
 use eventi_shared::{BlockType, Score};
 use eventi_tests::{keys_cli, new_key, pattern, public_line, Server};
 
 /// What every store must do.
-async fn contract(store: &impl BlockStore, seed: u64) -> Vec<(Score, Bytes)> {
+fn contract(store: &dyn BlockStore, seed: u64) -> Vec<(Score, Bytes)> {
     let mut kept = Vec::new();
     for i in 0..50u64 {
         let data = Bytes::from(pattern(seed + i, 100 + i as usize * 997));
-        let score = store.put(BlockType::DATA, data.clone()).await.unwrap();
+        let score = put_wait(store, BlockType::DATA, data.clone()).unwrap();
         assert_eq!(score, Score::of(&data));
         // Idempotent.
         assert_eq!(
-            store.put(BlockType::DATA, data.clone()).await.unwrap(),
+            put_wait(store, BlockType::DATA, data.clone()).unwrap(),
             score
         );
         kept.push((score, data));
     }
-    store.sync().await.unwrap();
+    store.sync().unwrap();
     for (score, data) in &kept {
-        let back = store.get(*score, BlockType::DATA).await.unwrap();
+        let back = store.get(*score, BlockType::DATA).unwrap();
         assert!(back == *data, "{} read back different bytes", store.name());
     }
     // The zero score is the empty block; the wrong type is a missing block.
-    assert!(store
-        .get(Score::ZERO, BlockType::ROOT)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.get(Score::ZERO, BlockType::ROOT).unwrap().is_empty());
     assert_eq!(
-        store.put(BlockType::DATA, Bytes::new()).await.unwrap(),
+        put_wait(store, BlockType::DATA, Bytes::new()).unwrap(),
         Score::ZERO
     );
-    let err = store.get(kept[0].0, BlockType::ROOT).await.unwrap_err();
+    let err = store.get(kept[0].0, BlockType::ROOT).unwrap_err();
     assert!(matches!(err, StoreError::Missing { .. }), "{err}");
     assert!(err.to_string().contains(&kept[0].0.to_string()), "{err}");
     kept
 }
 
-#[tokio::test]
-async fn local_store_keeps_its_blocks_across_reopening() {
+#[test]
+fn local_store_keeps_its_blocks_across_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let store = LocalStore::open(&path).unwrap();
-    let kept = contract(&store, 1).await;
+    let kept = contract(&store, 1);
     store.close().unwrap();
+    drop(store);
     let store = LocalStore::open(&path).unwrap();
     for (score, data) in &kept {
-        assert!(store.get(*score, BlockType::DATA).await.unwrap() == *data);
+        assert!(store.get(*score, BlockType::DATA).unwrap() == *data);
     }
 }
 
-#[tokio::test]
-async fn venti_store_with_a_write_key_and_anonymously() {
+#[test]
+fn venti_store_with_a_write_key_and_anonymously() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let key = new_key();
@@ -65,15 +62,12 @@ async fn venti_store_with_a_write_key_and_anonymously() {
     let server = Server::start_strict(&data, &[]);
     let addr = server.addr.to_string();
 
-    let store = VentiStore::connect(&addr, Some(key)).await.unwrap();
-    contract(&store, 1000).await;
+    let store = VentiStore::connect(&addr, Some(key)).unwrap();
+    contract(&store, 1000);
 
     // Without a key, this server refuses writes, and says why.
-    let anon = VentiStore::connect(&addr, None).await.unwrap();
-    let err = anon
-        .put(BlockType::DATA, Bytes::from_static(b"x"))
-        .await
-        .unwrap_err();
+    let anon = VentiStore::connect(&addr, None).unwrap();
+    let err = put_wait(&anon, BlockType::DATA, Bytes::from_static(b"x")).unwrap_err();
     assert!(
         err.to_string().contains("write needs an authorized key"),
         "{err}"

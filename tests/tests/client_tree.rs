@@ -2,19 +2,26 @@
 
 use eventi::block::Ref;
 use eventi::store::local::LocalStore;
-use eventi::store::BlockStore;
-use eventi::tree::{self, TreeError, REFS_PER_POINTER};
+use eventi::store::put_wait;
+use eventi::tree::{self, StoreSink, TreeError, REFS_PER_POINTER};
 use eventi_shared::BlockType;
 use eventi_tests::pattern;
 
 const SECRET: [u8; 32] = [3; 32];
 
-async fn round_trip(store: &LocalStore, data: &[u8]) -> Ref {
-    let (root, len) = tree::write(store, &SECRET, data).await.unwrap();
+fn write(store: &LocalStore, data: &[u8]) -> (Ref, u64) {
+    let sink = StoreSink::new(store);
+    let written = tree::write(&sink, &SECRET, data).unwrap();
+    sink.finish().unwrap();
+    written
+}
+
+fn round_trip(store: &LocalStore, data: &[u8]) -> Ref {
+    let (root, len) = write(store, data);
     assert_eq!(len, data.len() as u64);
     let mut out = Vec::new();
     assert_eq!(
-        tree::read(store, &root, &mut out).await.unwrap(),
+        tree::read(store, &root, &mut out).unwrap(),
         data.len() as u64
     );
     assert!(
@@ -25,52 +32,47 @@ async fn round_trip(store: &LocalStore, data: &[u8]) -> Ref {
     root
 }
 
-#[tokio::test]
-async fn streams_of_every_shape_round_trip_and_dedup() {
+#[test]
+fn streams_of_every_shape_round_trip_and_dedup() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::open(&dir.path().join("store")).unwrap();
     const { assert!(REFS_PER_POINTER >= 600) };
     for len in [0usize, 1, 16 * 1024, 57_280, 57_281, 1 << 20] {
-        round_trip(&store, &pattern(len as u64, len)).await;
+        round_trip(&store, &pattern(len as u64, len));
     }
     // Enough chunks for two levels of pointer blocks (~700 chunks).
     let big = pattern(99, 25 << 20);
-    let root = round_trip(&store, &big).await;
+    let root = round_trip(&store, &big);
     // The same content again: the same root, nothing new stored.
-    let (again, _) = tree::write(&store, &SECRET, &big[..]).await.unwrap();
+    let (again, _) = write(&store, &big[..]);
     assert_eq!(again, root);
     // Compressible data round-trips too.
-    round_trip(&store, &b"eventi ".repeat(300_000)).await;
+    round_trip(&store, &b"eventi ".repeat(300_000));
 }
 
-#[tokio::test]
-async fn a_missing_or_substituted_block_is_named_not_written() {
+#[test]
+fn a_missing_or_substituted_block_is_named_not_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::open(&dir.path().join("store")).unwrap();
     let data = pattern(5, 3 << 20);
-    let (root, _) = tree::write(&store, &SECRET, &data[..]).await.unwrap();
+    let (root, _) = write(&store, &data[..]);
 
     // A reference whose block is not stored.
     let (_, absent) = eventi::block::seal(&SECRET, b"never stored");
-    let err = tree::read(&store, &absent, &mut Vec::new())
-        .await
-        .unwrap_err();
+    let err = tree::read(&store, &absent, &mut Vec::new()).unwrap_err();
     assert!(matches!(err, TreeError::Store(_)), "{err}");
     assert!(err.to_string().contains(&absent.score.to_string()), "{err}");
 
     // A block stored under the root's score by someone else is refused
     // (here: another block's bytes presented with the root's reference).
     let (other_block, _) = eventi::block::seal(&SECRET, b"impostor");
-    store
-        .put(BlockType::DATA, other_block.clone())
-        .await
-        .unwrap();
+    put_wait(&store, BlockType::DATA, other_block.clone()).unwrap();
     let impostor = Ref {
         score: eventi_shared::Score::of(&other_block),
         ..root
     };
     let mut out = Vec::new();
-    let err = tree::read(&store, &impostor, &mut out).await.unwrap_err();
+    let err = tree::read(&store, &impostor, &mut out).unwrap_err();
     assert!(matches!(err, TreeError::Block(_)), "{err}");
     assert!(out.is_empty(), "nothing may be written from a bad block");
 }

@@ -21,7 +21,29 @@ pub struct Args {
     passphrase_file: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    let pass = passphrase::get(
+        args.passphrase_file.as_deref(),
+        "EVENTI_PASSPHRASE",
+        "New passphrase for the key file",
+        true,
+    )?;
+    let public = create(
+        &args.servers,
+        args.convergence_secret_file.as_deref(),
+        &pass,
+    )?;
+    println!("{public}");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Creates the key file and config (also used by `eventi backup` on an
+/// uninitialized home). Returns the public write key line.
+pub fn create(
+    servers: &[String],
+    convergence_secret_file: Option<&std::path::Path>,
+    pass: &str,
+) -> anyhow::Result<String> {
     let dir = home::dir()?;
     let key_path = home::key_file()?;
     if key_path.exists() {
@@ -30,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             key_path.display()
         );
     }
-    let convergence = match &args.convergence_secret_file {
+    let convergence = match convergence_secret_file {
         None => None,
         Some(f) => {
             let text =
@@ -41,17 +63,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(secret)
         }
     };
-    let pass = passphrase::get(
-        args.passphrase_file.as_deref(),
-        "EVENTI_PASSPHRASE",
-        "New passphrase for the key file",
-        true,
-    )?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let secrets = keyfile::Secrets::generate(convergence);
     keyfile::write(&key_path, &keyfile::seal(&secrets, pass.as_bytes()))?;
     let config = home::config_file()?;
-    let servers: Vec<String> = args.servers.iter().map(|s| format!("{s:?}")).collect();
+    let servers: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
     std::fs::write(
         &config,
         format!(
@@ -62,6 +78,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     .with_context(|| format!("writing {}", config.display()))?;
     eprintln!("created {} and {}", key_path.display(), config.display());
     eprintln!("your public write key (send it to the operator of a server you want to write to):");
-    println!("{}", secrets.write_key_public());
-    Ok(())
+    Ok(secrets.write_key_public())
 }

@@ -1,4 +1,67 @@
-//! One module per command.
+//! One module per command, and the formatting they share.
 
+pub mod backup;
+pub mod cat;
+pub mod diff;
 pub mod init;
 pub mod key;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+
+/// `1.2 GiB`-style sizes.
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// A time in ns since the epoch as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn format_time(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_and_sizes() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(
+            super::format_time(1_764_064_800_000_000_000),
+            "2025-11-25 10:00:00"
+        );
+        assert_eq!(
+            super::format_time(951_782_400 * 1_000_000_000),
+            "2000-02-29 00:00:00"
+        );
+        assert_eq!(super::human_bytes(1023), "1023 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+    }
+}

@@ -2,32 +2,53 @@
 //! in a directory under the eventi home. No server needed.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use eventi_server::store::{BlockKey, NewBlock, Store, StoreOptions, ANONYMOUS};
+use eventi_server::store::{BlockKey, Job, NewBlock, Store, StoreOptions, ANONYMOUS};
 use eventi_shared::{BlockType, Score};
 
-use super::{BlockStore, StoreError};
+use super::{BlockStore, InFlight, PutDone, StoreError};
+
+/// Writes queued at once; enough to keep group commits large.
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// See the module documentation.
 pub struct LocalStore {
     store: Store,
     name: String,
+    in_flight: Arc<InFlight>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl LocalStore {
     /// Opens (creating) the store in `dir`.
     pub fn open(dir: &Path) -> Result<LocalStore, StoreError> {
         let name = dir.display().to_string();
-        let store = Store::open(dir, &StoreOptions::default()).map_err(|e| StoreError::Failed {
+        let options = StoreOptions {
+            // A client process: a smaller cache than a server's.
+            block_cache_bytes: 16 << 20,
+            location_cache_entries: 1 << 16,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir, &options).map_err(|e| StoreError::Failed {
             store: name.clone(),
             message: e.to_string(),
         })?;
-        Ok(LocalStore { store, name })
+        Ok(LocalStore {
+            store,
+            name,
+            in_flight: Arc::new(InFlight::new(MAX_IN_FLIGHT)),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// Syncs and closes the store.
-    pub fn close(self) -> Result<(), StoreError> {
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.in_flight.wait_idle();
+        if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         self.store.shutdown().map_err(|e| self.failed(e))
     }
 
@@ -39,31 +60,47 @@ impl LocalStore {
     }
 }
 
+impl Drop for LocalStore {
+    fn drop(&mut self) {
+        // A store dropped without `close` still leaves its log synced and
+        // its index flushed.
+        let _ = self.close();
+    }
+}
+
 impl BlockStore for LocalStore {
     fn name(&self) -> String {
         self.name.clone()
     }
 
-    async fn put(&self, block_type: BlockType, data: Bytes) -> Result<Score, StoreError> {
+    fn put(&self, block_type: BlockType, data: Bytes, done: PutDone) {
         let score = Score::of(&data);
-        if !data.is_empty() {
-            let block = NewBlock {
-                key: BlockKey { score, block_type },
-                data,
-                writer: ANONYMOUS,
-            };
-            self.store.write(block).await.map_err(|e| self.failed(e))?;
+        if data.is_empty() {
+            return done(Ok(score));
         }
-        Ok(score)
+        self.in_flight.acquire();
+        let in_flight = Arc::clone(&self.in_flight);
+        let name = self.name.clone();
+        let block = NewBlock {
+            key: BlockKey { score, block_type },
+            data,
+            writer: ANONYMOUS,
+        };
+        self.store.submit(vec![Job::Write(
+            block,
+            Box::new(move |r| {
+                done(r.map(|_| score).map_err(|e| StoreError::Failed {
+                    store: name,
+                    message: e.to_string(),
+                }));
+                in_flight.release();
+            }),
+        )]);
     }
 
-    async fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError> {
-        let store = self.store.clone();
+    fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError> {
         let key = BlockKey { score, block_type };
-        let found = tokio::task::spawn_blocking(move || store.read(&key))
-            .await
-            .map_err(|e| self.failed(e))?
-            .map_err(|e| self.failed(e))?;
+        let found = self.store.read(&key).map_err(|e| self.failed(e))?;
         found.ok_or_else(|| StoreError::Missing {
             score,
             block_type,
@@ -71,7 +108,14 @@ impl BlockStore for LocalStore {
         })
     }
 
-    async fn sync(&self) -> Result<(), StoreError> {
-        self.store.sync().await.map_err(|e| self.failed(e))
+    fn sync(&self) -> Result<(), StoreError> {
+        // The committer orders a sync after every write queued before it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.store.submit(vec![Job::Sync(Box::new(move |r| {
+            let _ = tx.send(r);
+        }))]);
+        rx.recv()
+            .map_err(|_| self.failed("store closed"))?
+            .map_err(|e| self.failed(e))
     }
 }

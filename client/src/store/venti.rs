@@ -1,42 +1,64 @@
 //! A venti server as the store: eventi-server (authenticating with the
 //! write key when the server offers a challenge) or any plain venti
 //! server such as plan9port's (anonymous).
+//!
+//! The connection is pipelined (`VentiClient`); this adapter owns a small
+//! tokio runtime so that worker threads can put without waiting for
+//! replies and get by blocking.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use eventi_shared::client::ClientOptions;
 use eventi_shared::{BlockType, ClientError, Score, VentiClient, MAX_BLOCK_V02};
 
-use super::{BlockStore, StoreError};
+use super::{BlockStore, InFlight, PutDone, StoreError};
+
+/// Writes in flight on the connection.
+const MAX_IN_FLIGHT: usize = 256;
 
 /// See the module documentation.
 pub struct VentiStore {
     client: VentiClient,
     name: String,
+    runtime: tokio::runtime::Runtime,
+    in_flight: Arc<InFlight>,
 }
 
 impl VentiStore {
     /// Connects to `addr`. With a write key, authenticates if the server
     /// offers write-key authentication and stays anonymous on a plain
     /// venti server.
-    pub async fn connect(
+    pub fn connect(
         addr: &str,
         write_key: Option<ed25519_dalek::SigningKey>,
     ) -> Result<VentiStore, StoreError> {
-        let failed = |e: ClientError| StoreError::Failed {
+        let failed = |e: &dyn std::fmt::Display| StoreError::Failed {
             store: addr.to_string(),
             message: e.to_string(),
         };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("eventi-venti")
+            .enable_all()
+            .build()
+            .map_err(|e| failed(&e))?;
         let options = ClientOptions {
-            write_key: write_key.clone(),
+            write_key,
             ..ClientOptions::default()
         };
-        let client = match VentiClient::connect_with(addr, options).await {
-            Err(ClientError::NoAuth) => VentiClient::connect(addr).await.map_err(failed)?,
-            other => other.map_err(failed)?,
-        };
+        let client = runtime.block_on(async {
+            match VentiClient::connect_with(addr, options).await {
+                Err(ClientError::NoAuth) => VentiClient::connect(addr).await,
+                other => other,
+            }
+        });
+        let client = client.map_err(|e| failed(&e))?;
         Ok(VentiStore {
             client,
             name: addr.to_string(),
+            runtime,
+            in_flight: Arc::new(InFlight::new(MAX_IN_FLIGHT)),
         })
     }
 
@@ -53,25 +75,32 @@ impl BlockStore for VentiStore {
         self.name.clone()
     }
 
-    async fn put(&self, block_type: BlockType, data: Bytes) -> Result<Score, StoreError> {
+    fn put(&self, block_type: BlockType, data: Bytes, done: PutDone) {
         if data.is_empty() {
-            return Ok(Score::ZERO);
+            return done(Ok(Score::ZERO));
         }
-        self.client
-            .write(block_type, data)
-            .await
-            .map_err(|e| self.failed(e))
+        self.in_flight.acquire();
+        let client = self.client.clone();
+        let in_flight = Arc::clone(&self.in_flight);
+        let name = self.name.clone();
+        self.runtime.spawn(async move {
+            let r = client.write(block_type, data).await;
+            done(r.map_err(|e| StoreError::Failed {
+                store: name,
+                message: e.to_string(),
+            }));
+            in_flight.release();
+        });
     }
 
-    async fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError> {
+    fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError> {
         if score.is_zero() {
             return Ok(Bytes::new());
         }
-        match self
-            .client
-            .read(score, block_type, MAX_BLOCK_V02 as u32)
-            .await
-        {
+        let r = self
+            .runtime
+            .block_on(self.client.read(score, block_type, MAX_BLOCK_V02 as u32));
+        match r {
             Ok(data) => Ok(data),
             Err(ClientError::Server(m)) if m.starts_with("no block") => Err(StoreError::Missing {
                 score,
@@ -82,7 +111,11 @@ impl BlockStore for VentiStore {
         }
     }
 
-    async fn sync(&self) -> Result<(), StoreError> {
-        self.client.sync().await.map_err(|e| self.failed(e))
+    fn sync(&self) -> Result<(), StoreError> {
+        // Venti orders a sync only after the writes it has answered.
+        self.in_flight.wait_idle();
+        self.runtime
+            .block_on(self.client.sync())
+            .map_err(|e| self.failed(e))
     }
 }

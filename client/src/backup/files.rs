@@ -1,0 +1,139 @@
+//! The file workers: read, chunk, compress, seal and hand over the blocks
+//! of one file at a time, several files at once.
+
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use super::uploader::Uploader;
+use crate::block::Ref;
+use crate::chunk;
+use crate::progress::Counters;
+use crate::tree::{self, TreeWriter};
+
+/// A file stored.
+#[derive(Debug)]
+pub struct FileDone {
+    /// Its content tree.
+    pub content: Ref,
+    /// Bytes read.
+    pub size: u64,
+    /// Whether it changed while it was read (then it is not cached).
+    pub changed: bool,
+}
+
+/// A file to store; the outcome goes to `reply`.
+struct Job {
+    path: PathBuf,
+    reply: Sender<std::io::Result<FileDone>>,
+}
+
+/// A pool of file workers.
+pub struct Pool {
+    jobs: Option<SyncSender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Starts `threads` workers sealing under `convergence`.
+    pub fn new(
+        threads: usize,
+        uploader: Arc<Uploader>,
+        convergence: [u8; 32],
+        counters: Arc<Counters>,
+    ) -> Pool {
+        let (tx, rx) = mpsc::sync_channel::<Job>(threads * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = (0..threads)
+            .map(|i| {
+                let rx = Arc::clone(&rx);
+                let uploader = Arc::clone(&uploader);
+                let counters = Arc::clone(&counters);
+                std::thread::Builder::new()
+                    .name(format!("eventi-file-{i}"))
+                    .spawn(move || loop {
+                        let job = match rx.lock().expect("jobs").recv() {
+                            Ok(j) => j,
+                            Err(_) => return,
+                        };
+                        let r = if uploader.error().is_some() {
+                            Err(std::io::Error::other("backup stopped"))
+                        } else {
+                            store_file(&job.path, &uploader, &convergence, &counters)
+                        };
+                        let _ = job.reply.send(r);
+                    })
+                    .expect("spawn file worker")
+            })
+            .collect();
+        Pool {
+            jobs: Some(tx),
+            threads,
+        }
+    }
+
+    /// Queues a file; blocks while the queue is full.
+    pub fn submit(&self, path: PathBuf) -> Receiver<std::io::Result<FileDone>> {
+        let (reply, rx) = mpsc::channel();
+        self.jobs
+            .as_ref()
+            .expect("pool running")
+            .send(Job { path, reply })
+            .expect("file workers alive");
+        rx
+    }
+
+    /// Stops the workers after the queued jobs.
+    pub fn finish(mut self) {
+        self.jobs.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open_noatime(path: &PathBuf) -> std::io::Result<File> {
+    // O_NOATIME keeps backups from touching access times; only the owner
+    // (or root) may ask for it, so fall back without it.
+    match File::options()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
+fn store_file(
+    path: &PathBuf,
+    uploader: &Uploader,
+    convergence: &[u8; 32],
+    counters: &Counters,
+) -> std::io::Result<FileDone> {
+    let file = open_noatime(path)?;
+    let before = file.metadata()?;
+    let mut tree = TreeWriter::new(convergence);
+    let mut size = 0u64;
+    for c in chunk::chunks(&file) {
+        let c = c?;
+        size += c.len() as u64;
+        counters.bytes_done.fetch_add(c.len() as u64, Relaxed);
+        let r = tree::put_sealed(uploader, convergence, &chunk::pack(&c));
+        tree.push(uploader, r);
+    }
+    let content = tree.finish(uploader);
+    let after = file.metadata()?;
+    let changed = size != before.len()
+        || after.len() != before.len()
+        || after.mtime() != before.mtime()
+        || after.mtime_nsec() != before.mtime_nsec();
+    Ok(FileDone {
+        content,
+        size,
+        changed,
+    })
+}

@@ -1,0 +1,260 @@
+//! `eventi backup`'s engine: walk the paths, store their contents as
+//! encrypted trees, and commit a snapshot root.
+//!
+//! The snapshot's tree mirrors absolute paths: backing up `/home/ada/src`
+//! gives a tree `home/ada/src`. Directories above a given path are only
+//! names (mode 0755, no owner, no time), so the tree reference depends on
+//! what was backed up, not on unrelated changes to `/home`.
+
+mod files;
+pub mod uploader;
+mod walk;
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use eventi_shared::Score;
+
+use crate::block::Ref;
+use crate::cache::Cache;
+use crate::dirent::{self, Entry, Kind};
+use crate::exclude::Excluder;
+use crate::progress::Counters;
+use crate::repo::Repo;
+use crate::snapshot::{Counts, Snapshot};
+use crate::tree;
+use uploader::Uploader;
+
+/// What to back up and how.
+pub struct Options {
+    /// Paths given on the command line.
+    pub paths: Vec<PathBuf>,
+    /// What to leave out.
+    pub excluder: Excluder,
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// Read every file and send every block, ignoring the cache.
+    pub no_cache: bool,
+    /// File worker threads.
+    pub threads: usize,
+}
+
+/// What a backup did.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    /// The new snapshot's root score.
+    pub snapshot: String,
+    /// The score of its tree's root block (not a capability: no key).
+    pub tree: String,
+    /// What it holds.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Blocks sent to the store.
+    pub sent_blocks: u64,
+    /// Their bytes (compressed and encrypted).
+    pub sent_bytes: u64,
+    /// Blocks the store already had (by the sent-block record).
+    pub known_blocks: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Absolute, normalized (no `.`, `..` resolved lexically), sorted paths,
+/// without any that lie inside another.
+fn normalize(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let abs = std::path::absolute(p).with_context(|| format!("path {}", p.display()))?;
+        let mut clean = PathBuf::from("/");
+        for c in abs.components() {
+            match c {
+                Component::Normal(n) => clean.push(n),
+                Component::ParentDir => {
+                    clean.pop();
+                }
+                _ => {}
+            }
+        }
+        out.push(clean);
+    }
+    out.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    out.dedup();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for p in out {
+        if !kept.iter().any(|k| p.starts_with(k)) {
+            kept.push(p);
+        }
+    }
+    Ok(kept)
+}
+
+/// Names above the backed-up paths.
+#[derive(Default)]
+struct Synthetic {
+    children: BTreeMap<Vec<u8>, Node>,
+}
+
+enum Node {
+    Entry(Box<Entry>),
+    Dir(Synthetic),
+}
+
+impl Synthetic {
+    fn insert(&mut self, components: &[Vec<u8>], entry: Entry) {
+        match components {
+            [] => unreachable!("a path has a name"),
+            [last] => {
+                self.children
+                    .insert(last.clone(), Node::Entry(Box::new(entry)));
+            }
+            [first, rest @ ..] => {
+                let node = self
+                    .children
+                    .entry(first.clone())
+                    .or_insert_with(|| Node::Dir(Synthetic::default()));
+                if let Node::Dir(d) = node {
+                    d.insert(rest, entry);
+                }
+            }
+        }
+    }
+
+    fn store(self, uploader: &Uploader, convergence: &[u8; 32]) -> Ref {
+        let mut entries: Vec<Entry> = self
+            .children
+            .into_iter()
+            .map(|(name, node)| match node {
+                Node::Entry(e) => *e,
+                Node::Dir(d) => Entry {
+                    kind: Kind::Dir,
+                    name,
+                    mode: 0o040755,
+                    uid: 0,
+                    gid: 0,
+                    user: String::new(),
+                    group: String::new(),
+                    mtime_ns: 0,
+                    size: 0,
+                    rdev: 0,
+                    target: Vec::new(),
+                    content: Some(d.store(uploader, convergence)),
+                    xattrs: Vec::new(),
+                },
+            })
+            .collect();
+        let stream = dirent::encode(&mut entries);
+        tree::write(uploader, convergence, &stream[..])
+            .expect("writing to memory cannot fail")
+            .0
+    }
+}
+
+/// Runs a backup; `warn` hears about every entry left out.
+pub fn run(
+    repo: &Repo,
+    options: &Options,
+    counters: Arc<Counters>,
+    warn: &(dyn Fn(&Path, &str) + Sync),
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let time_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as i64;
+    let paths = normalize(&options.paths)?;
+    if paths.is_empty() {
+        bail!("nothing to back up: give at least one path");
+    }
+    for p in &paths {
+        std::fs::symlink_metadata(p).with_context(|| format!("cannot back up {}", p.display()))?;
+    }
+    let parent = repo.head()?;
+    let cache_dir = repo.cache_dir();
+    std::fs::create_dir_all(&cache_dir)
+        .with_context(|| format!("creating {}", cache_dir.display()))?;
+    let cache = Arc::new(Cache::open(&cache_dir)?);
+    let convergence = repo.secrets.convergence;
+    let uploader = Arc::new(Uploader::new(
+        Arc::clone(&repo.store),
+        Arc::clone(&cache),
+        !options.no_cache,
+    ));
+    let pool = files::Pool::new(
+        options.threads,
+        Arc::clone(&uploader),
+        convergence,
+        Arc::clone(&counters),
+    );
+    let mut walker = walk::Walker::new(
+        convergence,
+        Arc::clone(&uploader),
+        &pool,
+        !options.no_cache,
+        &options.excluder,
+        Arc::clone(&counters),
+        warn,
+    );
+    let mut top = Synthetic::default();
+    let mut whole_root: Option<Ref> = None;
+    for p in &paths {
+        if p == Path::new("/") {
+            whole_root = Some(walker.dir(p).context("backing up /")?);
+            continue;
+        }
+        let components: Vec<Vec<u8>> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect();
+        match walker.top(p) {
+            Ok(Some(entry)) => top.insert(&components, entry),
+            Ok(None) => {}
+            Err(e) => warn(p, &format!("not backed up: {e}")),
+        }
+        if let Some(e) = uploader.error() {
+            bail!("backup stopped: {e}");
+        }
+    }
+    let counts = walker.counts;
+    drop(walker);
+    pool.finish();
+    if let Some(e) = uploader.error() {
+        bail!("backup stopped: {e}");
+    }
+    let tree_ref = match whole_root {
+        Some(r) => r,
+        None => top.store(&uploader, &convergence),
+    };
+    uploader.flush().context("storing the backup's blocks")?;
+    for p in &paths {
+        cache.sweep(p.as_os_str().as_bytes())?;
+    }
+    let snapshot = Snapshot {
+        tree: tree_ref,
+        parent,
+        time_ns,
+        host: crate::fsmeta::hostname(),
+        paths: paths
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect(),
+        tags: options.tags.clone(),
+        counts,
+    };
+    let root: Score = repo.commit_snapshot(&snapshot)?;
+    Ok(Summary {
+        snapshot: root.to_string(),
+        tree: tree_ref.score.to_string(),
+        counts,
+        sent_blocks: uploader.sent_blocks.load(Relaxed),
+        sent_bytes: uploader.sent_bytes.load(Relaxed),
+        known_blocks: uploader.known_blocks.load(Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

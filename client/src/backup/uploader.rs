@@ -1,0 +1,138 @@
+//! Where a backup's sealed blocks go: skips blocks the sent-block record
+//! knows, hands the rest to the store, and commits cache entries only
+//! after the store has synced the blocks they name.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eventi_shared::{BlockType, Score};
+
+use crate::cache::{Cache, FileRecord, Pending};
+use crate::store::BlockStore;
+use crate::tree::BlockSink;
+
+/// Sent bytes after which the store is synced and the cache committed,
+/// so an interrupted backup loses at most this much work.
+const FLUSH_BYTES: u64 = 512 << 20;
+/// Or after this long.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    error: Mutex<Option<String>>,
+    failed: AtomicBool,
+}
+
+impl Shared {
+    fn fail(&self, message: String) {
+        self.error.lock().expect("error").get_or_insert(message);
+        self.failed.store(true, Relaxed);
+    }
+}
+
+/// See the module documentation.
+pub struct Uploader {
+    store: Arc<dyn BlockStore>,
+    cache: Arc<Cache>,
+    /// Whether to trust the sent-block record (off with `--no-cache`).
+    skip_known: bool,
+    shared: Arc<Shared>,
+    /// Blocks handed to the store.
+    pub sent_blocks: AtomicU64,
+    /// Their bytes.
+    pub sent_bytes: AtomicU64,
+    /// Blocks skipped because the store has them.
+    pub known_blocks: AtomicU64,
+    since_flush: AtomicU64,
+    last_flush: Mutex<Instant>,
+}
+
+impl Uploader {
+    /// Uploads to `store`, recording in `cache`.
+    pub fn new(store: Arc<dyn BlockStore>, cache: Arc<Cache>, skip_known: bool) -> Uploader {
+        Uploader {
+            store,
+            cache,
+            skip_known,
+            shared: Arc::default(),
+            sent_blocks: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            known_blocks: AtomicU64::new(0),
+            since_flush: AtomicU64::new(0),
+            last_flush: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Records a file whose blocks were all handed over.
+    pub fn file_stored(&self, path: &[u8], record: &FileRecord) {
+        self.shared
+            .pending
+            .lock()
+            .expect("pending")
+            .file(&self.cache, path, record);
+    }
+
+    /// The first store error, if any: the backup must stop.
+    pub fn error(&self) -> Option<String> {
+        if !self.shared.failed.load(Relaxed) {
+            return None;
+        }
+        self.shared.error.lock().expect("error").clone()
+    }
+
+    /// Whether it is time to [`Uploader::flush`].
+    pub fn should_flush(&self) -> bool {
+        self.since_flush.load(Relaxed) >= FLUSH_BYTES
+            || self.last_flush.lock().expect("flush time").elapsed() >= FLUSH_INTERVAL
+    }
+
+    /// Syncs the store, then commits what the cache learned before the sync.
+    pub fn flush(&self) -> anyhow::Result<()> {
+        // Take the batch first: everything in it was handed to the store
+        // before the sync below starts, so the sync covers it.
+        let batch = std::mem::take(&mut *self.shared.pending.lock().expect("pending"));
+        self.store.sync()?;
+        if let Some(e) = self.error() {
+            anyhow::bail!("{e}");
+        }
+        self.cache.commit(batch)?;
+        self.since_flush.store(0, Relaxed);
+        *self.last_flush.lock().expect("flush time") = Instant::now();
+        Ok(())
+    }
+}
+
+impl BlockSink for Uploader {
+    fn put_block(&self, score: Score, sealed: Bytes) {
+        if self.skip_known {
+            match self.cache.has_block(&score) {
+                Ok(true) => {
+                    self.known_blocks.fetch_add(1, Relaxed);
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => return self.shared.fail(e.to_string()),
+            }
+        }
+        self.sent_blocks.fetch_add(1, Relaxed);
+        self.sent_bytes.fetch_add(sealed.len() as u64, Relaxed);
+        self.since_flush.fetch_add(sealed.len() as u64, Relaxed);
+        let shared = Arc::clone(&self.shared);
+        self.store.put(
+            BlockType::DATA,
+            sealed,
+            Box::new(move |r| match r {
+                Ok(s) => shared.pending.lock().expect("pending").block(&s),
+                Err(e) => shared.fail(e.to_string()),
+            }),
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! The local cache, one per destination: what makes a re-backup cheap.
+//!
+//! - The stat cache maps a file's absolute path to what it was last
+//!   time (inode, size, mtime, ctime) and the reference its content was
+//!   stored under. A file whose stat matches is not read at all.
+//! - The sent-block record lists scores known to be durable in the
+//!   destination, so neither an unchanged tree nor the rerun of an
+//!   interrupted backup sends a block twice.
+//!
+//! Both only ever name blocks after the store has synced them: entries
+//! are queued in a [`Pending`] batch and committed by
+//! [`Cache::commit`] right after a store sync. Losing the cache loses
+//! nothing but time (`--no-cache` ignores it; deleting the directory
+//! resets it). It is a small RocksDB: lookups stay fast and memory stays
+//! bounded with millions of files.
+
+use std::path::Path;
+
+use eventi_shared::Score;
+use rocksdb::{Options, WriteBatch, DB};
+
+use crate::block::Ref;
+
+const FILE: u8 = b'f';
+const BLOCK: u8 = b'b';
+const GENERATION: &[u8] = b"generation";
+
+/// What a file was when it was last stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns.
+    pub mtime_ns: i64,
+    /// Status change time, ns.
+    pub ctime_ns: i64,
+    /// Its content's tree.
+    pub content: Ref,
+}
+
+const RECORD_LEN: usize = 8 * 5 + Ref::LEN;
+
+impl FileRecord {
+    fn encode(&self, generation: u64) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        b[..8].copy_from_slice(&self.ino.to_be_bytes());
+        b[8..16].copy_from_slice(&self.size.to_be_bytes());
+        b[16..24].copy_from_slice(&self.mtime_ns.to_be_bytes());
+        b[24..32].copy_from_slice(&self.ctime_ns.to_be_bytes());
+        b[32..40].copy_from_slice(&generation.to_be_bytes());
+        b[40..].copy_from_slice(&self.content.to_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<(FileRecord, u64)> {
+        if b.len() != RECORD_LEN {
+            return None;
+        }
+        let n = |i: usize| u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().expect("8"));
+        Some((
+            FileRecord {
+                ino: n(0),
+                size: n(1),
+                mtime_ns: n(2) as i64,
+                ctime_ns: n(3) as i64,
+                content: Ref::from_bytes(&b[40..])?,
+            },
+            n(4),
+        ))
+    }
+}
+
+/// Why the cache failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cache {path}: {source} (it is safe to delete the cache directory)")]
+pub struct CacheError {
+    path: String,
+    source: rocksdb::Error,
+}
+
+/// See the module documentation.
+pub struct Cache {
+    db: DB,
+    path: String,
+    generation: u64,
+}
+
+/// Cache entries waiting for the store to sync the blocks they name.
+#[derive(Default)]
+pub struct Pending {
+    batch: WriteBatch,
+}
+
+impl Pending {
+    /// Queues "this block is stored".
+    pub fn block(&mut self, score: &Score) {
+        let mut k = [0u8; 21];
+        k[0] = BLOCK;
+        k[1..].copy_from_slice(score.as_bytes());
+        self.batch.put(k, []);
+    }
+
+    /// Queues a file's record, stamped with the cache's generation.
+    pub fn file(&mut self, cache: &Cache, path: &[u8], record: &FileRecord) {
+        self.batch
+            .put(file_key(path), record.encode(cache.generation));
+    }
+
+    /// Entries queued.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+fn file_key(path: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + path.len());
+    k.push(FILE);
+    k.extend_from_slice(path);
+    k
+}
+
+impl Cache {
+    /// Opens (creating) the cache in `dir` and starts a new generation.
+    pub fn open(dir: &Path) -> Result<Cache, CacheError> {
+        let path = dir.display().to_string();
+        let err = |source| CacheError {
+            path: path.clone(),
+            source,
+        };
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.set_write_buffer_size(16 << 20);
+        options.set_max_open_files(64);
+        options.set_keep_log_file_num(2);
+        let db = DB::open(&options, dir).map_err(err)?;
+        let generation = db
+            .get(GENERATION)
+            .map_err(err)?
+            .and_then(|v| Some(u64::from_be_bytes(v.as_slice().try_into().ok()?)))
+            .unwrap_or(0)
+            + 1;
+        db.put(GENERATION, generation.to_be_bytes()).map_err(err)?;
+        Ok(Cache {
+            db,
+            path,
+            generation,
+        })
+    }
+
+    fn err(&self, source: rocksdb::Error) -> CacheError {
+        CacheError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The record for `path`, if any.
+    pub fn file(&self, path: &[u8]) -> Result<Option<FileRecord>, CacheError> {
+        let v = self
+            .db
+            .get_pinned(file_key(path))
+            .map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| FileRecord::decode(&v)).map(|(r, _)| r))
+    }
+
+    /// Whether the block is known to be stored.
+    pub fn has_block(&self, score: &Score) -> Result<bool, CacheError> {
+        let mut k = [0u8; 21];
+        k[0] = BLOCK;
+        k[1..].copy_from_slice(score.as_bytes());
+        Ok(self.db.get_pinned(k).map_err(|e| self.err(e))?.is_some())
+    }
+
+    /// Commits queued entries. Call only after the store synced.
+    pub fn commit(&self, pending: Pending) -> Result<(), CacheError> {
+        self.db.write(pending.batch).map_err(|e| self.err(e))
+    }
+
+    /// Drops records under `root` (a directory path) that this generation
+    /// did not write: files deleted since, or no longer backed up.
+    pub fn sweep(&self, root: &[u8]) -> Result<u64, CacheError> {
+        let prefix = file_key(root);
+        let mut batch = WriteBatch::default();
+        let mut dropped = 0;
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let rest = &k[prefix.len()..];
+            if !(rest.is_empty() || rest[0] == b'/' || root.ends_with(b"/")) {
+                continue;
+            }
+            match FileRecord::decode(&v) {
+                Some((_, g)) if g == self.generation => {}
+                _ => {
+                    batch.delete(&k);
+                    dropped += 1;
+                }
+            }
+        }
+        self.db.write(batch).map_err(|e| self.err(e))?;
+        Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_blocks_survive_reopening_and_sweep_drops_stale_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, content) = crate::block::seal(&[1; 32], b"x");
+        let record = FileRecord {
+            ino: 7,
+            size: 1,
+            mtime_ns: -5,
+            ctime_ns: 9,
+            content,
+        };
+        {
+            let cache = Cache::open(dir.path()).unwrap();
+            let mut p = Pending::default();
+            p.file(&cache, b"/a/old", &record);
+            p.file(&cache, b"/a/kept", &record);
+            p.file(&cache, b"/ab/other", &record);
+            p.block(&content.score);
+            assert!(
+                cache.file(b"/a/old").unwrap().is_none(),
+                "not before commit"
+            );
+            cache.commit(p).unwrap();
+        }
+        let cache = Cache::open(dir.path()).unwrap();
+        assert_eq!(cache.file(b"/a/old").unwrap(), Some(record));
+        assert!(cache.has_block(&content.score).unwrap());
+        assert!(!cache.has_block(&Score::of(b"other")).unwrap());
+        let mut p = Pending::default();
+        p.file(&cache, b"/a/kept", &record);
+        cache.commit(p).unwrap();
+        assert_eq!(cache.sweep(b"/a").unwrap(), 1);
+        assert!(cache.file(b"/a/old").unwrap().is_none());
+        assert!(cache.file(b"/a/kept").unwrap().is_some());
+        assert!(cache.file(b"/ab/other").unwrap().is_some(), "not under /a");
+    }
+}

@@ -1,0 +1,128 @@
+//! `eventi backup PATH...`: a new snapshot; its root score is the last
+//! line on stdout.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use eventi::backup::{self, Options};
+use eventi::exclude::Excluder;
+use eventi::progress::{Counters, Reporter, Style};
+use eventi::repo::Repo;
+use eventi::{home, passphrase};
+
+/// Options of `eventi backup`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files and directories to back up.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Leave out what matches (a name glob, or a path glob if it has a '/').
+    #[arg(long = "exclude", value_name = "GLOB")]
+    excludes: Vec<String>,
+    /// Leave out the patterns listed in this file, one per line.
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    exclude_files: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Print progress and the summary as JSON lines on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Ignore the local cache: read every file and send every block.
+    #[arg(long)]
+    no_cache: bool,
+    /// File worker threads (default: twice the cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Read the passphrase from this file.
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let excluder = Excluder::new(&args.excludes, &args.exclude_files)?;
+    let repo = if home::key_file()?.exists() {
+        Repo::open(args.passphrase_file.as_deref())?
+    } else {
+        eprintln!(
+            "eventi: no key file yet: initializing {}",
+            home::dir()?.display()
+        );
+        let pass = passphrase::get(
+            args.passphrase_file.as_deref(),
+            "EVENTI_PASSPHRASE",
+            "New passphrase for the key file",
+            true,
+        )?;
+        let public = super::init::create(&[], None, &pass)?;
+        eprintln!("{public}");
+        Repo::open_with(&pass)?
+    };
+    let options = Options {
+        paths: args.paths,
+        excluder,
+        tags: args.tags,
+        no_cache: args.no_cache,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
+    };
+    let counters = Arc::new(Counters::default());
+    let style = Style::choose(args.json);
+    let reporter = Reporter::start(Arc::clone(&counters), style, "backup");
+    let json = args.json;
+    let warn = |path: &Path, what: &str| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "event": "warning",
+                    "path": path.to_string_lossy(),
+                    "message": what,
+                })
+            );
+        } else {
+            reporter.warn(&format!("{}: {what}", path.display()));
+        }
+    };
+    let result = backup::run(&repo, &options, counters, &warn);
+    reporter.finish();
+    let summary = result?;
+    repo.close()?;
+    if json {
+        let mut v = serde_json::to_value(&summary)?;
+        v["event"] = "summary".into();
+        println!("{v}");
+    } else {
+        let c = &summary.counts;
+        eprintln!(
+            "{} files, {} directories, {} symlinks, {} other; {} in {:.1} s",
+            c.files,
+            c.dirs,
+            c.symlinks,
+            c.others,
+            super::human_bytes(c.bytes),
+            summary.seconds
+        );
+        eprintln!(
+            "sent {} new blocks ({}); {} blocks were already stored",
+            summary.sent_blocks,
+            super::human_bytes(summary.sent_bytes),
+            summary.known_blocks
+        );
+        if c.errors > 0 {
+            eprintln!(
+                "eventi: {} entries could not be read and are not in the snapshot (see above)",
+                c.errors
+            );
+        }
+        println!("{}", summary.snapshot);
+    }
+    // 3: the snapshot was made but is incomplete.
+    Ok(if summary.counts.errors > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,132 @@
+//! `eventi ls SNAP[:PATH]`: what a snapshot holds.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use eventi::browse;
+use eventi::dirent::{Entry, Kind};
+use eventi::repo::Repo;
+use eventi::store::BlockStore;
+
+/// Options of `eventi ls`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// SNAP or SNAP:PATH (a root score, a unique prefix, or `latest`).
+    spec: String,
+    /// List everything below, not just one level.
+    #[arg(short, long)]
+    recursive: bool,
+    /// One JSON object per entry.
+    #[arg(long)]
+    json: bool,
+    /// Read the passphrase from this file.
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+}
+
+/// `ls -l`'s mode string.
+pub fn mode_string(e: &Entry) -> String {
+    let t = match e.kind {
+        Kind::Dir => 'd',
+        Kind::Symlink => 'l',
+        Kind::Fifo => 'p',
+        Kind::CharDevice => 'c',
+        Kind::BlockDevice => 'b',
+        Kind::File | Kind::Hardlink => '-',
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (e.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+fn print(e: &Entry, path: &Path, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "path": path.to_string_lossy(),
+                "kind": format!("{:?}", e.kind).to_lowercase(),
+                "mode": e.mode,
+                "uid": e.uid, "gid": e.gid, "user": e.user, "group": e.group,
+                "size": e.size,
+                "mtime_ns": e.mtime_ns,
+                "target": (!e.target.is_empty()).then(|| String::from_utf8_lossy(&e.target)),
+            })
+        );
+        return;
+    }
+    let owner = if e.user.is_empty() {
+        e.uid.to_string()
+    } else {
+        e.user.clone()
+    };
+    let group = if e.group.is_empty() {
+        e.gid.to_string()
+    } else {
+        e.group.clone()
+    };
+    let mut line = format!(
+        "{} {owner:>8} {group:>8} {:>12} {} {}",
+        mode_string(e),
+        e.size,
+        super::format_time(e.mtime_ns),
+        path.display()
+    );
+    match e.kind {
+        Kind::Symlink => {
+            line += &format!(
+                " -> {}",
+                Path::new(std::ffi::OsStr::from_bytes(&e.target)).display()
+            )
+        }
+        Kind::Hardlink => {
+            line += &format!(
+                " => {}",
+                Path::new(std::ffi::OsStr::from_bytes(&e.target)).display()
+            )
+        }
+        _ => {}
+    }
+    println!("{line}");
+}
+
+fn walk(
+    store: &dyn BlockStore,
+    dir: &Entry,
+    path: &Path,
+    recursive: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let content = dir
+        .content
+        .ok_or_else(|| anyhow::anyhow!("directory without content"))?;
+    for e in browse::list(store, &content)? {
+        let p = path.join(std::ffi::OsStr::from_bytes(&e.name));
+        print(&e, &p, json);
+        if recursive && e.kind == Kind::Dir {
+            walk(store, &e, &p, recursive, json)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (snap, path) = browse::split_spec(&args.spec);
+    let repo = Repo::open(args.passphrase_file.as_deref())?;
+    let (_, snapshot) = repo.resolve(snap)?;
+    let path = Path::new(path);
+    let entry = browse::lookup(repo.store.as_ref(), snapshot.tree, path)?;
+    if entry.kind == Kind::Dir {
+        walk(repo.store.as_ref(), &entry, path, args.recursive, args.json)?;
+    } else {
+        print(&entry, path, args.json);
+    }
+    repo.close()?;
+    Ok(ExitCode::SUCCESS)
+}

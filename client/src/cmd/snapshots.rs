@@ -1,0 +1,70 @@
+//! `eventi snapshots`: the chain from the newest snapshot, newest first.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use eventi::repo::Repo;
+
+/// Options of `eventi snapshots`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print a JSON array.
+    #[arg(long)]
+    json: bool,
+    /// Read the passphrase from this file.
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let repo = Repo::open(args.passphrase_file.as_deref())?;
+    let chain = repo.chain()?;
+    if args.json {
+        let list: Vec<serde_json::Value> = chain
+            .iter()
+            .map(|(score, s)| {
+                let mut v = serde_json::json!({
+                    "snapshot": score.to_string(),
+                    "tree": s.tree.score.to_string(),
+                    "parent": s.parent.map(|p| p.to_string()),
+                    "time": super::format_time(s.time_ns),
+                    "time_ns": s.time_ns,
+                    "host": s.host,
+                    "paths": s.paths.iter().map(|p| String::from_utf8_lossy(p)).collect::<Vec<_>>(),
+                    "tags": s.tags,
+                });
+                v["counts"] = serde_json::to_value(s.counts).expect("counts");
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for (score, s) in &chain {
+            let paths: Vec<String> = s
+                .paths
+                .iter()
+                .map(|p| {
+                    std::path::Path::new(std::ffi::OsStr::from_bytes(p))
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            let tags = if s.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", s.tags.join(","))
+            };
+            println!(
+                "{score}  {}  {}  {} files  {}{tags}  {}",
+                super::format_time(s.time_ns),
+                s.host,
+                s.counts.files,
+                super::human_bytes(s.counts.bytes),
+                paths.join(" ")
+            );
+        }
+    }
+    repo.close()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,111 @@
+//! What a backup leaves out: `--exclude` globs, `--exclude-file` lists,
+//! and directories tagged with CACHEDIR.TAG.
+//!
+//! A pattern without a `/` matches a name anywhere (`*.o`, `.cache`); a
+//! pattern with one matches the whole absolute path (`/home/*/tmp`, or
+//! `**/node_modules` for any depth). An exclude file holds one pattern
+//! per line; blank lines and lines starting with `#` are ignored.
+
+use std::path::Path;
+
+use anyhow::Context;
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+
+/// The signature a CACHEDIR.TAG file starts with (bford.info/cachedir).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// See the module documentation.
+pub struct Excluder {
+    names: GlobSet,
+    paths: GlobSet,
+}
+
+fn glob(pattern: &str, literal_separator: bool) -> anyhow::Result<Glob> {
+    GlobBuilder::new(pattern)
+        .literal_separator(literal_separator)
+        .backslash_escape(true)
+        .build()
+        .with_context(|| format!("bad exclude pattern {pattern:?}"))
+}
+
+impl Excluder {
+    /// From `--exclude` patterns and `--exclude-file` files.
+    pub fn new(patterns: &[String], files: &[std::path::PathBuf]) -> anyhow::Result<Excluder> {
+        let mut all: Vec<String> = patterns.to_vec();
+        for f in files {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading exclude file {}", f.display()))?;
+            all.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        }
+        let mut names = GlobSetBuilder::new();
+        let mut paths = GlobSetBuilder::new();
+        for p in &all {
+            let p = p.trim_end_matches('/');
+            if p.contains('/') {
+                paths.add(glob(p, true)?);
+            } else {
+                names.add(glob(p, false)?);
+            }
+        }
+        Ok(Excluder {
+            names: names.build()?,
+            paths: paths.build()?,
+        })
+    }
+
+    /// Whether `path` (absolute), whose last component is `name`, is left out.
+    pub fn excludes(&self, path: &Path, name: &std::ffi::OsStr) -> bool {
+        self.names.is_match(name) || self.paths.is_match(path)
+    }
+}
+
+/// Whether `dir` holds a valid CACHEDIR.TAG: its contents are caches,
+/// left out (the directory and the tag itself are kept).
+pub fn is_cache_dir(dir: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+    std::fs::File::open(dir.join("CACHEDIR.TAG"))
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map(|()| head == CACHEDIR_SIGNATURE)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn names_and_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("list");
+        std::fs::write(&file, "# comment\n\n*.tmp\n/srv/**/logs\n").unwrap();
+        let x = Excluder::new(&["*.o".into(), ".cache/".into()], &[file]).unwrap();
+        assert!(x.excludes(Path::new("/a/b/main.o"), OsStr::new("main.o")));
+        assert!(x.excludes(Path::new("/a/.cache"), OsStr::new(".cache")));
+        assert!(x.excludes(Path::new("/x/y.tmp"), OsStr::new("y.tmp")));
+        assert!(x.excludes(Path::new("/srv/a/b/logs"), OsStr::new("logs")));
+        assert!(!x.excludes(Path::new("/srv/logs2"), OsStr::new("logs2")));
+        assert!(!x.excludes(Path::new("/a/main.c"), OsStr::new("main.c")));
+        assert!(Excluder::new(&["a[".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn cachedir_tag_needs_its_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_cache_dir(dir.path()));
+        std::fs::write(dir.path().join("CACHEDIR.TAG"), "not a tag").unwrap();
+        assert!(!is_cache_dir(dir.path()));
+        std::fs::write(
+            dir.path().join("CACHEDIR.TAG"),
+            [CACHEDIR_SIGNATURE, b"\n# made by a test\n"].concat(),
+        )
+        .unwrap();
+        assert!(is_cache_dir(dir.path()));
+    }
+}

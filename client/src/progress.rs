@@ -1,0 +1,134 @@
+//! Progress of a long command: shared counters, and a reporter thread
+//! that shows them as a bar on a terminal, as JSON lines with `--json`,
+//! or not at all when output is piped.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Counters updated by the workers.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Entries found so far (the walk runs ahead of the work).
+    pub files_seen: AtomicU64,
+    /// Bytes of files found so far.
+    pub bytes_seen: AtomicU64,
+    /// Files finished.
+    pub files_done: AtomicU64,
+    /// Bytes finished (read, or known unchanged).
+    pub bytes_done: AtomicU64,
+    /// Entries that failed.
+    pub errors: AtomicU64,
+}
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// A bar on stderr.
+    Bar,
+    /// One JSON object per second on stdout.
+    Json,
+    /// Nothing.
+    Quiet,
+}
+
+impl Style {
+    /// A bar when stderr is a terminal, JSON if asked for, else nothing.
+    pub fn choose(json: bool) -> Style {
+        if json {
+            Style::Json
+        } else if std::io::stderr().is_terminal() {
+            Style::Bar
+        } else {
+            Style::Quiet
+        }
+    }
+}
+
+/// A running reporter; stop it with [`Reporter::finish`].
+pub struct Reporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Reporter {
+    /// Starts showing `counters` in `style`; `verb` names the work.
+    pub fn start(counters: Arc<Counters>, style: Style, verb: &'static str) -> Reporter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let bar = (style == Style::Bar).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        let thread = (style != Style::Quiet).then(|| {
+            let stop = Arc::clone(&stop);
+            let bar = bar.clone();
+            let started = Instant::now();
+            std::thread::spawn(move || {
+                while !stop.load(Relaxed) {
+                    let c = &counters;
+                    let (files, seen, bytes, total) = (
+                        c.files_done.load(Relaxed),
+                        c.files_seen.load(Relaxed),
+                        c.bytes_done.load(Relaxed),
+                        c.bytes_seen.load(Relaxed),
+                    );
+                    match &bar {
+                        Some(bar) => {
+                            bar.set_length(total.max(bytes));
+                            bar.set_position(bytes);
+                            bar.set_message(format!("{verb} {files}/{seen} files"));
+                        }
+                        None => println!(
+                            "{}",
+                            serde_json::json!({
+                                "event": "progress",
+                                "seconds": started.elapsed().as_secs_f64(),
+                                "files_done": files,
+                                "files_seen": seen,
+                                "bytes_done": bytes,
+                                "bytes_seen": total,
+                                "errors": c.errors.load(Relaxed),
+                            })
+                        ),
+                    }
+                    let step = if bar.is_some() { 100 } else { 1000 };
+                    for _ in 0..step / 50 {
+                        if stop.load(Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+        });
+        Reporter { stop, thread, bar }
+    }
+
+    /// Stops reporting and clears the bar.
+    pub fn finish(mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Prints a warning without garbling the bar.
+    pub fn warn(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("eventi: {message}")),
+            None => eprintln!("eventi: {message}"),
+        }
+    }
+}

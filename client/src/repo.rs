@@ -1,0 +1,216 @@
+//! An opened eventi home: config, secrets, the store backups go to, the
+//! cache directory and the snapshot chain's head, all for one destination.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use eventi_shared::{BlockType, Score};
+use sha2::{Digest, Sha256};
+
+use crate::keyfile::{self, Secrets};
+use crate::snapshot::Snapshot;
+use crate::store::local::LocalStore;
+use crate::store::multi::MultiStore;
+use crate::store::venti::VentiStore;
+use crate::store::{self, BlockStore};
+use crate::{home, passphrase};
+
+/// `config.toml`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Venti servers to back up to; empty means the embedded store.
+    #[serde(default)]
+    pub servers: Vec<String>,
+}
+
+impl Config {
+    /// Reads the config file; a missing one is the default config.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("in {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+}
+
+/// See the module documentation.
+pub struct Repo {
+    /// The home directory.
+    pub home: PathBuf,
+    /// The secrets from the key file.
+    pub secrets: Secrets,
+    /// Where blocks go.
+    pub store: Arc<dyn BlockStore>,
+    local: Option<Arc<LocalStore>>,
+    /// Names the destination in the cache and heads directories.
+    pub destination: String,
+}
+
+impl Repo {
+    /// Opens the home: asks for the passphrase, opens the key file and
+    /// connects to the store.
+    pub fn open(passphrase_file: Option<&Path>) -> anyhow::Result<Repo> {
+        let key_path = home::key_file()?;
+        if !key_path.exists() {
+            bail!(
+                "no key file at {}: run `eventi init` (or set EVENTI_HOME)",
+                key_path.display()
+            );
+        }
+        let pass = passphrase::get(passphrase_file, "EVENTI_PASSPHRASE", "Passphrase", false)?;
+        Repo::open_with(&pass)
+    }
+
+    /// Opens the home with a passphrase already in hand.
+    pub fn open_with(pass: &str) -> anyhow::Result<Repo> {
+        let home = home::dir()?;
+        let key_path = home::key_file()?;
+        let name = key_path.display().to_string();
+        let text = keyfile::read(&key_path)?;
+        let secrets = keyfile::open(&text, pass.as_bytes(), &name)?;
+        let config = Config::load(&home::config_file()?)?;
+        let (store, local, destination): (Arc<dyn BlockStore>, _, _) = if config.servers.is_empty()
+        {
+            let local = Arc::new(LocalStore::open(&home.join("store"))?);
+            (local.clone(), Some(local), "local".to_string())
+        } else {
+            let mut stores: Vec<Arc<dyn BlockStore>> = Vec::new();
+            for s in &config.servers {
+                stores.push(Arc::new(VentiStore::connect(
+                    s,
+                    Some(secrets.signing_key()),
+                )?));
+            }
+            let mut sorted = config.servers.clone();
+            sorted.sort();
+            let id = hex::encode(&Sha256::digest(sorted.join("\n").as_bytes())[..8]);
+            let store: Arc<dyn BlockStore> = if stores.len() == 1 {
+                stores.pop().expect("one")
+            } else {
+                Arc::new(MultiStore::new(stores))
+            };
+            (store, None, format!("servers-{id}"))
+        };
+        Ok(Repo {
+            home,
+            secrets,
+            store,
+            local,
+            destination,
+        })
+    }
+
+    /// The cache directory for this destination.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home.join("cache").join(&self.destination)
+    }
+
+    fn head_path(&self) -> PathBuf {
+        self.home.join("heads").join(&self.destination)
+    }
+
+    /// The newest snapshot's root score, if any.
+    pub fn head(&self) -> anyhow::Result<Option<Score>> {
+        let path = self.head_path();
+        match std::fs::read_to_string(&path) {
+            Ok(t) => t
+                .trim()
+                .parse::<Score>()
+                .map(Some)
+                .with_context(|| format!("{} does not hold a score", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Records a new head (atomically: a crash leaves the old or the new).
+    pub fn set_head(&self, score: &Score) -> anyhow::Result<()> {
+        let path = self.head_path();
+        let dir = path.parent().expect("heads dir");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{score}\n"))
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Reads and opens a snapshot root.
+    pub fn load_snapshot(&self, score: Score) -> anyhow::Result<Snapshot> {
+        let block = self
+            .store
+            .get(score, BlockType::DATA)
+            .with_context(|| format!("reading snapshot {score}"))?;
+        let owner = x25519_dalek::StaticSecret::from(self.secrets.snapshot);
+        Ok(Snapshot::open(score, &block, &owner)?.0)
+    }
+
+    /// Seals, stores and syncs a new snapshot root; makes it the head.
+    pub fn commit_snapshot(&self, snapshot: &Snapshot) -> anyhow::Result<Score> {
+        let owner =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(self.secrets.snapshot));
+        let block = snapshot.seal(&owner, &self.secrets.signing_key());
+        let score = store::put_wait(self.store.as_ref(), BlockType::DATA, block.into())?;
+        self.store.sync()?;
+        self.set_head(&score)?;
+        Ok(score)
+    }
+
+    /// The chain from the head, newest first, as (score, snapshot).
+    pub fn chain(&self) -> anyhow::Result<Vec<(Score, Snapshot)>> {
+        let mut out = Vec::new();
+        let mut next = self.head()?;
+        while let Some(score) = next {
+            if out.len() > 1_000_000 {
+                bail!("the snapshot chain loops");
+            }
+            let snap = self.load_snapshot(score)?;
+            next = snap.parent;
+            out.push((score, snap));
+        }
+        Ok(out)
+    }
+
+    /// Resolves `latest`, a full root score, or a unique hex prefix of
+    /// one in the chain.
+    pub fn resolve(&self, spec: &str) -> anyhow::Result<(Score, Snapshot)> {
+        if spec == "latest" {
+            let head = self
+                .head()?
+                .context("no snapshots yet (run `eventi backup`)")?;
+            return Ok((head, self.load_snapshot(head)?));
+        }
+        if let Ok(score) = spec.parse::<Score>() {
+            return Ok((score, self.load_snapshot(score)?));
+        }
+        let lower = spec.to_ascii_lowercase();
+        if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "{spec:?} is not a snapshot: give a root score, a hex prefix of one, or `latest`"
+            );
+        }
+        let mut found: Vec<(Score, Snapshot)> = self
+            .chain()?
+            .into_iter()
+            .filter(|(s, _)| s.to_string().starts_with(&lower))
+            .collect();
+        match found.len() {
+            0 => bail!("no snapshot in the chain starts with {spec}"),
+            1 => Ok(found.pop().expect("one")),
+            n => bail!("{spec} is ambiguous: {n} snapshots start with it"),
+        }
+    }
+
+    /// Syncs and closes the store.
+    pub fn close(self) -> anyhow::Result<()> {
+        self.store.sync()?;
+        if let Some(local) = &self.local {
+            local.close()?;
+        }
+        Ok(())
+    }
+}
