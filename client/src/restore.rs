@@ -214,12 +214,18 @@ fn mtime_ns(m: &std::fs::Metadata) -> i64 {
     m.mtime() * 1_000_000_000 + m.mtime_nsec()
 }
 
+/// The temporary name a file is written under before it is renamed into
+/// place: fixed per name (a rerun reuses it) and short (names may already
+/// be 255 bytes long).
 fn temp_path(dest: &Path) -> PathBuf {
-    let mut name = b".".to_vec();
-    name.extend_from_slice(dest.file_name().map(|n| n.as_bytes()).unwrap_or(b"file"));
-    name.extend_from_slice(b".eventi-restore");
-    dest.with_file_name(std::ffi::OsStr::from_bytes(&name))
+    use sha2::Digest;
+    let name = dest.file_name().map(|n| n.as_bytes()).unwrap_or(b"");
+    let digest = sha2::Sha256::digest(name);
+    dest.with_file_name(format!("{TEMP_PREFIX}{}", hex::encode(&digest[..8])))
 }
+
+/// How temporary restore files start.
+pub const TEMP_PREFIX: &str = ".eventi-restore-";
 
 fn restore_file(ctx: &Ctx, entry: &Entry, dest: &Path) -> anyhow::Result<()> {
     if let Ok(m) = std::fs::symlink_metadata(dest) {

@@ -1,0 +1,602 @@
+//! `eventi backup` and `eventi restore` end to end, with the real binary,
+//! real files in temp dirs, the embedded store and a real eventi-server.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use eventi_tests::{binary, keys_cli, pattern, Server};
+
+const PASS: &str = "correct horse";
+
+fn eventi(home: &Path, args: &[&OsStr]) -> Output {
+    eventi_env(home, &[("EVENTI_PASSPHRASE", PASS)], args)
+}
+
+fn eventi_env(home: &Path, env: &[(&str, &str)], args: &[&OsStr]) -> Output {
+    let mut c = Command::new(binary("eventi"));
+    c.env("EVENTI_HOME", home)
+        .env_remove("EVENTI_PASSPHRASE")
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn os(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Backs up `paths`; returns the root score from the last stdout line.
+fn backup(home: &Path, paths: &[&Path], extra: &[&str]) -> String {
+    let mut args: Vec<&OsStr> = vec![os("backup")];
+    args.extend(extra.iter().map(|s| os(s)));
+    args.extend(paths.iter().map(|p| p.as_os_str()));
+    let o = eventi(home, &args);
+    assert!(o.status.success(), "backup failed: {}", text(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let last = out.lines().last().unwrap_or("").to_string();
+    assert_eq!(last.len(), 40, "the last line is the root score: {out}");
+    assert!(last.bytes().all(|b| b.is_ascii_hexdigit()));
+    last
+}
+
+fn restore(home: &Path, spec: &str, target: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<&OsStr> = vec![os("restore"), os(spec), target.as_os_str()];
+    args.extend(extra.iter().map(|s| os(s)));
+    eventi(home, &args)
+}
+
+fn snapshots(home: &Path) -> Vec<serde_json::Value> {
+    let o = eventi(home, &[os("snapshots"), os("--json")]);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap()
+}
+
+fn set_mtime(path: &Path, secs: i64, nsec: i64) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let ts = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: nsec,
+    };
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            [ts, ts].as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(rc, 0, "utimensat {}", path.display());
+}
+
+/// A tree with every kind of entry the format knows.
+fn every_kind(root: &Path) {
+    fs::create_dir_all(root).unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    fs::write(root.join("big"), pattern(1, 100 << 20)).unwrap();
+    fs::write(
+        root.join("binary"),
+        (0..=255u8).cycle().take(70_000).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    fs::write(root.join("text"), b"eventi ".repeat(20_000)).unwrap();
+    // Sparse: 64 MiB with data at two places only.
+    let sparse = fs::File::create(root.join("sparse")).unwrap();
+    sparse.set_len(64 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"middle", 32 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"end", (64 << 20) - 3).unwrap();
+    drop(sparse);
+    fs::write(root.join("n".repeat(255)), b"long name").unwrap();
+    fs::write(
+        root.join(OsStr::from_bytes(b"caf\xe9-latin1")),
+        b"not UTF-8",
+    )
+    .unwrap();
+    fs::write(root.join("spaces and\nnewline"), b"odd name").unwrap();
+    std::os::unix::fs::symlink("text", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("/nowhere/at/all", root.join("dangling")).unwrap();
+    fs::write(root.join("hard-a"), b"one inode, two names").unwrap();
+    fs::hard_link(root.join("hard-a"), root.join("hard-b")).unwrap();
+    fs::create_dir(root.join("empty-dir")).unwrap();
+    let mut deep = root.join("deep");
+    for i in 0..40 {
+        deep = deep.join(format!("level{i}"));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    fs::write(deep.join("bottom"), b"deep down").unwrap();
+    let c = std::ffi::CString::new(root.join("fifo").as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0);
+    fs::write(root.join("private"), b"secret").unwrap();
+    fs::set_permissions(root.join("private"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(root.join("script"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(root.join("script"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::create_dir(root.join("locked-dir")).unwrap();
+    fs::write(root.join("locked-dir/inside"), b"x").unwrap();
+    fs::set_permissions(root.join("locked-dir"), fs::Permissions::from_mode(0o750)).unwrap();
+    set_mtime(&root.join("text"), 1_000_000_000, 123_456_789);
+    set_mtime(&root.join("link"), 1_100_000_000, 5);
+    set_mtime(&root.join("empty-dir"), 1_200_000_000, 0);
+}
+
+/// Compares two trees: kinds, bytes, modes, owners, mtimes (ns), link
+/// targets, and which names share an inode.
+fn assert_same_tree(a: &Path, b: &Path) {
+    let mut inodes_a: HashMap<u64, PathBuf> = HashMap::new();
+    let mut inodes_b: HashMap<u64, PathBuf> = HashMap::new();
+    compare(a, b, Path::new(""), &mut inodes_a, &mut inodes_b);
+}
+
+fn compare(
+    a: &Path,
+    b: &Path,
+    rel: &Path,
+    ia: &mut HashMap<u64, PathBuf>,
+    ib: &mut HashMap<u64, PathBuf>,
+) {
+    let (ma, mb) = (
+        fs::symlink_metadata(a).unwrap(),
+        fs::symlink_metadata(b).unwrap(),
+    );
+    let what = rel.display();
+    assert_eq!(ma.mode(), mb.mode(), "mode of {what}");
+    assert_eq!(
+        (ma.uid(), ma.gid()),
+        (mb.uid(), mb.gid()),
+        "owner of {what}"
+    );
+    assert_eq!(
+        ma.len() * u64::from(!ma.is_dir()),
+        mb.len() * u64::from(!mb.is_dir()),
+        "size of {what}"
+    );
+    if ma.file_type().is_symlink() {
+        assert_eq!(
+            fs::read_link(a).unwrap(),
+            fs::read_link(b).unwrap(),
+            "target of {what}"
+        );
+    } else if ma.is_file() {
+        assert!(
+            fs::read(a).unwrap() == fs::read(b).unwrap(),
+            "bytes of {what}"
+        );
+        if ma.nlink() > 1 {
+            // Names that share an inode in one tree share one in the other.
+            let first_a = ia
+                .entry(ma.ino())
+                .or_insert_with(|| rel.to_path_buf())
+                .clone();
+            let first_b = ib
+                .entry(mb.ino())
+                .or_insert_with(|| rel.to_path_buf())
+                .clone();
+            assert_eq!(first_a, first_b, "hard links of {what}");
+        }
+    }
+    if !ma.is_dir() || rel.as_os_str().is_empty() {
+        // Directory mtimes are compared after their contents (below).
+    }
+    if ma.is_dir() {
+        let mut names: Vec<_> = fs::read_dir(a)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let mut names_b: Vec<_> = fs::read_dir(b)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names_b.sort();
+        assert_eq!(names, names_b, "entries of {what}");
+        for n in names {
+            compare(&a.join(&n), &b.join(&n), &rel.join(&n), ia, ib);
+        }
+    }
+    assert_eq!(
+        (ma.mtime(), ma.mtime_nsec()),
+        (mb.mtime(), mb.mtime_nsec()),
+        "mtime of {what}"
+    );
+}
+
+/// Everything that exists under `restored` is exactly as in `source`
+/// (no partial or garbage file), and no temporary file is left.
+fn assert_nothing_wrong(source: &Path, restored: &Path) {
+    for entry in fs::read_dir(restored).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        assert!(
+            !name
+                .as_bytes()
+                .starts_with(eventi::restore::TEMP_PREFIX.as_bytes()),
+            "temporary file left: {}",
+            entry.path().display()
+        );
+        let (src, dst) = (source.join(&name), entry.path());
+        let m = fs::symlink_metadata(&dst).unwrap();
+        if m.is_dir() {
+            assert_nothing_wrong(&src, &dst);
+        } else if m.is_file() {
+            assert!(
+                fs::read(&src).unwrap() == fs::read(&dst).unwrap(),
+                "garbage in {}",
+                dst.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_kind_of_entry_round_trips_and_reruns_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    every_kind(&src);
+    let xattr_ok = eventi::fsmeta::set_xattr(&src.join("text"), b"user.eventi", b"kept").is_ok();
+
+    // An uninitialized home is initialized by the first backup.
+    let first = backup(&home, &[&src], &["--tag", "first"]);
+    assert!(home.join("key").exists());
+    let target = dir.path().join("restored");
+    let o = restore(&home, &format!("{first}:{}", src.display()), &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let back = target.join("src");
+    assert_same_tree(&src, &back);
+    if xattr_ok {
+        let x = eventi::fsmeta::xattrs(&back.join("text")).unwrap();
+        assert_eq!(x, vec![(b"user.eventi".to_vec(), b"kept".to_vec())]);
+    }
+    // The sparse file came back sparse.
+    let sparse = fs::metadata(back.join("sparse")).unwrap();
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "{} bytes allocated",
+        sparse.blocks() * 512
+    );
+
+    // The same tree again: the same tree reference, nothing new stored.
+    let o = eventi(&home, &[os("backup"), os("--json"), src.as_os_str()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(
+        summary["sent_blocks"], 0,
+        "an unchanged tree sends nothing: {summary}"
+    );
+    let list = snapshots(&home);
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["tree"], list[1]["tree"]);
+    assert_eq!(list[0]["parent"].as_str(), Some(first.as_str()));
+    assert_eq!(list[1]["tags"][0], "first");
+
+    // Rerunning the restore skips what is there and changes nothing.
+    let o = restore(&home, &format!("latest:{}", src.display()), &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("restored 0 files"), "{}", text(&o));
+    assert_same_tree(&src, &back);
+
+    // A file that differs is not overwritten without --overwrite.
+    fs::write(back.join("text"), b"local edit").unwrap();
+    let o = restore(&home, &format!("latest:{}", src.display()), &target, &[]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("text: not restored: exists and differs"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read(back.join("text")).unwrap(), b"local edit");
+    let o = restore(
+        &home,
+        &format!("latest:{}", src.display()),
+        &target,
+        &["--overwrite"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_tree(&src, &back);
+
+    // ls and cat see the same things.
+    let o = eventi(&home, &[os("ls"), os(&format!("latest:{}", src.display()))]);
+    assert!(o.status.success(), "{}", text(&o));
+    let listing = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(listing.contains("link -> text"), "{listing}");
+    assert!(
+        listing.contains(&format!("hard-b => {}", src.join("hard-a").display())),
+        "{listing}"
+    );
+    let o = eventi(
+        &home,
+        &[
+            os("cat"),
+            os(&format!("{}:{}", &first[..8], src.join("binary").display())),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.stdout == fs::read(src.join("binary")).unwrap());
+}
+
+#[test]
+fn incremental_backup_stores_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(src.join("docs")).unwrap();
+    fs::write(src.join("big"), pattern(2, 20 << 20)).unwrap();
+    for i in 0..200 {
+        fs::write(src.join("docs").join(format!("doc{i}")), pattern(i, 3000)).unwrap();
+    }
+    fs::write(src.join("gone"), b"deleted later").unwrap();
+    let first = backup(&home, &[&src], &[]);
+
+    // Change one byte in the middle of the big file, append to one small
+    // file, delete one, add one.
+    let mut big = fs::read(src.join("big")).unwrap();
+    big[10 << 20] ^= 0xff;
+    fs::write(src.join("big"), &big).unwrap();
+    fs::write(
+        src.join("docs/doc7"),
+        [pattern(7, 3000), b"more".to_vec()].concat(),
+    )
+    .unwrap();
+    fs::remove_file(src.join("gone")).unwrap();
+    fs::write(src.join("new"), b"fresh").unwrap();
+    let o = eventi(&home, &[os("backup"), os("--json"), src.as_os_str()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    let sent = summary["sent_bytes"].as_u64().unwrap();
+    // One or two changed chunks of the big file (≤ 2 x 56 KiB), its root,
+    // two small files and three directory blocks; nothing else. (The big
+    // file is read again, but its other chunks are known and not sent.)
+    assert!(
+        sent < 200 << 10,
+        "sent {sent} bytes for a few small edits: {summary}"
+    );
+    assert!(summary["sent_blocks"].as_u64().unwrap() <= 10, "{summary}");
+
+    let o = eventi(&home, &[os("diff"), os(&first), os("latest")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    let s = src.display();
+    assert_eq!(
+        lines,
+        vec![
+            format!("+ {s}/new"),
+            format!("- {s}/gone"),
+            format!("M {s}/big"),
+            format!("M {s}/docs/doc7"),
+        ],
+        "{}",
+        text(&o)
+    );
+
+    // The new snapshot restores to exactly the edited tree.
+    let target = dir.path().join("restored");
+    let o = restore(&home, "latest", &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn bad_passphrase_missing_key_and_unknown_snapshots_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let score = backup(&home, &[&src], &[]);
+
+    let o = eventi_env(&home, &[("EVENTI_PASSPHRASE", "wrong")], &[os("snapshots")]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("wrong passphrase"), "{}", text(&o));
+    let o = eventi_env(
+        &home,
+        &[("EVENTI_PASSPHRASE", "wrong")],
+        &[os("backup"), src.as_os_str()],
+    );
+    assert!(!o.status.success());
+    assert_eq!(snapshots(&home).len(), 1, "a refused backup adds nothing");
+
+    let nowhere = dir.path().join("no-home");
+    let o = eventi(
+        &nowhere,
+        &[os("restore"), os(&score), dir.path().join("t").as_os_str()],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no key file"), "{}", text(&o));
+    assert!(!dir.path().join("t").exists(), "nothing restored");
+
+    let o = eventi(
+        &home,
+        &[os("ls"), os("0000000000000000000000000000000000000001")],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("missing"), "{}", text(&o));
+    let o = eventi(&home, &[os("ls"), os("zz")]);
+    assert!(text(&o).contains("not a snapshot"), "{}", text(&o));
+    let o = eventi(
+        &home,
+        &[
+            os("cat"),
+            os(&format!("latest:{}", src.join("nope").display())),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("nope is not in the snapshot"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_corrupt_store_names_the_paths_it_could_not_restore_and_writes_no_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..40u64 {
+        fs::write(src.join(format!("file{i:02}")), pattern(100 + i, 200_000)).unwrap();
+    }
+    backup(&home, &[&src], &[]);
+    // Flip bytes throughout the data log (not its first blocks or tail).
+    let log_dir = home.join("store/log");
+    let segment = fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    let len = bytes.len();
+    for k in 1..8 {
+        bytes[len * k / 10] ^= 0x55;
+    }
+    fs::write(&segment, bytes).unwrap();
+
+    let target = dir.path().join("restored");
+    let o = restore(&home, &format!("latest:{}", src.display()), &target, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("not restored"), "{err}");
+    assert!(
+        err.contains(&target.join("src").display().to_string()),
+        "names the path: {err}"
+    );
+    assert_nothing_wrong(&src, &target.join("src"));
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_the_backup_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("readable"), b"fine").unwrap();
+    fs::write(src.join("unreadable"), b"locked").unwrap();
+    fs::set_permissions(src.join("unreadable"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::create_dir_all(&home).unwrap();
+    let mut c = Command::new(binary("eventi"));
+    c.env("EVENTI_HOME", &home)
+        .env("EVENTI_PASSPHRASE", PASS)
+        .arg("backup")
+        .arg(&src)
+        .stdin(std::process::Stdio::null());
+    // Root reads everything: run the backup as nobody to make a file unreadable.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::process::CommandExt;
+        for p in [dir.path(), &home, &src] {
+            std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+        }
+        c.uid(65534).gid(65534);
+    }
+    let o = c.output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "incomplete snapshot: {}",
+        text(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("unreadable: not backed up"), "{err}");
+    assert!(err.contains("1 entries could not be read"), "{err}");
+    let score = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let o = eventi(
+        &home,
+        &[os("ls"), os(&format!("{score}:{}", src.display()))],
+    );
+    let listing = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        listing.contains("readable") && !listing.contains("unreadable"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn excludes_and_cachedir_tags_leave_things_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(src.join("build/deep")).unwrap();
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::write(src.join("keep.c"), b"int main;").unwrap();
+    fs::write(src.join("drop.o"), b"obj").unwrap();
+    fs::write(src.join("build/deep/x"), b"x").unwrap();
+    fs::write(src.join("cache/blob"), b"cached").unwrap();
+    fs::write(
+        src.join("cache/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    let list = dir.path().join("excludes");
+    fs::write(&list, format!("# build output\n{}/build\n", src.display())).unwrap();
+    let score = backup(
+        &home,
+        &[&src],
+        &["--exclude", "*.o", "--exclude-file", list.to_str().unwrap()],
+    );
+    let o = eventi(
+        &home,
+        &[
+            os("ls"),
+            os("-r"),
+            os(&format!("{score}:{}", src.display())),
+        ],
+    );
+    let listing = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(listing.contains("keep.c"), "{listing}");
+    assert!(listing.contains("CACHEDIR.TAG"), "{listing}");
+    for gone in ["drop.o", "build", "blob"] {
+        assert!(
+            !listing.contains(gone),
+            "{gone} should be excluded: {listing}"
+        );
+    }
+}
+
+#[test]
+fn backup_and_restore_through_a_real_eventi_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    every_kind(&src);
+    fs::write(src.join("big"), pattern(3, 8 << 20)).unwrap(); // Keep it quick.
+    let data = dir.path().join("data");
+    // The server starts first, so init can be pointed at it.
+    keys_cli(&data, &["list"]);
+    let server = Server::start_strict(&data, &[]);
+    let addr = server.addr.to_string();
+    let o = eventi(&home, &[os("init"), os("--server"), os(&addr)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    // Not yet authorized: the backup fails with the server's reason.
+    let o = eventi(&home, &[os("backup"), src.as_os_str()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("not authorized") || text(&o).contains("needs an authorized key"),
+        "{}",
+        text(&o)
+    );
+    keys_cli(&data, &["add", "me", &line, "--quota", "1GiB"]);
+    let score = backup(&home, &[&src], &[]);
+    let target = dir.path().join("restored");
+    let o = restore(&home, &format!("{score}:{}", src.display()), &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_tree(&src, &target.join("src"));
+}
