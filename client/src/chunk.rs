@@ -26,7 +26,7 @@ pub const MAX_CHUNK: u32 = (eventi_shared::MAX_BLOCK_V02 - 1 - BLOCK_OVERHEAD - 
 
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 2;
 
 /// Splits a stream into content-defined chunks.
 pub fn chunks<R: Read>(source: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
@@ -38,20 +38,46 @@ pub fn chunks<R: Read>(source: R) -> impl Iterator<Item = std::io::Result<Vec<u8
     })
 }
 
+thread_local! {
+    /// One compression context per thread: making a context per chunk
+    /// cost more than a tenth of a backup's CPU.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+thread_local! {
+    /// One decompression context per thread, for the same reason.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// A chunk as a block plaintext: compressed if that pays, else raw.
 pub fn pack(chunk: &[u8]) -> Vec<u8> {
-    if let Ok(z) = zstd::bulk::compress(chunk, ZSTD_LEVEL) {
-        if z.len() + z.len() / 32 < chunk.len() {
-            let mut out = Vec::with_capacity(1 + z.len());
-            out.push(ZSTD);
-            out.extend_from_slice(&z);
-            return out;
+    let mut out = Vec::with_capacity(1 + chunk.len());
+    out.push(ZSTD);
+    // Compress straight into `out`, bounded so that an incompressible
+    // chunk fails fast instead of being kept.
+    out.resize(1 + chunk.len() - chunk.len() / 32, 0);
+    let compressed = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+        }
+        c.as_mut()
+            .and_then(|c| c.compress_to_buffer(chunk, &mut out[1..]).ok())
+    });
+    match compressed {
+        Some(n) if n + n / 32 < chunk.len() => {
+            out.truncate(1 + n);
+            out
+        }
+        _ => {
+            out.clear();
+            out.push(RAW);
+            out.extend_from_slice(chunk);
+            out
         }
     }
-    let mut out = Vec::with_capacity(1 + chunk.len());
-    out.push(RAW);
-    out.extend_from_slice(chunk);
-    out
 }
 
 /// Why a block plaintext is not a chunk.
@@ -69,8 +95,19 @@ pub enum UnpackError {
 pub fn unpack(plain: &[u8]) -> Result<Vec<u8>, UnpackError> {
     match plain.first() {
         Some(&RAW) => Ok(plain[1..].to_vec()),
-        Some(&ZSTD) => zstd::bulk::decompress(&plain[1..], MAX_CHUNK as usize)
-            .map_err(|e| UnpackError::Zstd(e.to_string())),
+        Some(&ZSTD) => DECOMPRESSOR.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| UnpackError::Zstd(e.to_string()))?,
+                );
+            }
+            d.as_mut()
+                .expect("set above")
+                .decompress(&plain[1..], MAX_CHUNK as usize)
+                .map_err(|e| UnpackError::Zstd(e.to_string()))
+        }),
         other => Err(UnpackError::BadFlag(other.copied())),
     }
 }

@@ -190,7 +190,7 @@ pub fn write(
 
 /// Fetches a block and opens it: its plaintext.
 pub fn fetch(store: &dyn BlockStore, r: &Ref) -> Result<Vec<u8>, TreeError> {
-    let sealed = store.get(r.score, BlockType::DATA)?;
+    let sealed = store.get_checked_by_caller(r.score, BlockType::DATA)?;
     Ok(block::open(r, &sealed)?)
 }
 

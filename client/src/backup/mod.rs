@@ -6,7 +6,9 @@
 //! names (mode 0755, no owner, no time), so the tree reference depends on
 //! what was backed up, not on unrelated changes to `/home`.
 
+mod assemble;
 mod files;
+mod prefetch;
 pub mod uploader;
 mod walk;
 
@@ -35,7 +37,7 @@ pub struct Options {
     /// Paths given on the command line.
     pub paths: Vec<PathBuf>,
     /// What to leave out.
-    pub excluder: Excluder,
+    pub excluder: Arc<Excluder>,
     /// Tags for the snapshot.
     pub tags: Vec<String>,
     /// Read every file and send every block, ignoring the cache.
@@ -189,43 +191,63 @@ pub fn run(
         convergence,
         Arc::clone(&counters),
     );
-    let mut walker = walk::Walker::new(
-        convergence,
-        Arc::clone(&uploader),
-        &pool,
-        !options.no_cache,
-        &options.excluder,
-        Arc::clone(&counters),
-        warn,
-    );
-    let mut top = Synthetic::default();
-    let mut whole_root: Option<Ref> = None;
-    for p in &paths {
-        if p == Path::new("/") {
-            whole_root = Some(walker.dir(p).context("backing up /")?);
-            continue;
-        }
-        let components: Vec<Vec<u8>> = p
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.as_bytes().to_vec()),
-                _ => None,
+    let prefetch = prefetch::Prefetch::start(&paths, Arc::clone(&options.excluder), 4);
+    let (events, received) = std::sync::mpsc::sync_channel(4096);
+    let tally = assemble::Tally::default();
+    let (walked, assembled) = std::thread::scope(|scope| {
+        let assembler = std::thread::Builder::new()
+            .name("eventi-assemble".into())
+            .spawn_scoped(scope, || {
+                assemble::run(received, &uploader, &convergence, &counters, &tally, warn)
             })
-            .collect();
-        match walker.top(p) {
-            Ok(Some(entry)) => top.insert(&components, entry),
-            Ok(None) => {}
-            Err(e) => warn(p, &format!("not backed up: {e}")),
+            .expect("spawn assembler");
+        let mut walker = walk::Walker::new(
+            Arc::clone(&uploader),
+            &pool,
+            !options.no_cache,
+            &options.excluder,
+            Arc::clone(&counters),
+            warn,
+            events,
+        );
+        let mut walked = Ok(());
+        for p in &paths {
+            let components: Vec<Vec<u8>> = p
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                    _ => None,
+                })
+                .collect();
+            walked = walker.top(p, components);
+            if walked.is_err() {
+                break;
+            }
         }
-        if let Some(e) = uploader.error() {
-            bail!("backup stopped: {e}");
-        }
-    }
-    let counts = walker.counts;
-    drop(walker);
+        let counts = walker.counts;
+        drop(walker); // Hangs up: the assembler finishes.
+        let assembled = assembler.join().expect("assembler thread");
+        (walked.map(|()| counts), assembled)
+    });
+    drop(prefetch);
     pool.finish();
     if let Some(e) = uploader.error() {
         bail!("backup stopped: {e}");
+    }
+    let tops = assembled?;
+    let mut counts = walked.map_err(|_| anyhow::anyhow!("backup stopped"))?;
+    let failed = tally.failed_files.load(Relaxed);
+    counts.files -= failed;
+    counts.errors += failed;
+    counts.bytes += tally.bytes.load(Relaxed);
+    let mut top = Synthetic::default();
+    let mut whole_root: Option<Ref> = None;
+    for (components, entry) in tops {
+        if components.is_empty() {
+            whole_root = entry.content;
+        } else {
+            top.insert(&components, entry);
+        }
     }
     let tree_ref = match whole_root {
         Some(r) => r,

@@ -126,7 +126,8 @@ impl BlockSink for Uploader {
         self.sent_bytes.fetch_add(sealed.len() as u64, Relaxed);
         self.since_flush.fetch_add(sealed.len() as u64, Relaxed);
         let shared = Arc::clone(&self.shared);
-        self.store.put(
+        self.store.put_scored(
+            score,
             BlockType::DATA,
             sealed,
             Box::new(move |r| match r {

@@ -1,58 +1,43 @@
 //! The walk: one thread visits the tree depth-first in name order (so the
 //! result does not depend on timing), stats every entry, answers unchanged
-//! files from the stat cache and queues the rest to the file workers.
-//! A directory is encoded once its files are stored, after its
-//! subdirectories; memory holds only the directories on the current path.
+//! files from the stat cache and queues the rest to the file workers. It
+//! streams what it finds to the assembler (`assemble.rs`) and never waits
+//! for a file's content.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
-use super::files::{FileDone, Pool};
+use super::assemble::{Event, Slot, NO_REF};
+use super::files::Pool;
 use super::uploader::Uploader;
-use crate::block::Ref;
 use crate::cache::FileRecord;
-use crate::dirent::{self, Entry, Kind};
+use crate::dirent::{Entry, Kind};
 use crate::exclude::{self, Excluder};
 use crate::fsmeta::{self, Names};
 use crate::progress::Counters;
 use crate::snapshot::Counts;
-use crate::tree;
 
-/// An entry whose content may still be in the works.
-enum Slot {
-    Ready(Entry),
-    File {
-        entry: Entry,
-        path: Vec<u8>,
-        record: FileRecord,
-        outcome: Receiver<std::io::Result<FileDone>>,
-    },
-}
+/// The walk stopped: the store failed, or the assembler is gone.
+#[derive(Debug)]
+pub struct Stopped;
 
 /// See the module documentation.
 pub struct Walker<'a> {
-    /// Convergence secret.
-    pub convergence: [u8; 32],
-    /// Where blocks go.
-    pub uploader: Arc<Uploader>,
-    /// File workers.
-    pub pool: &'a Pool,
-    /// Whether to trust the stat cache.
-    pub use_cache: bool,
-    /// What to leave out.
-    pub excluder: &'a Excluder,
-    /// Progress.
-    pub counters: Arc<Counters>,
-    /// Where warnings go.
-    pub warn: &'a dyn Fn(&Path, &str),
-    /// What was backed up.
+    uploader: Arc<Uploader>,
+    pool: &'a Pool,
+    use_cache: bool,
+    excluder: &'a Excluder,
+    counters: Arc<Counters>,
+    warn: &'a (dyn Fn(&Path, &str) + Sync),
+    events: SyncSender<Event>,
+    /// What was found (files that later fail are subtracted by the caller).
     pub counts: Counts,
     names: Names,
     /// First path of each multiply-linked file, by (device, inode).
@@ -68,28 +53,32 @@ fn ctime_ns(m: &Metadata) -> i64 {
 }
 
 impl<'a> Walker<'a> {
-    /// A walker; see the fields.
+    /// A walker that sends what it finds to `events`.
     pub fn new(
-        convergence: [u8; 32],
         uploader: Arc<Uploader>,
         pool: &'a Pool,
         use_cache: bool,
         excluder: &'a Excluder,
         counters: Arc<Counters>,
-        warn: &'a dyn Fn(&Path, &str),
+        warn: &'a (dyn Fn(&Path, &str) + Sync),
+        events: SyncSender<Event>,
     ) -> Walker<'a> {
         Walker {
-            convergence,
             uploader,
             pool,
             use_cache,
             excluder,
             counters,
             warn,
+            events,
             counts: Counts::default(),
             names: Names::default(),
             hardlinks: HashMap::new(),
         }
+    }
+
+    fn send(&self, event: Event) -> Result<(), Stopped> {
+        self.events.send(event).map_err(|_| Stopped)
     }
 
     fn error(&mut self, path: &Path, what: &str) {
@@ -98,19 +87,13 @@ impl<'a> Walker<'a> {
         (self.warn)(path, what);
     }
 
-    /// The entry for `path`, named `name`, with its content stored (or
-    /// queued). `None` if it cannot be backed up (already reported).
-    fn entry(&mut self, path: &Path, name: Vec<u8>, meta: &Metadata) -> Option<Slot> {
-        let ft = meta.file_type();
-        let xattrs = match fsmeta::xattrs(path) {
-            Ok(x) => x,
-            Err(e) => {
-                (self.warn)(path, &format!("extended attributes not read: {e}"));
-                Vec::new()
-            }
-        };
-        let mut entry = Entry {
-            kind: Kind::File,
+    fn base_entry(&self, path: &Path, name: Vec<u8>, meta: &Metadata) -> Entry {
+        let xattrs = fsmeta::xattrs(path).unwrap_or_else(|e| {
+            (self.warn)(path, &format!("extended attributes not read: {e}"));
+            Vec::new()
+        });
+        Entry {
+            kind: if meta.is_dir() { Kind::Dir } else { Kind::File },
             name,
             mode: meta.mode(),
             uid: meta.uid(),
@@ -123,21 +106,89 @@ impl<'a> Walker<'a> {
             target: Vec::new(),
             content: None,
             xattrs,
+        }
+    }
+
+    /// Walks one path given on the command line (`components` from the root).
+    pub fn top(&mut self, path: &Path, components: Vec<Vec<u8>>) -> Result<(), Stopped> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.error(path, &format!("not backed up: {e}"));
+                return Ok(());
+            }
         };
-        let path_bytes = path.as_os_str().as_bytes().to_vec();
-        if ft.is_dir() {
-            entry.kind = Kind::Dir;
-            self.counts.dirs += 1;
-            match self.dir(path) {
-                Ok(r) => entry.content = Some(r),
-                Err(e) => {
-                    self.counts.dirs -= 1;
-                    self.error(path, &format!("directory not read: {e}"));
-                    return None;
+        let name = components.last().cloned().unwrap_or_default();
+        if meta.is_dir() {
+            let entry = self.base_entry(path, name, &meta);
+            return self.dir(path, entry, Some(components));
+        }
+        if let Some(slot) = self.leaf(path, name, &meta) {
+            self.send(Event::Top(components, slot))?;
+        }
+        Ok(())
+    }
+
+    /// Walks a directory: `Open`, its entries, `Close`. Nothing is sent if
+    /// it cannot be listed (reported instead).
+    fn dir(&mut self, path: &Path, entry: Entry, top: Option<Vec<Vec<u8>>>) -> Result<(), Stopped> {
+        let mut names: Vec<OsString> = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(items) => {
+                for item in items {
+                    match item {
+                        Ok(e) => names.push(e.file_name()),
+                        Err(e) => self.error(path, &format!("listing incomplete: {e}")),
+                    }
                 }
             }
-            return Some(Slot::Ready(entry));
+            Err(e) => {
+                self.error(path, &format!("directory not read: {e}"));
+                return Ok(());
+            }
         }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        self.counts.dirs += 1;
+        self.send(Event::Open)?;
+        let caches_only = exclude::is_cache_dir(path);
+        for name in names {
+            if caches_only && name != "CACHEDIR.TAG" {
+                continue;
+            }
+            let child = path.join(&name);
+            if self.excluder.excludes(&child, &name) {
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&child) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // Gone meanwhile.
+                Err(e) => {
+                    self.error(&child, &format!("not backed up: {e}"));
+                    continue;
+                }
+            };
+            if meta.is_dir() {
+                let entry = self.base_entry(&child, name.into_vec(), &meta);
+                self.dir(&child, entry, None)?;
+            } else if let Some(slot) = self.leaf(&child, name.into_vec(), &meta) {
+                self.send(Event::Slot(slot))?;
+            }
+            if self.uploader.error().is_some() {
+                return Err(Stopped);
+            }
+        }
+        self.send(Event::Close {
+            entry: Box::new(entry),
+            top,
+        })
+    }
+
+    /// The entry for anything but a directory, its content queued if it
+    /// is a file that changed. `None` if it cannot be backed up (reported).
+    fn leaf(&mut self, path: &Path, name: Vec<u8>, meta: &Metadata) -> Option<Slot> {
+        let ft = meta.file_type();
+        let mut entry = self.base_entry(path, name, meta);
+        let path_bytes = path.as_os_str().as_bytes().to_vec();
         if ft.is_symlink() {
             entry.kind = Kind::Symlink;
             match std::fs::read_link(path) {
@@ -150,7 +201,7 @@ impl<'a> Walker<'a> {
             self.counts.symlinks += 1;
             return Some(Slot::Ready(entry));
         }
-        if meta.nlink() > 1 && !ft.is_dir() {
+        if meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.hardlinks.get(&key) {
                 entry.kind = Kind::Hardlink;
@@ -161,7 +212,6 @@ impl<'a> Walker<'a> {
             }
             self.hardlinks.insert(key, path_bytes.clone());
         }
-        use std::os::unix::fs::FileTypeExt;
         if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             entry.kind = if ft.is_fifo() {
                 Kind::Fifo
@@ -175,8 +225,7 @@ impl<'a> Walker<'a> {
             return Some(Slot::Ready(entry));
         }
         if !ft.is_file() {
-            // Sockets: nothing to restore.
-            return None;
+            return None; // Sockets: nothing to restore.
         }
         self.counts.files += 1;
         self.counters.files_seen.fetch_add(1, Relaxed);
@@ -186,26 +235,20 @@ impl<'a> Walker<'a> {
             size: meta.len(),
             mtime_ns: mtime_ns(meta),
             ctime_ns: ctime_ns(meta),
-            content: Ref {
-                score: eventi_shared::Score::ZERO,
-                key: [0; 32],
-                check: [0; 32],
-            },
+            content: NO_REF,
         };
         if self.use_cache {
             match self.uploader.cache().file(&path_bytes) {
                 Ok(Some(old))
-                    if old.ino == record.ino
-                        && old.size == record.size
-                        && old.mtime_ns == record.mtime_ns
-                        && old.ctime_ns == record.ctime_ns =>
+                    if (old.ino, old.size, old.mtime_ns, old.ctime_ns)
+                        == (record.ino, record.size, record.mtime_ns, record.ctime_ns) =>
                 {
                     entry.size = old.size;
                     entry.content = Some(old.content);
                     self.counts.bytes += old.size;
                     self.counters.files_done.fetch_add(1, Relaxed);
                     self.counters.bytes_done.fetch_add(old.size, Relaxed);
-                    // Re-recorded so this generation keeps it.
+                    // Recorded again so that this generation keeps it.
                     self.uploader.file_stored(&path_bytes, &old);
                     return Some(Slot::Ready(entry));
                 }
@@ -220,111 +263,5 @@ impl<'a> Walker<'a> {
             record,
             outcome,
         })
-    }
-
-    fn resolve(&mut self, slot: Slot) -> Option<Entry> {
-        match slot {
-            Slot::Ready(e) => Some(e),
-            Slot::File {
-                mut entry,
-                path,
-                mut record,
-                outcome,
-            } => {
-                let done = outcome
-                    .recv()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("file worker lost")));
-                let p = Path::new(std::ffi::OsStr::from_bytes(&path));
-                match done {
-                    Ok(done) => {
-                        entry.size = done.size;
-                        entry.content = Some(done.content);
-                        self.counts.bytes += done.size;
-                        self.counters.files_done.fetch_add(1, Relaxed);
-                        if done.changed {
-                            (self.warn)(
-                                p,
-                                "changed while it was read (stored as read; not cached)",
-                            );
-                        } else {
-                            record.content = done.content;
-                            self.uploader.file_stored(&path, &record);
-                        }
-                        Some(entry)
-                    }
-                    Err(e) => {
-                        self.counts.files -= 1;
-                        if self.uploader.error().is_none() {
-                            self.error(p, &format!("not backed up: {e}"));
-                        }
-                        None
-                    }
-                }
-            }
-        }
-    }
-
-    /// Stores a directory's entries; returns its stream's tree.
-    pub fn dir(&mut self, path: &Path) -> std::io::Result<Ref> {
-        let mut names: Vec<OsString> = Vec::new();
-        for item in std::fs::read_dir(path)? {
-            match item {
-                Ok(e) => names.push(e.file_name()),
-                Err(e) => self.error(path, &format!("listing incomplete: {e}")),
-            }
-        }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let caches_only = exclude::is_cache_dir(path);
-        let mut slots = Vec::with_capacity(names.len());
-        for name in names {
-            if caches_only && name != "CACHEDIR.TAG" {
-                continue;
-            }
-            let child = path.join(&name);
-            if self.excluder.excludes(&child, &name) {
-                continue;
-            }
-            match std::fs::symlink_metadata(&child) {
-                Ok(meta) => {
-                    if let Some(slot) = self.entry(&child, name.into_vec(), &meta) {
-                        slots.push(slot);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // Gone meanwhile.
-                Err(e) => self.error(&child, &format!("not backed up: {e}")),
-            }
-            if self.uploader.should_flush() {
-                if let Err(e) = self.uploader.flush() {
-                    return Err(std::io::Error::other(e.to_string()));
-                }
-            }
-            if let Some(e) = self.uploader.error() {
-                return Err(std::io::Error::other(e));
-            }
-        }
-        let mut entries: Vec<Entry> = Vec::with_capacity(slots.len());
-        for slot in slots {
-            if let Some(e) = self.resolve(slot) {
-                entries.push(e);
-            }
-        }
-        if let Some(e) = self.uploader.error() {
-            return Err(std::io::Error::other(e));
-        }
-        let stream = dirent::encode(&mut entries);
-        let (r, _) = tree::write(self.uploader.as_ref(), &self.convergence, &stream[..])
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(r)
-    }
-
-    /// The entry for one path given on the command line.
-    pub fn top(&mut self, path: &Path) -> std::io::Result<Option<Entry>> {
-        let meta = std::fs::symlink_metadata(path)?;
-        let name = path
-            .file_name()
-            .map(|n| n.as_bytes().to_vec())
-            .unwrap_or_else(|| b"/".to_vec());
-        let slot = self.entry(path, name, &meta);
-        Ok(slot.and_then(|s| self.resolve(s)))
     }
 }

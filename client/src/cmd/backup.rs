@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let options = Options {
         paths: args.paths,
-        excluder,
+        excluder: Arc::new(excluder),
         tags: args.tags,
         no_cache: args.no_cache,
         threads: args

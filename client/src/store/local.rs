@@ -74,7 +74,10 @@ impl BlockStore for LocalStore {
     }
 
     fn put(&self, block_type: BlockType, data: Bytes, done: PutDone) {
-        let score = Score::of(&data);
+        self.put_scored(Score::of(&data), block_type, data, done)
+    }
+
+    fn put_scored(&self, score: Score, block_type: BlockType, data: Bytes, done: PutDone) {
         if data.is_empty() {
             return done(Ok(score));
         }
@@ -101,6 +104,23 @@ impl BlockStore for LocalStore {
     fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError> {
         let key = BlockKey { score, block_type };
         let found = self.store.read(&key).map_err(|e| self.failed(e))?;
+        found.ok_or_else(|| StoreError::Missing {
+            score,
+            block_type,
+            store: self.name.clone(),
+        })
+    }
+
+    fn get_checked_by_caller(
+        &self,
+        score: Score,
+        block_type: BlockType,
+    ) -> Result<Bytes, StoreError> {
+        if score.is_zero() {
+            return Ok(Bytes::new());
+        }
+        let key = BlockKey { score, block_type };
+        let found = self.store.engine().get(&key).map_err(|e| self.failed(e))?;
         found.ok_or_else(|| StoreError::Missing {
             score,
             block_type,

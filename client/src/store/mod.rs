@@ -52,8 +52,24 @@ pub trait BlockStore: Send + Sync {
     /// with its score or the error. May block while too many puts are in
     /// flight, never for the put's own round trip.
     fn put(&self, block_type: BlockType, data: Bytes, done: PutDone);
+    /// `put` of a block whose score the caller just computed from `data`
+    /// itself, so a store may skip hashing it again.
+    fn put_scored(&self, score: Score, block_type: BlockType, data: Bytes, done: PutDone) {
+        let _ = score;
+        self.put(block_type, data, done)
+    }
     /// Reads a block, verified against its score. Blocking.
     fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError>;
+    /// Reads a block that the caller checks itself against a stronger
+    /// hash (every block a [`crate::block::Ref`] names: its SHA-256), so a
+    /// store may skip re-hashing its SHA-1. Blocking.
+    fn get_checked_by_caller(
+        &self,
+        score: Score,
+        block_type: BlockType,
+    ) -> Result<Bytes, StoreError> {
+        self.get(score, block_type)
+    }
     /// Returns once every block put before (whose `done` ran or not) is
     /// durable. Blocking.
     fn sync(&self) -> Result<(), StoreError>;
