@@ -26,3 +26,13 @@ pub fn key_file() -> anyhow::Result<PathBuf> {
 pub fn config_file() -> anyhow::Result<PathBuf> {
     Ok(dir()?.join("config.toml"))
 }
+
+/// Creates `dir` (and parents) if missing, and makes it private (0700):
+/// the home holds the key file, and the cache holds paths and the
+/// references that read them.
+pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
+}

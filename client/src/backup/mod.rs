@@ -176,8 +176,7 @@ pub fn run(
     }
     let parent = repo.head()?;
     let cache_dir = repo.cache_dir();
-    std::fs::create_dir_all(&cache_dir)
-        .with_context(|| format!("creating {}", cache_dir.display()))?;
+    crate::home::create_private_dir(&cache_dir)?;
     let cache = Arc::new(Cache::open(&cache_dir)?);
     let convergence = repo.secrets.convergence;
     let uploader = Arc::new(Uploader::new(

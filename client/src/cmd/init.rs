@@ -63,7 +63,7 @@ pub fn create(
             Some(secret)
         }
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    eventi::home::create_private_dir(&dir)?;
     let secrets = keyfile::Secrets::generate(convergence);
     keyfile::write(&key_path, &keyfile::seal(&secrets, pass.as_bytes()))?;
     let config = home::config_file()?;
