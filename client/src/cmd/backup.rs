@@ -32,7 +32,7 @@ pub struct Args {
     /// Ignore the local cache: read every file and send every block.
     #[arg(long)]
     no_cache: bool,
-    /// File worker threads (default: twice the cores).
+    /// File worker threads (default: four per core).
     #[arg(long)]
     threads: Option<usize>,
     /// Read the passphrase from this file.
@@ -64,9 +64,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         excluder: Arc::new(excluder),
         tags: args.tags,
         no_cache: args.no_cache,
+        // Workers wait on the disk as much as they compute: more than cores.
         threads: args
             .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 2),
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) * 4),
     };
     let counters = Arc::new(Counters::default());
     let style = Style::choose(args.json);
