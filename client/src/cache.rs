@@ -113,6 +113,11 @@ impl Pending {
         self.batch.len()
     }
 
+    /// Bytes queued.
+    pub fn bytes(&self) -> usize {
+        self.batch.size_in_bytes()
+    }
+
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
         self.batch.is_empty()

@@ -16,6 +16,9 @@ use crate::tree::BlockSink;
 /// Sent bytes after which the store is synced and the cache committed,
 /// so an interrupted backup loses at most this much work.
 const FLUSH_BYTES: u64 = 512 << 20;
+/// Or once this many bytes of cache entries wait (a million unchanged
+/// files must not pile up their records in memory).
+const FLUSH_CACHE_BYTES: usize = 8 << 20;
 /// Or after this long.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -91,6 +94,7 @@ impl Uploader {
     /// Whether it is time to [`Uploader::flush`].
     pub fn should_flush(&self) -> bool {
         self.since_flush.load(Relaxed) >= FLUSH_BYTES
+            || self.shared.pending.lock().expect("pending").bytes() >= FLUSH_CACHE_BYTES
             || self.last_flush.lock().expect("flush time").elapsed() >= FLUSH_INTERVAL
     }
 
