@@ -90,7 +90,8 @@ pub struct Cache {
 /// Cache entries waiting for the store to sync the blocks they name.
 #[derive(Default)]
 pub struct Pending {
-    batch: WriteBatch,
+    blocks: WriteBatch,
+    files: WriteBatch,
 }
 
 impl Pending {
@@ -99,28 +100,28 @@ impl Pending {
         let mut k = [0u8; 21];
         k[0] = BLOCK;
         k[1..].copy_from_slice(score.as_bytes());
-        self.batch.put(k, []);
+        self.blocks.put(k, []);
     }
 
     /// Queues a file's record, stamped with the cache's generation.
     pub fn file(&mut self, cache: &Cache, path: &[u8], record: &FileRecord) {
-        self.batch
+        self.files
             .put(file_key(path), record.encode(cache.generation));
     }
 
     /// Entries queued.
     pub fn len(&self) -> usize {
-        self.batch.len()
+        self.blocks.len() + self.files.len()
     }
 
     /// Bytes queued.
     pub fn bytes(&self) -> usize {
-        self.batch.size_in_bytes()
+        self.blocks.size_in_bytes() + self.files.size_in_bytes()
     }
 
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
+        self.blocks.is_empty() && self.files.is_empty()
     }
 }
 
@@ -185,7 +186,15 @@ impl Cache {
 
     /// Commits queued entries. Call only after the store synced.
     pub fn commit(&self, pending: Pending) -> Result<(), CacheError> {
-        self.db.write(pending.batch).map_err(|e| self.err(e))
+        self.db.write(pending.blocks).map_err(|e| self.err(e))?;
+        self.db.write(pending.files).map_err(|e| self.err(e))
+    }
+
+    /// Commits only the queued block entries: after a failed put, a file
+    /// record might name the block that failed, but every queued block
+    /// entry is a put that succeeded. Call only after the store synced.
+    pub fn commit_blocks(&self, pending: Pending) -> Result<(), CacheError> {
+        self.db.write(pending.blocks).map_err(|e| self.err(e))
     }
 
     /// Drops records under `root` (a directory path) that this generation

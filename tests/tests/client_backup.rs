@@ -600,3 +600,57 @@ fn backup_and_restore_through_a_real_eventi_server() {
     assert!(o.status.success(), "{}", text(&o));
     assert_same_tree(&src, &target.join("src"));
 }
+
+#[test]
+fn an_interrupted_backup_does_not_resend_what_it_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..30u64 {
+        fs::write(src.join(format!("part{i:02}")), pattern(500 + i, 1 << 20)).unwrap();
+    }
+    let data = dir.path().join("data");
+    keys_cli(&data, &["list"]);
+    let server = Server::start_strict(&data, &[]);
+    let addr = server.addr.to_string();
+    let o = eventi(&home, &[os("init"), os("--server"), os(&addr)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    // A quota of about a third of the data interrupts the first backup.
+    keys_cli(&data, &["add", "me", &line, "--quota", "10MiB"]);
+    let args = [
+        os("backup"),
+        os("--json"),
+        os("--checkpoint"),
+        os("1MiB"),
+        src.as_os_str(),
+    ];
+    let o = eventi(&home, &args);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("quota exceeded"), "{}", text(&o));
+    assert!(
+        snapshots(&home).is_empty(),
+        "no snapshot from a failed backup"
+    );
+
+    // The rerun, with room, sends only what did not make it.
+    keys_cli(&data, &["set-quota", "me", "1GiB"]);
+    let o = eventi(&home, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    let sent = summary["sent_bytes"].as_u64().unwrap();
+    let known = summary["known_blocks"].as_u64().unwrap();
+    assert!(
+        known >= 200,
+        "blocks stored before the interruption are known: {summary}"
+    );
+    assert!(
+        sent <= 23 << 20,
+        "resent too much ({sent} bytes): {summary}"
+    );
+    let target = dir.path().join("restored");
+    let o = restore(&home, &format!("latest:{}", src.display()), &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_tree(&src, &target.join("src"));
+}

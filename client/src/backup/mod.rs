@@ -44,6 +44,8 @@ pub struct Options {
     pub no_cache: bool,
     /// File worker threads.
     pub threads: usize,
+    /// Bytes sent between syncs of the store and commits of the cache.
+    pub checkpoint_bytes: u64,
 }
 
 /// What a backup did.
@@ -183,6 +185,7 @@ pub fn run(
         Arc::clone(&repo.store),
         Arc::clone(&cache),
         !options.no_cache,
+        options.checkpoint_bytes,
     ));
     let pool = files::Pool::new(
         options.threads,
@@ -231,6 +234,8 @@ pub fn run(
     drop(prefetch);
     pool.finish();
     if let Some(e) = uploader.error() {
+        // Records what was stored before the failure (then fails itself).
+        let _ = uploader.flush();
         bail!("backup stopped: {e}");
     }
     let tops = assembled?;

@@ -13,9 +13,10 @@ use crate::cache::{Cache, FileRecord, Pending};
 use crate::store::BlockStore;
 use crate::tree::BlockSink;
 
-/// Sent bytes after which the store is synced and the cache committed,
-/// so an interrupted backup loses at most this much work.
-const FLUSH_BYTES: u64 = 512 << 20;
+/// Sent bytes after which the store is synced and the cache committed
+/// (`eventi backup --checkpoint`), so an interrupted backup loses at most
+/// this much work.
+pub const DEFAULT_CHECKPOINT_BYTES: u64 = 512 << 20;
 /// Or once this many bytes of cache entries wait (a million unchanged
 /// files must not pile up their records in memory).
 const FLUSH_CACHE_BYTES: usize = 8 << 20;
@@ -51,11 +52,17 @@ pub struct Uploader {
     pub known_blocks: AtomicU64,
     since_flush: AtomicU64,
     last_flush: Mutex<Instant>,
+    checkpoint_bytes: u64,
 }
 
 impl Uploader {
     /// Uploads to `store`, recording in `cache`.
-    pub fn new(store: Arc<dyn BlockStore>, cache: Arc<Cache>, skip_known: bool) -> Uploader {
+    pub fn new(
+        store: Arc<dyn BlockStore>,
+        cache: Arc<Cache>,
+        skip_known: bool,
+        checkpoint_bytes: u64,
+    ) -> Uploader {
         Uploader {
             store,
             cache,
@@ -66,6 +73,7 @@ impl Uploader {
             known_blocks: AtomicU64::new(0),
             since_flush: AtomicU64::new(0),
             last_flush: Mutex::new(Instant::now()),
+            checkpoint_bytes,
         }
     }
 
@@ -93,7 +101,7 @@ impl Uploader {
 
     /// Whether it is time to [`Uploader::flush`].
     pub fn should_flush(&self) -> bool {
-        self.since_flush.load(Relaxed) >= FLUSH_BYTES
+        self.since_flush.load(Relaxed) >= self.checkpoint_bytes
             || self.shared.pending.lock().expect("pending").bytes() >= FLUSH_CACHE_BYTES
             || self.last_flush.lock().expect("flush time").elapsed() >= FLUSH_INTERVAL
     }
@@ -105,6 +113,8 @@ impl Uploader {
         let batch = std::mem::take(&mut *self.shared.pending.lock().expect("pending"));
         self.store.sync()?;
         if let Some(e) = self.error() {
+            // Keep what did get stored, so the rerun does not resend it.
+            self.cache.commit_blocks(batch)?;
             anyhow::bail!("{e}");
         }
         self.cache.commit(batch)?;

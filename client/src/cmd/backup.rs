@@ -32,6 +32,10 @@ pub struct Args {
     /// Ignore the local cache: read every file and send every block.
     #[arg(long)]
     no_cache: bool,
+    /// Sync the store and commit the cache after this much is sent, so an
+    /// interrupted backup's rerun resends at most this much.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = eventi_server::size::parse_size)]
+    checkpoint: u64,
     /// File worker threads (default: four per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -64,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         excluder: Arc::new(excluder),
         tags: args.tags,
         no_cache: args.no_cache,
+        checkpoint_bytes: args.checkpoint.max(1),
         // Workers wait on the disk as much as they compute: more than cores.
         threads: args
             .threads
