@@ -108,8 +108,11 @@ impl Uploader {
 
     /// Syncs the store, then commits what the cache learned before the sync.
     pub fn flush(&self) -> anyhow::Result<()> {
-        // Take the batch first: everything in it was handed to the store
-        // before the sync below starts, so the sync covers it.
+        // The first sync lets every put in flight report, so its block
+        // entry is in the batch taken next. Everything in that batch was
+        // handed to the store before the second sync starts, so that sync
+        // covers it; whatever arrives meanwhile waits for the next flush.
+        self.store.sync()?;
         let batch = std::mem::take(&mut *self.shared.pending.lock().expect("pending"));
         self.store.sync()?;
         if let Some(e) = self.error() {
