@@ -482,6 +482,47 @@ fn a_corrupt_store_names_the_paths_it_could_not_restore_and_writes_no_garbage() 
 }
 
 #[test]
+fn a_missing_block_names_the_path_and_the_rest_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..20u64 {
+        fs::write(src.join(format!("file{i:02}")), pattern(300 + i, 5000)).unwrap();
+    }
+    backup(&home, &[&src], &[]);
+    // The block of file07 (one chunk), computed as the client does, is
+    // removed from the embedded store's index: the store no longer has it.
+    let key_file = eventi::keyfile::read(&home.join("key")).unwrap();
+    let secrets = eventi::keyfile::open(&key_file, PASS.as_bytes(), "key").unwrap();
+    let content = fs::read(src.join("file07")).unwrap();
+    let (_, r) = eventi::block::seal(&secrets.convergence, &eventi::chunk::pack(&content));
+    let mut key = r.score.as_bytes().to_vec();
+    key.push(eventi_shared::BlockType::DATA.to_wire());
+    let index = rocksdb::DB::open_default(home.join("store/index")).unwrap();
+    assert!(index.get(&key).unwrap().is_some(), "the block was stored");
+    index.delete(&key).unwrap();
+    drop(index);
+
+    let target = dir.path().join("restored");
+    let o = restore(&home, &format!("latest:{}", src.display()), &target, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    let named = format!(
+        "{}: not restored: block {} ",
+        target.join("src/file07").display(),
+        r.score
+    );
+    assert!(err.contains(&named) && err.contains("is missing"), "{err}");
+    assert!(!target.join("src/file07").exists(), "no partial file");
+    assert_eq!(
+        fs::read_dir(target.join("src")).unwrap().count(),
+        19,
+        "the rest is restored"
+    );
+    assert_nothing_wrong(&src, &target.join("src"));
+}
+
+#[test]
 fn an_unreadable_file_is_reported_and_the_backup_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let (home, src) = (dir.path().join("home"), dir.path().join("src"));
