@@ -18,6 +18,7 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 pub struct Excluder {
     names: GlobSet,
     paths: GlobSet,
+    exact: Vec<std::path::PathBuf>,
 }
 
 fn glob(pattern: &str, literal_separator: bool) -> anyhow::Result<Glob> {
@@ -55,12 +56,21 @@ impl Excluder {
         Ok(Excluder {
             names: names.build()?,
             paths: paths.build()?,
+            exact: Vec::new(),
         })
+    }
+
+    /// Also leaves out exactly `path` (absolute): eventi's own home, whose
+    /// store changes while a backup runs.
+    pub fn exclude_exactly(&mut self, path: std::path::PathBuf) {
+        self.exact.push(path);
     }
 
     /// Whether `path` (absolute), whose last component is `name`, is left out.
     pub fn excludes(&self, path: &Path, name: &std::ffi::OsStr) -> bool {
-        self.names.is_match(name) || self.paths.is_match(path)
+        self.names.is_match(name)
+            || self.paths.is_match(path)
+            || self.exact.iter().any(|p| p == path)
     }
 }
 

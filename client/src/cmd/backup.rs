@@ -45,7 +45,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let excluder = Excluder::new(&args.excludes, &args.exclude_files)?;
+    let mut excluder = Excluder::new(&args.excludes, &args.exclude_files)?;
+    excluder.exclude_exactly(std::path::absolute(home::dir()?)?);
     let repo = if home::key_file()?.exists() {
         Repo::open(args.passphrase_file.as_deref())?
     } else {

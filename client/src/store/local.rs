@@ -31,9 +31,17 @@ impl LocalStore {
             location_cache_entries: 1 << 16,
             ..StoreOptions::default()
         };
-        let store = Store::open(dir, &options).map_err(|e| StoreError::Failed {
-            store: name.clone(),
-            message: e.to_string(),
+        let store = Store::open(dir, &options).map_err(|e| {
+            let message = e.to_string();
+            StoreError::Failed {
+                store: name.clone(),
+                // RocksDB's lock is how a second process finds out.
+                message: if message.contains("LOCK") {
+                    "in use by another eventi process (one command at a time per store)".into()
+                } else {
+                    message
+                },
+            }
         })?;
         Ok(LocalStore {
             store,
