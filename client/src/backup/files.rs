@@ -9,10 +9,12 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use super::uploader::Uploader;
-use crate::block::Ref;
+use rayon::prelude::*;
+
+use crate::block::{self, Ref};
 use crate::chunk;
 use crate::progress::Counters;
-use crate::tree::{self, TreeWriter};
+use crate::tree::{BlockSink, TreeWriter};
 
 /// A file stored.
 #[derive(Debug)]
@@ -108,6 +110,35 @@ fn open_noatime(path: &PathBuf) -> std::io::Result<File> {
     }
 }
 
+/// Chunks of one big file compressed and sealed together, in parallel: a
+/// big file alone would otherwise keep one core busy and the other idle.
+/// Smaller files stay on their worker (the handoffs cost more than they
+/// win when many files keep all workers busy anyway).
+const SEAL_BATCH: usize = 16;
+/// Files from this size on are sealed in parallel batches.
+const PARALLEL_FROM: u64 = 8 << 20;
+
+fn seal_batch(
+    parallel: bool,
+    batch: &mut Vec<Vec<u8>>,
+    tree: &mut TreeWriter,
+    uploader: &Uploader,
+    convergence: &[u8; 32],
+    counters: &Counters,
+) {
+    let seal = |c: &Vec<u8>| block::seal(convergence, &chunk::pack(c));
+    let sealed: Vec<_> = if parallel && batch.len() > 1 {
+        batch.par_iter().map(seal).collect()
+    } else {
+        batch.iter().map(seal).collect()
+    };
+    for (c, (block, r)) in batch.drain(..).zip(sealed) {
+        counters.bytes_done.fetch_add(c.len() as u64, Relaxed);
+        uploader.put_block(r.score, block);
+        tree.push(uploader, r);
+    }
+}
+
 fn store_file(
     path: &PathBuf,
     uploader: &Uploader,
@@ -116,15 +147,33 @@ fn store_file(
 ) -> std::io::Result<FileDone> {
     let file = open_noatime(path)?;
     let before = file.metadata()?;
+    let parallel = before.len() >= PARALLEL_FROM;
     let mut tree = TreeWriter::new(convergence);
     let mut size = 0u64;
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(SEAL_BATCH);
     for c in chunk::chunks(&file) {
         let c = c?;
         size += c.len() as u64;
-        counters.bytes_done.fetch_add(c.len() as u64, Relaxed);
-        let r = tree::put_sealed(uploader, convergence, &chunk::pack(&c));
-        tree.push(uploader, r);
+        batch.push(c);
+        if batch.len() == SEAL_BATCH {
+            seal_batch(
+                parallel,
+                &mut batch,
+                &mut tree,
+                uploader,
+                convergence,
+                counters,
+            );
+        }
     }
+    seal_batch(
+        parallel,
+        &mut batch,
+        &mut tree,
+        uploader,
+        convergence,
+        counters,
+    );
     let content = tree.finish(uploader);
     let after = file.metadata()?;
     let changed = size != before.len()
