@@ -256,7 +256,10 @@ fn restore_dir<'s>(
         restore_entry(ctx, scope, batch, child, path);
     }
     ctx.dirs_done.fetch_add(1, Relaxed);
-    ctx.dirs.lock().expect("dirs").push((dest, entry));
+    // The snapshot's root has no metadata of its own: TARGET keeps its own.
+    if !entry.name.is_empty() {
+        ctx.dirs.lock().expect("dirs").push((dest, entry));
+    }
 }
 
 fn mtime_ns(m: &std::fs::Metadata) -> i64 {

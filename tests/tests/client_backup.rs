@@ -394,9 +394,13 @@ fn incremental_backup_stores_only_what_changed() {
 
     // The new snapshot restores to exactly the edited tree.
     let target = dir.path().join("restored");
+    fs::create_dir(&target).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
     let o = restore(&home, "latest", &target, &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    // The whole snapshot went into TARGET, which keeps its own mode.
+    assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, 0o700);
 }
 
 #[test]
