@@ -36,6 +36,16 @@ impl Config {
     }
 }
 
+/// What a command will do with the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Write a backup: every configured server must answer, or the backup
+    /// would silently miss one.
+    Write,
+    /// Read: any server that answers will do (the others are named on stderr).
+    Read,
+}
+
 /// See the module documentation.
 pub struct Repo {
     /// The home directory.
@@ -52,7 +62,7 @@ pub struct Repo {
 impl Repo {
     /// Opens the home: asks for the passphrase, opens the key file and
     /// connects to the store.
-    pub fn open(passphrase_file: Option<&Path>) -> anyhow::Result<Repo> {
+    pub fn open(passphrase_file: Option<&Path>, access: Access) -> anyhow::Result<Repo> {
         let key_path = home::key_file()?;
         if !key_path.exists() {
             bail!(
@@ -61,11 +71,11 @@ impl Repo {
             );
         }
         let pass = passphrase::get(passphrase_file, "EVENTI_PASSPHRASE", "Passphrase", false)?;
-        Repo::open_with(&pass)
+        Repo::open_with(&pass, access)
     }
 
     /// Opens the home with a passphrase already in hand.
-    pub fn open_with(pass: &str) -> anyhow::Result<Repo> {
+    pub fn open_with(pass: &str, access: Access) -> anyhow::Result<Repo> {
         let home = home::dir()?;
         let key_path = home::key_file()?;
         let name = key_path.display().to_string();
@@ -78,11 +88,19 @@ impl Repo {
             (local.clone(), Some(local), "local".to_string())
         } else {
             let mut stores: Vec<Arc<dyn BlockStore>> = Vec::new();
+            let mut unreachable = Vec::new();
             for s in &config.servers {
-                stores.push(Arc::new(VentiStore::connect(
-                    s,
-                    Some(secrets.signing_key()),
-                )?));
+                match VentiStore::connect(s, Some(secrets.signing_key())) {
+                    Ok(store) => stores.push(Arc::new(store)),
+                    Err(e) if access == Access::Read => {
+                        eprintln!("eventi: skipping {s}: {e}");
+                        unreachable.push(e);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if stores.is_empty() {
+                bail!("no configured server answers: {}", unreachable[0]);
             }
             let mut sorted = config.servers.clone();
             sorted.sort();

@@ -705,3 +705,52 @@ fn an_interrupted_backup_does_not_resend_what_it_stored() {
     assert!(o.status.success(), "{}", text(&o));
     assert_same_tree(&src, &target.join("src"));
 }
+
+#[test]
+fn two_servers_get_every_block_and_either_one_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("big"), pattern(9, 3 << 20)).unwrap();
+    fs::write(src.join("sub/small"), b"small").unwrap();
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    keys_cli(&data_a, &["list"]);
+    keys_cli(&data_b, &["list"]);
+    let (a, b) = (
+        Server::start_strict(&data_a, &[]),
+        Server::start_strict(&data_b, &[]),
+    );
+    let (addr_a, addr_b) = (a.addr.to_string(), b.addr.to_string());
+    let o = eventi(
+        &home,
+        &[
+            os("init"),
+            os("--server"),
+            os(&addr_a),
+            os("--server"),
+            os(&addr_b),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    keys_cli(&data_a, &["add", "me", &line, "--quota", "1GiB"]);
+    keys_cli(&data_b, &["add", "me", &line, "--quota", "1GiB"]);
+    let score = backup(&home, &[&src], &[]);
+
+    // With one server gone, the other has every block; a backup, though,
+    // refuses to go to only some of the servers.
+    a.terminate();
+    let target = dir.path().join("restored");
+    let o = restore(&home, &format!("{score}:{}", src.display()), &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("skipping {addr_a}")),
+        "{}",
+        text(&o)
+    );
+    assert_same_tree(&src, &target.join("src"));
+    let o = eventi(&home, &[os("backup"), src.as_os_str()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains(&addr_a), "names the server: {}", text(&o));
+    drop(b);
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use eventi::backup::{self, Options};
 use eventi::exclude::Excluder;
 use eventi::progress::{Counters, Reporter, Style};
-use eventi::repo::Repo;
+use eventi::repo::{Access, Repo};
 use eventi::{home, passphrase};
 
 /// Options of `eventi backup`.
@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut excluder = Excluder::new(&args.excludes, &args.exclude_files)?;
     excluder.exclude_exactly(std::path::absolute(home::dir()?)?);
     let repo = if home::key_file()?.exists() {
-        Repo::open(args.passphrase_file.as_deref())?
+        Repo::open(args.passphrase_file.as_deref(), Access::Write)?
     } else {
         eprintln!(
             "eventi: no key file yet: initializing {}",
@@ -62,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )?;
         let public = super::init::create(&[], None, &pass)?;
         eprintln!("{public}");
-        Repo::open_with(&pass)?
+        Repo::open_with(&pass, Access::Write)?
     };
     let options = Options {
         paths: args.paths,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use eventi::browse;
 use eventi::dirent::Kind;
-use eventi::repo::Repo;
+use eventi::repo::{Access, Repo};
 
 /// Options of `eventi cat`.
 #[derive(clap::Args)]
@@ -21,7 +21,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (snap, path) = browse::split_spec(&args.spec);
-    let repo = Repo::open(args.passphrase_file.as_deref())?;
+    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
     let (_, snapshot) = repo.resolve(snap)?;
     let store = repo.store.as_ref();
     let mut entry = browse::lookup(store, snapshot.tree, Path::new(path))?;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use eventi::browse;
 use eventi::dirent::{Entry, Kind};
-use eventi::repo::Repo;
+use eventi::repo::{Access, Repo};
 use eventi::store::BlockStore;
 
 /// Options of `eventi diff`.
@@ -145,7 +145,7 @@ fn walk(
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let repo = Repo::open(args.passphrase_file.as_deref())?;
+    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
     let (_, a) = repo.resolve(&args.from)?;
     let (_, b) = repo.resolve(&args.to)?;
     let mut tally = Tally::default();

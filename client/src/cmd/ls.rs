@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use eventi::browse;
 use eventi::dirent::{Entry, Kind};
-use eventi::repo::Repo;
+use eventi::repo::{Access, Repo};
 use eventi::store::BlockStore;
 
 /// Options of `eventi ls`.
@@ -118,7 +118,7 @@ fn walk(
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (snap, path) = browse::split_spec(&args.spec);
-    let repo = Repo::open(args.passphrase_file.as_deref())?;
+    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
     let (_, snapshot) = repo.resolve(snap)?;
     let path = Path::new(path);
     let entry = browse::lookup(repo.store.as_ref(), snapshot.tree, path)?;

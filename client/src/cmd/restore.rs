@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use eventi::progress::{Counters, Reporter, Style};
-use eventi::repo::Repo;
+use eventi::repo::{Access, Repo};
 use eventi::{browse, restore};
 
 /// Options of `eventi restore`.
@@ -32,7 +32,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (snap, path) = browse::split_spec(&args.spec);
-    let repo = Repo::open(args.passphrase_file.as_deref())?;
+    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
     let (_, snapshot) = repo.resolve(snap)?;
     let from = Path::new(path);
     let selected = browse::lookup(repo.store.as_ref(), snapshot.tree, from)?;

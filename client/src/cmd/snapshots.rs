@@ -4,7 +4,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use eventi::repo::Repo;
+use eventi::repo::{Access, Repo};
 
 /// Options of `eventi snapshots`.
 #[derive(clap::Args)]
@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let repo = Repo::open(args.passphrase_file.as_deref())?;
+    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
     let chain = repo.chain()?;
     if args.json {
         let list: Vec<serde_json::Value> = chain
