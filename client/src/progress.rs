@@ -20,6 +20,11 @@ pub struct Counters {
     pub bytes_done: AtomicU64,
     /// Entries that failed.
     pub errors: AtomicU64,
+    /// Files counted by a look-ahead over the whole tree (0 if none runs):
+    /// what the ETA is computed against.
+    pub files_total: AtomicU64,
+    /// Their bytes.
+    pub bytes_total: AtomicU64,
 }
 
 /// How progress is shown.
@@ -77,9 +82,9 @@ impl Reporter {
                     let c = &counters;
                     let (files, seen, bytes, total) = (
                         c.files_done.load(Relaxed),
-                        c.files_seen.load(Relaxed),
+                        c.files_seen.load(Relaxed).max(c.files_total.load(Relaxed)),
                         c.bytes_done.load(Relaxed),
-                        c.bytes_seen.load(Relaxed),
+                        c.bytes_seen.load(Relaxed).max(c.bytes_total.load(Relaxed)),
                     );
                     match &bar {
                         Some(bar) => {
@@ -93,9 +98,9 @@ impl Reporter {
                                 "event": "progress",
                                 "seconds": started.elapsed().as_secs_f64(),
                                 "files_done": files,
-                                "files_seen": seen,
+                                "files_total": seen,
                                 "bytes_done": bytes,
-                                "bytes_seen": total,
+                                "bytes_total": total,
                                 "errors": c.errors.load(Relaxed),
                             })
                         ),

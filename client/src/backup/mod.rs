@@ -193,7 +193,12 @@ pub fn run(
         convergence,
         Arc::clone(&counters),
     );
-    let prefetch = prefetch::Prefetch::start(&paths, Arc::clone(&options.excluder), 4);
+    let prefetch = prefetch::Prefetch::start(
+        &paths,
+        Arc::clone(&options.excluder),
+        Arc::clone(&counters),
+        4,
+    );
     let (events, received) = std::sync::mpsc::sync_channel(4096);
     let tally = assemble::Tally::default();
     let (walked, assembled) = std::thread::scope(|scope| {

@@ -6,11 +6,13 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::exclude::Excluder;
+use crate::progress::Counters;
 
 /// Running prefetch threads; they stop when dropped.
 pub struct Prefetch {
@@ -26,7 +28,13 @@ struct Queue {
 
 impl Prefetch {
     /// Starts `threads` threads walking `roots`.
-    pub fn start(roots: &[PathBuf], excluder: Arc<Excluder>, threads: usize) -> Prefetch {
+    /// Counts the files and bytes it finds in `counters` (for the ETA).
+    pub fn start(
+        roots: &[PathBuf],
+        excluder: Arc<Excluder>,
+        counters: Arc<Counters>,
+        threads: usize,
+    ) -> Prefetch {
         let stop = Arc::new(AtomicBool::new(false));
         let queue = Arc::new(Queue {
             dirs: Mutex::new(roots.iter().rev().cloned().collect()),
@@ -35,11 +43,15 @@ impl Prefetch {
         });
         let threads = (0..threads)
             .map(|i| {
-                let (stop, queue, excluder) =
-                    (Arc::clone(&stop), Arc::clone(&queue), Arc::clone(&excluder));
+                let (stop, queue, excluder, counters) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&queue),
+                    Arc::clone(&excluder),
+                    Arc::clone(&counters),
+                );
                 std::thread::Builder::new()
                     .name(format!("eventi-prefetch-{i}"))
-                    .spawn(move || run(&stop, &queue, &excluder))
+                    .spawn(move || run(&stop, &queue, &excluder, &counters))
                     .expect("spawn prefetch")
             })
             .collect();
@@ -47,7 +59,7 @@ impl Prefetch {
     }
 }
 
-fn run(stop: &AtomicBool, queue: &Queue, excluder: &Excluder) {
+fn run(stop: &AtomicBool, queue: &Queue, excluder: &Excluder, counters: &Counters) {
     loop {
         let dir = {
             let mut dirs = queue.dirs.lock().expect("prefetch queue");
@@ -84,6 +96,13 @@ fn run(stop: &AtomicBool, queue: &Queue, excluder: &Excluder) {
             if let Ok(m) = std::fs::symlink_metadata(&child) {
                 if m.is_dir() {
                     subdirs.push(child);
+                } else if m.is_file() {
+                    counters.files_total.fetch_add(1, Relaxed);
+                    // Each name of a hard-linked file carries its share,
+                    // as the walk stores its content once.
+                    counters
+                        .bytes_total
+                        .fetch_add(m.len() / m.nlink().max(1), Relaxed);
                 }
             }
         }
