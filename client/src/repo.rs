@@ -159,12 +159,26 @@ impl Repo {
 
     /// Reads and opens a snapshot root.
     pub fn load_snapshot(&self, score: Score) -> anyhow::Result<Snapshot> {
+        Ok(self.load_signed(score)?.0)
+    }
+
+    /// Reads and opens a snapshot root; also returns the public write key
+    /// that signed it (its signature is verified).
+    pub fn load_signed(
+        &self,
+        score: Score,
+    ) -> anyhow::Result<(Snapshot, ed25519_dalek::VerifyingKey)> {
         let block = self
             .store
             .get(score, BlockType::DATA)
             .with_context(|| format!("reading snapshot {score}"))?;
         let owner = x25519_dalek::StaticSecret::from(self.secrets.snapshot);
-        Ok(Snapshot::open(score, &block, &owner)?.0)
+        Ok(Snapshot::open(score, &block, &owner)?)
+    }
+
+    /// Whether `signer` is this key file's own write key.
+    pub fn is_own_key(&self, signer: &ed25519_dalek::VerifyingKey) -> bool {
+        *signer == self.secrets.signing_key().verifying_key()
     }
 
     /// Seals, stores and syncs a new snapshot root; makes it the head.
@@ -180,15 +194,26 @@ impl Repo {
 
     /// The chain from the head, newest first, as (score, snapshot).
     pub fn chain(&self) -> anyhow::Result<Vec<(Score, Snapshot)>> {
+        Ok(self
+            .signed_chain()?
+            .into_iter()
+            .map(|(score, snap, _)| (score, snap))
+            .collect())
+    }
+
+    /// The chain from the head, newest first, with each root's signer.
+    pub fn signed_chain(
+        &self,
+    ) -> anyhow::Result<Vec<(Score, Snapshot, ed25519_dalek::VerifyingKey)>> {
         let mut out = Vec::new();
         let mut next = self.head()?;
         while let Some(score) = next {
             if out.len() > 1_000_000 {
                 bail!("the snapshot chain loops");
             }
-            let snap = self.load_snapshot(score)?;
+            let (snap, signer) = self.load_signed(score)?;
             next = snap.parent;
-            out.push((score, snap));
+            out.push((score, snap, signer));
         }
         Ok(out)
     }

@@ -288,6 +288,7 @@ fn every_kind_of_entry_round_trips_and_reruns_are_idempotent() {
     assert_eq!(list[0]["tree"], list[1]["tree"]);
     assert_eq!(list[0]["parent"].as_str(), Some(first.as_str()));
     assert_eq!(list[1]["tags"][0], "first");
+    assert_eq!(list[0]["own_key"], true);
 
     // Rerunning the restore skips what is there and changes nothing.
     let o = restore(&home, &format!("latest:{}", src.display()), &target, &[]);
@@ -753,4 +754,46 @@ fn two_servers_get_every_block_and_either_one_restores() {
     assert!(!o.status.success());
     assert!(text(&o).contains(&addr_a), "names the server: {}", text(&o));
     drop(b);
+}
+
+#[test]
+fn a_root_signed_by_another_key_is_listed_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let first = backup(&home, &[&src], &[]);
+    // Another machine holding only the snapshot public key adds a root
+    // (as a write-only machine will), signed with its own write key.
+    let key_file = eventi::keyfile::read(&home.join("key")).unwrap();
+    let secrets = eventi::keyfile::open(&key_file, PASS.as_bytes(), "key").unwrap();
+    let owner = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secrets.snapshot));
+    let other = eventi_tests::new_key();
+    let store = eventi::store::local::LocalStore::open(&home.join("store")).unwrap();
+    let snap = eventi::snapshot::Snapshot {
+        tree: eventi::block::seal(&[0; 32], b"x").1,
+        parent: Some(first.parse().unwrap()),
+        time_ns: 0,
+        host: "elsewhere".into(),
+        paths: vec![b"/x".to_vec()],
+        tags: vec![],
+        counts: Default::default(),
+    };
+    let block = snap.seal(&owner, &other);
+    let root =
+        eventi::store::put_wait(&store, eventi_shared::BlockType::DATA, block.into()).unwrap();
+    store.close().unwrap();
+    drop(store);
+    fs::write(home.join("heads/local"), format!("{root}\n")).unwrap();
+    let list = snapshots(&home);
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["own_key"], false);
+    assert_eq!(list[0]["signer"], eventi_tests::public_line(&other));
+    assert_eq!(list[1]["own_key"], true);
+    let o = eventi(&home, &[os("snapshots")]);
+    assert!(
+        text(&o).contains("(signed by eventi-ed25519 "),
+        "{}",
+        text(&o)
+    );
 }

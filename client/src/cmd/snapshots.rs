@@ -19,12 +19,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
-    let chain = repo.chain()?;
+    let chain = repo.signed_chain()?;
     if args.json {
         let list: Vec<serde_json::Value> = chain
             .iter()
-            .map(|(score, s)| {
+            .map(|(score, s, signer)| {
                 let mut v = serde_json::json!({
+                    "signer": format!("eventi-ed25519 {}", hex::encode(signer.as_bytes())),
+                    "own_key": repo.is_own_key(signer),
                     "snapshot": score.to_string(),
                     "tree": s.tree.score.to_string(),
                     "parent": s.parent.map(|p| p.to_string()),
@@ -40,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        for (score, s) in &chain {
+        for (score, s, signer) in &chain {
             let paths: Vec<String> = s
                 .paths
                 .iter()
@@ -50,13 +52,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         .to_string()
                 })
                 .collect();
+            // Roots are sealed to a public key: anyone holding it (a
+            // write-only machine) can add one. Say when it was not us.
+            let foreign = if repo.is_own_key(signer) {
+                String::new()
+            } else {
+                format!(
+                    " (signed by eventi-ed25519 {})",
+                    hex::encode(signer.as_bytes())
+                )
+            };
             let tags = if s.tags.is_empty() {
                 String::new()
             } else {
                 format!(" [{}]", s.tags.join(","))
             };
             println!(
-                "{score}  {}  {}  {} files  {}{tags}  {}",
+                "{score}  {}  {}  {} files  {}{tags}  {}{foreign}",
                 super::format_time(s.time_ns),
                 s.host,
                 s.counts.files,
