@@ -28,9 +28,36 @@ const RAW: u8 = 0;
 const ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 2;
 
-/// Splits a stream into content-defined chunks.
-pub fn chunks<R: Read>(source: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
-    fastcdc::v2020::StreamCDC::new(source, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|r| {
+/// Label of the chunker seed's derivation.
+const SEED_LABEL: &[u8] = b"eventi chunker seed v1";
+
+/// The chunker seed for a convergence secret: the first 8 bytes (big
+/// endian) of HMAC-SHA-256(secret, "eventi chunker seed v1"). FastCDC's
+/// gear table is XORed with it, so cut points, hence chunk sizes, depend
+/// on the secret: a store that knows a file cannot look for its chunk
+/// sizes (restic and Borg key their chunkers per repository the same
+/// way). Sharing the convergence secret shares the seed, so dedup within
+/// a circle still works.
+pub fn seed_for(convergence: &[u8; 32]) -> u64 {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(convergence)
+        .expect("HMAC takes any key length");
+    mac.update(SEED_LABEL);
+    let out = mac.finalize().into_bytes();
+    u64::from_be_bytes(out[..8].try_into().expect("8 bytes"))
+}
+
+/// Splits a stream into content-defined chunks, cut points keyed by `seed`.
+pub fn chunks<R: Read>(source: R, seed: u64) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
+    fastcdc::v2020::StreamCDC::with_level_and_seed(
+        source,
+        MIN_CHUNK,
+        AVG_CHUNK,
+        MAX_CHUNK,
+        fastcdc::v2020::Normalization::Level1,
+        seed,
+    )
+    .map(|r| {
         r.map(|c| c.data).map_err(|e| match e {
             fastcdc::v2020::Error::IoError(io) => io,
             other => std::io::Error::other(other.to_string()),
@@ -131,7 +158,7 @@ mod tests {
     #[test]
     fn every_chunk_fits_a_venti_block_and_reassembles() {
         let data = noise(3 << 20, 42);
-        let parts: Vec<Vec<u8>> = chunks(&data[..]).map(|c| c.unwrap()).collect();
+        let parts: Vec<Vec<u8>> = chunks(&data[..], 0).map(|c| c.unwrap()).collect();
         assert_eq!(parts.concat(), data);
         for p in &parts {
             assert!(p.len() <= MAX_CHUNK as usize);
@@ -148,8 +175,10 @@ mod tests {
         let a = noise(2 << 20, 7);
         let mut b = a.clone();
         b.splice(1 << 20..1 << 20, b"inserted bytes".iter().copied());
-        let ca: std::collections::HashSet<Vec<u8>> = chunks(&a[..]).map(|c| c.unwrap()).collect();
-        let cb: Vec<Vec<u8>> = chunks(&b[..]).map(|c| c.unwrap()).collect();
+        let seed = seed_for(&[5; 32]);
+        let ca: std::collections::HashSet<Vec<u8>> =
+            chunks(&a[..], seed).map(|c| c.unwrap()).collect();
+        let cb: Vec<Vec<u8>> = chunks(&b[..], seed).map(|c| c.unwrap()).collect();
         let new = cb.iter().filter(|c| !ca.contains(*c)).count();
         assert!(
             new <= 3,
@@ -157,6 +186,24 @@ mod tests {
             cb.len()
         );
     }
+
+    #[test]
+    fn cut_points_depend_on_the_secret() {
+        let data = noise(4 << 20, 11);
+        let sizes =
+            |seed| -> Vec<usize> { chunks(&data[..], seed).map(|c| c.unwrap().len()).collect() };
+        let (a, b) = (seed_for(&[1; 32]), seed_for(&[2; 32]));
+        assert_ne!(a, b);
+        assert_eq!(sizes(a), sizes(a), "one secret, one chunking");
+        assert_ne!(sizes(a), sizes(b), "another secret, other cut points");
+        assert_ne!(sizes(a), sizes(0), "keyed differs from unkeyed");
+        // Pinned: the seed derivation is part of the format.
+        assert_eq!(seed_for(&[7; 32]), GOLDEN_SEED);
+    }
+
+    /// First 8 bytes of HMAC-SHA-256(32 x 0x07, "eventi chunker seed v1"),
+    /// computed with Python's hmac.
+    const GOLDEN_SEED: u64 = 0x8bb6_edf0_024d_d060;
 
     #[test]
     fn compression_only_where_it_pays() {

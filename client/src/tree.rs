@@ -179,7 +179,7 @@ pub fn write(
 ) -> Result<(Ref, u64), TreeError> {
     let mut tree = TreeWriter::new(convergence);
     let mut len = 0u64;
-    for c in chunk::chunks(source) {
+    for c in chunk::chunks(source, chunk::seed_for(convergence)) {
         let c = c?;
         len += c.len() as u64;
         let r = put_sealed(sink, convergence, &chunk::pack(&c));

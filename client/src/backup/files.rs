@@ -48,6 +48,7 @@ impl Pool {
         counters: Arc<Counters>,
     ) -> Pool {
         let (tx, rx) = mpsc::sync_channel::<Job>(threads * 4);
+        let seed = chunk::seed_for(&convergence);
         let rx = Arc::new(Mutex::new(rx));
         let threads = (0..threads)
             .map(|i| {
@@ -64,7 +65,7 @@ impl Pool {
                         let r = if uploader.error().is_some() {
                             Err(std::io::Error::other("backup stopped"))
                         } else {
-                            store_file(&job.path, &uploader, &convergence, &counters)
+                            store_file(&job.path, &uploader, &convergence, seed, &counters)
                         };
                         let _ = job.reply.send(r);
                     })
@@ -143,6 +144,7 @@ fn store_file(
     path: &PathBuf,
     uploader: &Uploader,
     convergence: &[u8; 32],
+    seed: u64,
     counters: &Counters,
 ) -> std::io::Result<FileDone> {
     let file = open_noatime(path)?;
@@ -151,7 +153,7 @@ fn store_file(
     let mut tree = TreeWriter::new(convergence);
     let mut size = 0u64;
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(SEAL_BATCH);
-    for c in chunk::chunks(&file) {
+    for c in chunk::chunks(&file, seed) {
         let c = c?;
         size += c.len() as u64;
         batch.push(c);
