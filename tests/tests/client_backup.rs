@@ -295,6 +295,13 @@ fn every_kind_of_entry_round_trips_and_reruns_are_idempotent() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("restored 0 files"), "{}", text(&o));
     assert_same_tree(&src, &back);
+    // As after an interruption: what is missing is restored, nothing else.
+    fs::remove_file(back.join("binary")).unwrap();
+    fs::remove_dir_all(back.join("deep/level0/level1")).unwrap();
+    let o = restore(&home, &format!("latest:{}", src.display()), &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("restored 2 files"), "{}", text(&o));
+    assert_same_tree(&src, &back);
 
     // A file that differs is not overwritten without --overwrite.
     fs::write(back.join("text"), b"local edit").unwrap();
