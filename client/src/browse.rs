@@ -18,21 +18,7 @@ pub fn list(store: &dyn BlockStore, content: &Ref) -> anyhow::Result<Vec<Entry>>
 
 /// The root of a snapshot's tree as an entry (a directory with no name).
 pub fn root_entry(tree: Ref) -> Entry {
-    Entry {
-        kind: Kind::Dir,
-        name: Vec::new(),
-        mode: 0o040755,
-        uid: 0,
-        gid: 0,
-        user: String::new(),
-        group: String::new(),
-        mtime_ns: 0,
-        size: 0,
-        rdev: 0,
-        target: Vec::new(),
-        content: Some(tree),
-        xattrs: Vec::new(),
-    }
+    Entry::bare_dir(Vec::new(), tree)
 }
 
 /// The entry at `path` (absolute within the snapshot, `/` for the root).

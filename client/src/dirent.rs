@@ -85,6 +85,29 @@ pub struct Entry {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+impl Entry {
+    /// A directory that is only a name (mode 0755, no owner, no time),
+    /// with `content` as its entries: the snapshot's root, and the
+    /// directories above a backed-up path.
+    pub fn bare_dir(name: Vec<u8>, content: Ref) -> Entry {
+        Entry {
+            kind: Kind::Dir,
+            name,
+            mode: 0o040755,
+            uid: 0,
+            gid: 0,
+            user: String::new(),
+            group: String::new(),
+            mtime_ns: 0,
+            size: 0,
+            rdev: 0,
+            target: Vec::new(),
+            content: Some(content),
+            xattrs: Vec::new(),
+        }
+    }
+}
+
 /// Why a directory stream did not decode. `at` is a byte offset.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DirError {

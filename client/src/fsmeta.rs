@@ -158,6 +158,18 @@ pub fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Modification time of `m`, ns since the epoch.
+pub fn mtime_ns(m: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    m.mtime() * 1_000_000_000 + m.mtime_nsec()
+}
+
+/// Status change time of `m`, ns since the epoch.
+pub fn ctime_ns(m: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    m.ctime() * 1_000_000_000 + m.ctime_nsec()
+}
+
 /// This machine's host name.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];

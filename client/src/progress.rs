@@ -53,6 +53,7 @@ impl Style {
 
 /// A running reporter; stop it with [`Reporter::finish`].
 pub struct Reporter {
+    json: bool,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     bar: Option<indicatif::ProgressBar>,
@@ -115,7 +116,12 @@ impl Reporter {
                 }
             })
         });
-        Reporter { stop, thread, bar }
+        Reporter {
+            json: style == Style::Json,
+            stop,
+            thread,
+            bar,
+        }
     }
 
     /// Stops reporting and clears the bar.
@@ -129,11 +135,20 @@ impl Reporter {
         }
     }
 
-    /// Prints a warning without garbling the bar.
-    pub fn warn(&self, message: &str) {
+    /// Reports a problem with one path: a JSON event (`event` names it)
+    /// with `--json`, else a line on stderr that does not garble the bar.
+    pub fn problem(&self, event: &str, path: &std::path::Path, what: &str) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({"event": event, "path": path.to_string_lossy(), "message": what})
+            );
+            return;
+        }
+        let line = format!("eventi: {}: {what}", path.display());
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("eventi: {message}")),
-            None => eprintln!("eventi: {message}"),
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
         }
     }
 }

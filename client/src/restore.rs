@@ -262,10 +262,6 @@ fn restore_dir<'s>(
     }
 }
 
-fn mtime_ns(m: &std::fs::Metadata) -> i64 {
-    m.mtime() * 1_000_000_000 + m.mtime_nsec()
-}
-
 /// The temporary name a file is written under before it is renamed into
 /// place: fixed per name (a rerun reuses it) and short (names may already
 /// be 255 bytes long).
@@ -281,7 +277,7 @@ pub const TEMP_PREFIX: &str = ".eventi-restore-";
 
 fn restore_file(ctx: &Ctx, entry: &Entry, dest: &Path) -> anyhow::Result<()> {
     if let Ok(m) = std::fs::symlink_metadata(dest) {
-        if m.is_file() && m.len() == entry.size && mtime_ns(&m) == entry.mtime_ns {
+        if m.is_file() && m.len() == entry.size && fsmeta::mtime_ns(&m) == entry.mtime_ns {
             ctx.skipped.fetch_add(1, Relaxed);
             ctx.counters.bytes_done.fetch_add(entry.size, Relaxed);
             return Ok(());

@@ -11,6 +11,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs the `eventi` binary on the home `home` with `env` added (and no
+/// passphrase from the caller's environment), stdin closed.
+pub fn run_eventi<I, A>(home: &Path, env: &[(&str, &str)], args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let mut c = Command::new(binary("eventi"));
+    c.env("EVENTI_HOME", home)
+        .env_remove("EVENTI_PASSPHRASE")
+        .env_remove("EVENTI_NEW_PASSPHRASE")
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run eventi")
+}
+
 /// Path of a workspace binary built into the same target directory as the
 /// running test.
 pub fn binary(name: &str) -> PathBuf {

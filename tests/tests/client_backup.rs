@@ -18,15 +18,38 @@ fn eventi(home: &Path, args: &[&OsStr]) -> Output {
 }
 
 fn eventi_env(home: &Path, env: &[(&str, &str)], args: &[&OsStr]) -> Output {
-    let mut c = Command::new(binary("eventi"));
-    c.env("EVENTI_HOME", home)
-        .env_remove("EVENTI_PASSPHRASE")
-        .args(args)
-        .stdin(std::process::Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
+    eventi_tests::run_eventi(home, env, args)
+}
+
+/// A temp dir with `home` and `src` (created, empty) paths in it.
+fn fresh() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(&src).unwrap();
+    (dir, home, src)
+}
+
+/// The last stdout line of a `--json` run: its summary.
+fn summary(o: &Output) -> serde_json::Value {
+    serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap()
+}
+
+/// The secrets in `home`'s key file.
+fn secrets(home: &Path) -> eventi::keyfile::Secrets {
+    let key_file = eventi::keyfile::read(&home.join("key")).unwrap();
+    eventi::keyfile::open(&key_file, PASS.as_bytes(), "key").unwrap()
+}
+
+/// `eventi init` with these servers; returns the public write key line.
+fn init_with(home: &Path, servers: &[&Server]) -> String {
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
+    let mut args = vec![os("init")];
+    for a in &addrs {
+        args.extend([os("--server"), os(a)]);
     }
-    c.output().unwrap()
+    let o = eventi(home, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 fn os(s: &str) -> &OsStr {
@@ -276,8 +299,7 @@ fn every_kind_of_entry_round_trips_and_reruns_are_idempotent() {
     // The same tree again: the same tree reference, nothing new stored.
     let o = eventi(&home, &[os("backup"), os("--json"), src.as_os_str()]);
     assert!(o.status.success(), "{}", text(&o));
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    let summary = summary(&o);
     assert_eq!(summary["event"], "summary");
     assert_eq!(
         summary["sent_blocks"], 0,
@@ -368,8 +390,7 @@ fn incremental_backup_stores_only_what_changed() {
     fs::write(src.join("new"), b"fresh").unwrap();
     let o = eventi(&home, &[os("backup"), os("--json"), src.as_os_str()]);
     assert!(o.status.success(), "{}", text(&o));
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    let summary = summary(&o);
     let sent = summary["sent_bytes"].as_u64().unwrap();
     // One or two changed chunks of the big file (≤ 2 x 56 KiB), its root,
     // two small files and three directory blocks; nothing else. (The big
@@ -413,9 +434,7 @@ fn incremental_backup_stores_only_what_changed() {
 
 #[test]
 fn bad_passphrase_missing_key_and_unknown_snapshots_are_clear_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
-    fs::create_dir_all(&src).unwrap();
+    let (dir, home, src) = fresh();
     fs::write(src.join("f"), b"data").unwrap();
     let score = backup(&home, &[&src], &[]);
 
@@ -464,9 +483,7 @@ fn bad_passphrase_missing_key_and_unknown_snapshots_are_clear_errors() {
 
 #[test]
 fn a_corrupt_store_names_the_paths_it_could_not_restore_and_writes_no_garbage() {
-    let dir = tempfile::tempdir().unwrap();
-    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
-    fs::create_dir_all(&src).unwrap();
+    let (dir, home, src) = fresh();
     for i in 0..40u64 {
         fs::write(src.join(format!("file{i:02}")), pattern(100 + i, 200_000)).unwrap();
     }
@@ -499,17 +516,14 @@ fn a_corrupt_store_names_the_paths_it_could_not_restore_and_writes_no_garbage() 
 
 #[test]
 fn a_missing_block_names_the_path_and_the_rest_is_restored() {
-    let dir = tempfile::tempdir().unwrap();
-    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
-    fs::create_dir_all(&src).unwrap();
+    let (dir, home, src) = fresh();
     for i in 0..20u64 {
         fs::write(src.join(format!("file{i:02}")), pattern(300 + i, 5000)).unwrap();
     }
     backup(&home, &[&src], &[]);
     // The block of file07 (one chunk), computed as the client does, is
     // removed from the embedded store's index: the store no longer has it.
-    let key_file = eventi::keyfile::read(&home.join("key")).unwrap();
-    let secrets = eventi::keyfile::open(&key_file, PASS.as_bytes(), "key").unwrap();
+    let secrets = secrets(&home);
     let content = fs::read(src.join("file07")).unwrap();
     let (_, r) = eventi::block::seal(&secrets.convergence, &eventi::chunk::pack(&content));
     let mut key = r.score.as_bytes().to_vec();
@@ -540,9 +554,7 @@ fn a_missing_block_names_the_path_and_the_rest_is_restored() {
 
 #[test]
 fn an_unreadable_file_is_reported_and_the_backup_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
-    fs::create_dir_all(&src).unwrap();
+    let (dir, home, src) = fresh();
     fs::write(src.join("readable"), b"fine").unwrap();
     fs::write(src.join("unreadable"), b"locked").unwrap();
     fs::set_permissions(src.join("unreadable"), fs::Permissions::from_mode(0o000)).unwrap();
@@ -640,10 +652,7 @@ fn backup_and_restore_through_a_real_eventi_server() {
     // The server starts first, so init can be pointed at it.
     keys_cli(&data, &["list"]);
     let server = Server::start_strict(&data, &[]);
-    let addr = server.addr.to_string();
-    let o = eventi(&home, &[os("init"), os("--server"), os(&addr)]);
-    assert!(o.status.success(), "{}", text(&o));
-    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let line = init_with(&home, &[&server]);
     // Not yet authorized: the backup fails with the server's reason.
     let o = eventi(&home, &[os("backup"), src.as_os_str()]);
     assert!(!o.status.success());
@@ -662,19 +671,14 @@ fn backup_and_restore_through_a_real_eventi_server() {
 
 #[test]
 fn an_interrupted_backup_does_not_resend_what_it_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
-    fs::create_dir_all(&src).unwrap();
+    let (dir, home, src) = fresh();
     for i in 0..30u64 {
         fs::write(src.join(format!("part{i:02}")), pattern(500 + i, 1 << 20)).unwrap();
     }
     let data = dir.path().join("data");
     keys_cli(&data, &["list"]);
     let server = Server::start_strict(&data, &[]);
-    let addr = server.addr.to_string();
-    let o = eventi(&home, &[os("init"), os("--server"), os(&addr)]);
-    assert!(o.status.success(), "{}", text(&o));
-    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let line = init_with(&home, &[&server]);
     // A quota of about a third of the data interrupts the first backup.
     keys_cli(&data, &["add", "me", &line, "--quota", "10MiB"]);
     let args = [
@@ -696,8 +700,7 @@ fn an_interrupted_backup_does_not_resend_what_it_stored() {
     keys_cli(&data, &["set-quota", "me", "1GiB"]);
     let o = eventi(&home, &args);
     assert!(o.status.success(), "{}", text(&o));
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    let summary = summary(&o);
     let sent = summary["sent_bytes"].as_u64().unwrap();
     let known = summary["known_blocks"].as_u64().unwrap();
     assert!(
@@ -728,19 +731,8 @@ fn two_servers_get_every_block_and_either_one_restores() {
         Server::start_strict(&data_a, &[]),
         Server::start_strict(&data_b, &[]),
     );
-    let (addr_a, addr_b) = (a.addr.to_string(), b.addr.to_string());
-    let o = eventi(
-        &home,
-        &[
-            os("init"),
-            os("--server"),
-            os(&addr_a),
-            os("--server"),
-            os(&addr_b),
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let addr_a = a.addr.to_string();
+    let line = init_with(&home, &[&a, &b]);
     keys_cli(&data_a, &["add", "me", &line, "--quota", "1GiB"]);
     keys_cli(&data_b, &["add", "me", &line, "--quota", "1GiB"]);
     let score = backup(&home, &[&src], &[]);
@@ -765,15 +757,12 @@ fn two_servers_get_every_block_and_either_one_restores() {
 
 #[test]
 fn a_root_signed_by_another_key_is_listed_as_such() {
-    let dir = tempfile::tempdir().unwrap();
-    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
-    fs::create_dir_all(&src).unwrap();
+    let (_dir, home, src) = fresh();
     fs::write(src.join("f"), b"data").unwrap();
     let first = backup(&home, &[&src], &[]);
     // Another machine holding only the snapshot public key adds a root
     // (as a write-only machine will), signed with its own write key.
-    let key_file = eventi::keyfile::read(&home.join("key")).unwrap();
-    let secrets = eventi::keyfile::open(&key_file, PASS.as_bytes(), "key").unwrap();
+    let secrets = secrets(&home);
     let owner = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secrets.snapshot));
     let other = eventi_tests::new_key();
     let store = eventi::store::local::LocalStore::open(&home.join("store")).unwrap();

@@ -3,21 +3,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use eventi_tests::{binary, keys_cli, Server};
+use eventi_tests::{keys_cli, Server};
 
 fn eventi(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new(binary("eventi"));
-    c.env("EVENTI_HOME", home)
-        .env_remove("EVENTI_PASSPHRASE")
-        .env_remove("EVENTI_NEW_PASSPHRASE")
-        .args(args)
-        .stdin(std::process::Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
+    eventi_tests::run_eventi(home, env, args)
 }
 
 fn text(o: &Output) -> (String, String) {

@@ -119,24 +119,42 @@ const SEAL_BATCH: usize = 16;
 /// Files from this size on are sealed in parallel batches.
 const PARALLEL_FROM: u64 = 8 << 20;
 
-fn seal_batch(
-    parallel: bool,
-    batch: &mut Vec<Vec<u8>>,
-    tree: &mut TreeWriter,
-    uploader: &Uploader,
-    convergence: &[u8; 32],
-    counters: &Counters,
-) {
-    let seal = |c: &Vec<u8>| block::seal(convergence, &chunk::pack(c));
-    let sealed: Vec<_> = if parallel && batch.len() > 1 {
-        batch.par_iter().map(seal).collect()
-    } else {
-        batch.iter().map(seal).collect()
-    };
-    for (c, (block, r)) in batch.drain(..).zip(sealed) {
-        counters.bytes_done.fetch_add(c.len() as u64, Relaxed);
-        uploader.put_block(r.score, block);
-        tree.push(uploader, r);
+/// Seals one file's chunks into its tree, `batch` chunks at a time.
+struct FileSealer<'a> {
+    uploader: &'a Uploader,
+    convergence: &'a [u8; 32],
+    counters: &'a Counters,
+    tree: TreeWriter,
+    pending: Vec<Vec<u8>>,
+    batch: usize,
+}
+
+impl FileSealer<'_> {
+    fn push(&mut self, chunk: Vec<u8>) {
+        self.pending.push(chunk);
+        if self.pending.len() >= self.batch {
+            self.seal();
+        }
+    }
+
+    fn seal(&mut self) {
+        let convergence = self.convergence;
+        let seal = |c: &Vec<u8>| block::seal(convergence, &chunk::pack(c));
+        let sealed: Vec<_> = if self.pending.len() > 1 {
+            self.pending.par_iter().map(seal).collect()
+        } else {
+            self.pending.iter().map(seal).collect()
+        };
+        for (c, (block, r)) in self.pending.drain(..).zip(sealed) {
+            self.counters.bytes_done.fetch_add(c.len() as u64, Relaxed);
+            self.uploader.put_block(r.score, block);
+            self.tree.push(self.uploader, r);
+        }
+    }
+
+    fn finish(mut self) -> Ref {
+        self.seal();
+        self.tree.finish(self.uploader)
     }
 }
 
@@ -149,34 +167,26 @@ fn store_file(
 ) -> std::io::Result<FileDone> {
     let file = open_noatime(path)?;
     let before = file.metadata()?;
-    let parallel = before.len() >= PARALLEL_FROM;
-    let mut tree = TreeWriter::new(convergence);
-    let mut size = 0u64;
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(SEAL_BATCH);
-    for c in chunk::chunks(&file, seed) {
-        let c = c?;
-        size += c.len() as u64;
-        batch.push(c);
-        if batch.len() == SEAL_BATCH {
-            seal_batch(
-                parallel,
-                &mut batch,
-                &mut tree,
-                uploader,
-                convergence,
-                counters,
-            );
-        }
-    }
-    seal_batch(
-        parallel,
-        &mut batch,
-        &mut tree,
+    let batch = if before.len() >= PARALLEL_FROM {
+        SEAL_BATCH
+    } else {
+        1
+    };
+    let mut sealer = FileSealer {
         uploader,
         convergence,
         counters,
-    );
-    let content = tree.finish(uploader);
+        tree: TreeWriter::new(convergence),
+        pending: Vec::with_capacity(batch),
+        batch,
+    };
+    let mut size = 0u64;
+    for c in chunk::chunks(&file, seed) {
+        let c = c?;
+        size += c.len() as u64;
+        sealer.push(c);
+    }
+    let content = sealer.finish();
     let after = file.metadata()?;
     let changed = size != before.len()
         || after.len() != before.len()

@@ -24,7 +24,7 @@ use eventi_shared::Score;
 
 use crate::block::Ref;
 use crate::cache::Cache;
-use crate::dirent::{self, Entry, Kind};
+use crate::dirent::{self, Entry};
 use crate::exclude::Excluder;
 use crate::progress::Counters;
 use crate::repo::Repo;
@@ -134,21 +134,7 @@ impl Synthetic {
             .into_iter()
             .map(|(name, node)| match node {
                 Node::Entry(e) => *e,
-                Node::Dir(d) => Entry {
-                    kind: Kind::Dir,
-                    name,
-                    mode: 0o040755,
-                    uid: 0,
-                    gid: 0,
-                    user: String::new(),
-                    group: String::new(),
-                    mtime_ns: 0,
-                    size: 0,
-                    rdev: 0,
-                    target: Vec::new(),
-                    content: Some(d.store(uploader, convergence)),
-                    xattrs: Vec::new(),
-                },
+                Node::Dir(d) => Entry::bare_dir(name, d.store(uploader, convergence)),
             })
             .collect();
         let stream = dirent::encode(&mut entries);

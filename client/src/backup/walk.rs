@@ -44,14 +44,6 @@ pub struct Walker<'a> {
     hardlinks: HashMap<(u64, u64), Vec<u8>>,
 }
 
-fn mtime_ns(m: &Metadata) -> i64 {
-    m.mtime() * 1_000_000_000 + m.mtime_nsec()
-}
-
-fn ctime_ns(m: &Metadata) -> i64 {
-    m.ctime() * 1_000_000_000 + m.ctime_nsec()
-}
-
 impl<'a> Walker<'a> {
     /// A walker that sends what it finds to `events`.
     pub fn new(
@@ -100,7 +92,7 @@ impl<'a> Walker<'a> {
             gid: meta.gid(),
             user: self.names.user(meta.uid()),
             group: self.names.group(meta.gid()),
-            mtime_ns: mtime_ns(meta),
+            mtime_ns: fsmeta::mtime_ns(meta),
             size: 0,
             rdev: 0,
             target: Vec::new(),
@@ -233,8 +225,8 @@ impl<'a> Walker<'a> {
         let record = FileRecord {
             ino: meta.ino(),
             size: meta.len(),
-            mtime_ns: mtime_ns(meta),
-            ctime_ns: ctime_ns(meta),
+            mtime_ns: fsmeta::mtime_ns(meta),
+            ctime_ns: fsmeta::ctime_ns(meta),
             content: NO_REF,
         };
         if self.use_cache {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use eventi::backup::{self, Options};
 use eventi::exclude::Excluder;
+use eventi::home;
 use eventi::progress::{Counters, Reporter, Style};
 use eventi::repo::{Access, Repo};
-use eventi::{home, passphrase};
 
 /// Options of `eventi backup`.
 #[derive(clap::Args)]
@@ -54,12 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "eventi: no key file yet: initializing {}",
             home::dir()?.display()
         );
-        let pass = passphrase::get(
-            args.passphrase_file.as_deref(),
-            "EVENTI_PASSPHRASE",
-            "New passphrase for the key file",
-            true,
-        )?;
+        let pass = super::init::new_passphrase(args.passphrase_file.as_deref())?;
         let public = super::init::create(&[], None, &pass)?;
         eprintln!("{public}");
         Repo::open_with(&pass, Access::Write)?
@@ -79,28 +74,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let style = Style::choose(args.json);
     let reporter = Reporter::start(Arc::clone(&counters), style, "backup");
     let json = args.json;
-    let warn = |path: &Path, what: &str| {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "event": "warning",
-                    "path": path.to_string_lossy(),
-                    "message": what,
-                })
-            );
-        } else {
-            reporter.warn(&format!("{}: {what}", path.display()));
-        }
-    };
+    let warn = |path: &Path, what: &str| reporter.problem("warning", path, what);
     let result = backup::run(&repo, &options, counters, &warn);
     reporter.finish();
     let summary = result?;
     repo.close()?;
     if json {
-        let mut v = serde_json::to_value(&summary)?;
-        v["event"] = "summary".into();
-        println!("{v}");
+        println!("{}", super::json_event("summary", &summary)?);
     } else {
         let c = &summary.counts;
         eprintln!(

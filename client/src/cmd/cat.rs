@@ -1,13 +1,12 @@
 //! `eventi cat SNAP:PATH`: a file's content on stdout.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use eventi::browse;
 use eventi::dirent::Kind;
-use eventi::repo::{Access, Repo};
 
 /// Options of `eventi cat`.
 #[derive(clap::Args)]
@@ -20,11 +19,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (snap, path) = browse::split_spec(&args.spec);
-    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
-    let (_, snapshot) = repo.resolve(snap)?;
+    let (repo, snapshot, path, mut entry) =
+        super::open_spec(&args.spec, args.passphrase_file.as_deref())?;
+    let path = path.display();
     let store = repo.store.as_ref();
-    let mut entry = browse::lookup(store, snapshot.tree, Path::new(path))?;
     if entry.kind == Kind::Hardlink {
         let first = std::path::Path::new(std::ffi::OsStr::from_bytes(&entry.target)).to_path_buf();
         entry = browse::lookup(store, snapshot.tree, &first)?;

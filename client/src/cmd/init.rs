@@ -1,6 +1,6 @@
 //! `eventi init`: a new key file and config.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -21,13 +21,18 @@ pub struct Args {
     passphrase_file: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
-    let pass = passphrase::get(
-        args.passphrase_file.as_deref(),
+/// Asks for the passphrase of a new key file (twice on a terminal).
+pub fn new_passphrase(file: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    passphrase::get(
+        file,
         "EVENTI_PASSPHRASE",
         "New passphrase for the key file",
         true,
-    )?;
+    )
+}
+
+pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    let pass = new_passphrase(args.passphrase_file.as_deref())?;
     let public = create(
         &args.servers,
         args.convergence_secret_file.as_deref(),

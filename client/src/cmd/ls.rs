@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use eventi::browse;
 use eventi::dirent::{Entry, Kind};
-use eventi::repo::{Access, Repo};
 use eventi::store::BlockStore;
 
 /// Options of `eventi ls`.
@@ -117,11 +116,8 @@ fn walk(
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (snap, path) = browse::split_spec(&args.spec);
-    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
-    let (_, snapshot) = repo.resolve(snap)?;
-    let path = Path::new(path);
-    let entry = browse::lookup(repo.store.as_ref(), snapshot.tree, path)?;
+    let (repo, _, path, entry) = super::open_spec(&args.spec, args.passphrase_file.as_deref())?;
+    let path = path.as_path();
     if entry.kind == Kind::Dir {
         walk(repo.store.as_ref(), &entry, path, args.recursive, args.json)?;
     } else {

@@ -9,6 +9,32 @@ pub mod ls;
 pub mod restore;
 pub mod snapshots;
 
+/// Opens the home for reading and finds `SNAP[:PATH]`: the repo, the
+/// snapshot, the path within it, and the entry there.
+pub fn open_spec(
+    spec: &str,
+    passphrase_file: Option<&std::path::Path>,
+) -> anyhow::Result<(
+    eventi::repo::Repo,
+    eventi::snapshot::Snapshot,
+    std::path::PathBuf,
+    eventi::dirent::Entry,
+)> {
+    let (snap, path) = eventi::browse::split_spec(spec);
+    let repo = eventi::repo::Repo::open(passphrase_file, eventi::repo::Access::Read)?;
+    let (_, snapshot) = repo.resolve(snap)?;
+    let path = std::path::PathBuf::from(path);
+    let entry = eventi::browse::lookup(repo.store.as_ref(), snapshot.tree, &path)?;
+    Ok((repo, snapshot, path, entry))
+}
+
+/// `value` as a JSON object with `"event": kind` added (`--json` output).
+pub fn json_event(kind: &str, value: &impl serde::Serialize) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(value)?;
+    v["event"] = kind.into();
+    Ok(v)
+}
+
 /// `1.2 GiB`-style sizes.
 pub fn human_bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use eventi::progress::{Counters, Reporter, Style};
-use eventi::repo::{Access, Repo};
-use eventi::{browse, restore};
+use eventi::restore;
 
 /// Options of `eventi restore`.
 #[derive(clap::Args)]
@@ -31,24 +30,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (snap, path) = browse::split_spec(&args.spec);
-    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
-    let (_, snapshot) = repo.resolve(snap)?;
-    let from = Path::new(path);
-    let selected = browse::lookup(repo.store.as_ref(), snapshot.tree, from)?;
+    let (repo, snapshot, from, selected) =
+        super::open_spec(&args.spec, args.passphrase_file.as_deref())?;
+    let from = from.as_path();
     let counters = Arc::new(Counters::default());
     let reporter = Reporter::start(Arc::clone(&counters), Style::choose(args.json), "restore");
     let json = args.json;
-    let warn = |p: &Path, what: &str| {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"event": "error", "path": p.to_string_lossy(), "message": what})
-            );
-        } else {
-            reporter.warn(&format!("{}: {what}", p.display()));
-        }
-    };
+    let warn = |p: &Path, what: &str| reporter.problem("error", p, what);
     let options = restore::Options {
         overwrite: args.overwrite,
         threads: args.threads.unwrap_or_else(restore::default_threads),
@@ -68,8 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let summary = result?;
     repo.close()?;
     if json {
-        let mut v = serde_json::to_value(&summary)?;
-        v["event"] = "summary".into();
+        let mut v = super::json_event("summary", &summary)?;
         v["seconds"] = started.elapsed().as_secs_f64().into();
         println!("{v}");
     } else {

@@ -60,6 +60,30 @@ impl LocalStore {
         self.store.shutdown().map_err(|e| self.failed(e))
     }
 
+    /// Reads a block, re-hashing its SHA-1 only if `verify`.
+    fn lookup(
+        &self,
+        score: Score,
+        block_type: BlockType,
+        verify: bool,
+    ) -> Result<Bytes, StoreError> {
+        let key = BlockKey { score, block_type };
+        let found = if verify {
+            self.store.read(&key)
+        } else if score.is_zero() {
+            Ok(Some(Bytes::new()))
+        } else {
+            self.store.engine().get(&key)
+        };
+        found
+            .map_err(|e| self.failed(e))?
+            .ok_or_else(|| StoreError::Missing {
+                score,
+                block_type,
+                store: self.name.clone(),
+            })
+    }
+
     fn failed(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Failed {
             store: self.name.clone(),
@@ -110,13 +134,7 @@ impl BlockStore for LocalStore {
     }
 
     fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError> {
-        let key = BlockKey { score, block_type };
-        let found = self.store.read(&key).map_err(|e| self.failed(e))?;
-        found.ok_or_else(|| StoreError::Missing {
-            score,
-            block_type,
-            store: self.name.clone(),
-        })
+        self.lookup(score, block_type, true)
     }
 
     fn get_checked_by_caller(
@@ -124,16 +142,7 @@ impl BlockStore for LocalStore {
         score: Score,
         block_type: BlockType,
     ) -> Result<Bytes, StoreError> {
-        if score.is_zero() {
-            return Ok(Bytes::new());
-        }
-        let key = BlockKey { score, block_type };
-        let found = self.store.engine().get(&key).map_err(|e| self.failed(e))?;
-        found.ok_or_else(|| StoreError::Missing {
-            score,
-            block_type,
-            store: self.name.clone(),
-        })
+        self.lookup(score, block_type, false)
     }
 
     fn sync(&self) -> Result<(), StoreError> {
