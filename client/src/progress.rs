@@ -78,8 +78,12 @@ impl Reporter {
             let stop = Arc::clone(&stop);
             let bar = bar.clone();
             let started = Instant::now();
-            std::thread::spawn(move || {
-                while !stop.load(Relaxed) {
+            // Shows at once, then every step, and once more after `stop`, so
+            // a JSON reader always sees at least one event and the final
+            // counts.
+            std::thread::spawn(move || loop {
+                let stopping = stop.load(Relaxed);
+                {
                     let c = &counters;
                     let (files, seen, bytes, total) = (
                         c.files_done.load(Relaxed),
@@ -106,13 +110,16 @@ impl Reporter {
                             })
                         ),
                     }
-                    let step = if bar.is_some() { 100 } else { 1000 };
-                    for _ in 0..step / 50 {
-                        if stop.load(Relaxed) {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
+                }
+                if stopping {
+                    return;
+                }
+                let step = if bar.is_some() { 100 } else { 1000 };
+                for _ in 0..step / 50 {
+                    if stop.load(Relaxed) {
+                        break;
                     }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             })
         });

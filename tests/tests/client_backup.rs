@@ -365,6 +365,42 @@ fn every_kind_of_entry_round_trips_and_reruns_are_idempotent() {
 }
 
 #[test]
+fn json_output_is_events_then_a_summary_and_piped_output_has_no_bar() {
+    let (_dir, home, src) = fresh();
+    fs::write(src.join("f"), pattern(4, 300_000)).unwrap();
+    let o = eventi(&home, &[os("backup"), os("--json"), src.as_os_str()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
+        .collect();
+    let (last, progress) = events.split_last().unwrap();
+    assert_eq!(last["event"], "summary");
+    assert_eq!(last["snapshot"].as_str().unwrap().len(), 40);
+    assert!(!progress.is_empty(), "progress events come first");
+    assert!(
+        progress.iter().all(|e| e["event"] == "progress"),
+        "{progress:?}"
+    );
+    let end = progress.last().unwrap();
+    assert_eq!(
+        (end["files_done"].as_u64(), end["bytes_done"].as_u64()),
+        (Some(1), Some(300_000))
+    );
+
+    // Without --json and not on a terminal: the summary on stderr, the
+    // score on stdout, and no progress bar.
+    let o = eventi(&home, &[os("backup"), src.as_os_str()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        !err.contains("ETA") && !err.contains('\r') && !err.contains("\x1b["),
+        "{err}"
+    );
+}
+
+#[test]
 fn incremental_backup_stores_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let (home, src) = (dir.path().join("home"), dir.path().join("src"));
