@@ -518,6 +518,24 @@ fn bad_passphrase_missing_key_and_unknown_snapshots_are_clear_errors() {
 }
 
 #[test]
+fn an_ambiguous_snapshot_prefix_is_refused() {
+    let (_dir, home, src) = fresh();
+    fs::write(src.join("f"), b"x").unwrap();
+    // Seventeen roots: two of them must share their first hex digit.
+    let roots: Vec<String> = (0..17).map(|_| backup(&home, &[&src], &[])).collect();
+    let digit = (0..16)
+        .map(|d| format!("{d:x}"))
+        .find(|d| roots.iter().filter(|r| r.starts_with(d.as_str())).count() > 1)
+        .unwrap();
+    let o = eventi(&home, &[os("ls"), os(&digit)]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("is ambiguous"), "{}", text(&o));
+    // The whole score always works.
+    let o = eventi(&home, &[os("ls"), os(&roots[0])]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
 fn a_corrupt_store_names_the_paths_it_could_not_restore_and_writes_no_garbage() {
     let (dir, home, src) = fresh();
     for i in 0..40u64 {
