@@ -18,6 +18,12 @@ enum Command {
     /// Create a key file and config in $EVENTI_HOME (or ~/.config/eventi).
     Init(cmd::init::Args),
     /// Back up files and directories into a new snapshot.
+    #[command(
+        after_help = "Prints the new snapshot's root score (40 hex digits) as the last line on \
+stdout. Exit status: 0 done; 1 failed, and no snapshot was made; 3 the snapshot was made \
+but some entries could not be read (each is named on stderr). The first backup on an \
+uninitialized home creates its key file."
+    )]
     Backup(cmd::backup::Args),
     /// List the snapshots, newest first.
     Snapshots(cmd::snapshots::Args),
@@ -28,6 +34,12 @@ enum Command {
     /// Show what changed between two snapshots.
     Diff(cmd::diff::Args),
     /// Restore a snapshot, or part of one, into a directory.
+    #[command(
+        after_help = "SNAP is a root score, a unique hex prefix of one in the chain, or `latest`; \
+PATH is absolute within the snapshot. Files already there with the right size and mtime \
+are skipped, so a rerun finishes an interrupted restore. Exit status 1 if any entry was \
+not restored (each is named on stderr); no partial file is ever left."
+    )]
     Restore(cmd::restore::Args),
     /// Show the public write key, check it against a server, or change the passphrase.
     #[command(subcommand)]
