@@ -613,7 +613,12 @@ fn an_unreadable_file_is_reported_and_the_backup_goes_on() {
     fs::write(src.join("unreadable"), b"locked").unwrap();
     fs::set_permissions(src.join("unreadable"), fs::Permissions::from_mode(0o000)).unwrap();
     fs::create_dir_all(&home).unwrap();
-    let mut c = Command::new(binary("eventi"));
+    // A copy of the binary where nobody can reach it: the build directory may
+    // sit under a home that only root may enter (as in CI, under /root).
+    let program = dir.path().join("eventi");
+    fs::copy(binary("eventi"), &program).unwrap();
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = Command::new(&program);
     c.env("EVENTI_HOME", &home)
         .env("EVENTI_PASSPHRASE", PASS)
         .arg("backup")
@@ -627,7 +632,9 @@ fn an_unreadable_file_is_reported_and_the_backup_goes_on() {
         }
         c.uid(65534).gid(65534);
     }
-    let o = c.output().unwrap();
+    let o = c
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     assert_eq!(
         o.status.code(),
         Some(3),
