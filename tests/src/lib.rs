@@ -5,6 +5,8 @@
 //! the README's test command does); they are found next to the test
 //! executable's own directory.
 
+pub mod plan9port;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

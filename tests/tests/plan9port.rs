@@ -2,38 +2,11 @@
 //! venti/copy, vac, unvac. Needs a plan9port installation named by
 //! `$PLAN9`; without one each test prints why it skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use eventi_tests::Server;
-
-fn plan9() -> Option<PathBuf> {
-    let root = PathBuf::from(std::env::var_os("PLAN9")?);
-    root.join("bin/venti/write").exists().then_some(root)
-}
-
-macro_rules! need_plan9 {
-    () => {
-        match plan9() {
-            Some(p) => p,
-            None => {
-                eprintln!(
-                    "skipped: plan9port not found (set $PLAN9 to an installed plan9port tree)"
-                );
-                return;
-            }
-        }
-    };
-}
-
-fn tool(plan9: &Path, name: &str) -> Command {
-    let mut c = Command::new(plan9.join("bin").join(name));
-    c.env("PLAN9", plan9);
-    // plan9port tools find helpers on PATH; keep the system's first.
-    let path = std::env::var("PATH").unwrap_or_default();
-    c.env("PATH", format!("{path}:{}", plan9.join("bin").display()));
-    c
-}
+use eventi_tests::plan9port::tool;
+use eventi_tests::{need_plan9, Server};
 
 /// Compares two byte strings by length and SHA-1, so a failure prints two
 /// lines rather than megabytes.
