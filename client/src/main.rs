@@ -37,7 +37,8 @@ uninitialized home creates its key file."
     #[command(
         after_help = "SNAP is a root score, a unique hex prefix of one in the chain, or `latest`; \
 PATH is absolute within the snapshot. Files already there with the right size and mtime \
-are skipped, so a rerun finishes an interrupted restore. Exit status 1 if any entry was \
+are skipped (with --verify, only once their content matches), so a rerun finishes an \
+interrupted restore. Exit status 1 if any entry was \
 not restored (each is named on stderr); no partial file is ever left."
     )]
     Restore(cmd::restore::Args),

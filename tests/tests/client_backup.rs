@@ -374,6 +374,64 @@ fn every_kind_of_entry_round_trips_and_reruns_are_idempotent() {
 }
 
 #[test]
+fn restore_verify_catches_a_file_with_the_right_size_and_mtime_but_other_content() {
+    let (dir, home, src) = fresh();
+    // 3 MB is about 90 chunks: the damage below sits in the second batch.
+    fs::write(src.join("big"), pattern(8, 3 << 20)).unwrap();
+    fs::write(src.join("small"), b"a few bytes").unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    let score = backup(&home, &[&src], &[]);
+    let spec = format!("{score}:{}", src.display());
+    let target = dir.path().join("restored");
+    let back = target.join("src");
+    let o = restore(&home, &spec, &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // What a power loss or a stray write can leave: the right size and
+    // mtime, other bytes.
+    let keep_mtime = |path: &Path, damage: &dyn Fn(&mut Vec<u8>)| {
+        let m = fs::metadata(path).unwrap();
+        let mut bytes = fs::read(path).unwrap();
+        damage(&mut bytes);
+        fs::write(path, &bytes).unwrap();
+        set_mtime(path, m.mtime(), m.mtime_nsec());
+    };
+    keep_mtime(&back.join("big"), &|b| b[2_700_000] ^= 1);
+    keep_mtime(&back.join("small"), &|b| b.fill(0));
+
+    // Size and mtime alone take them for restored.
+    let o = restore(&home, &spec, &target, &["--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(summary(&o)["files"], 0, "{}", text(&o));
+
+    // --verify reads them, finds both, and overwrites neither unasked.
+    let o = restore(&home, &spec, &target, &["--verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    for name in ["big", "small"] {
+        let named = format!(
+            "{}: not restored: exists with the snapshot's size and mtime but other content",
+            back.join(name).display()
+        );
+        assert!(text(&o).contains(&named), "{}", text(&o));
+    }
+    assert_eq!(fs::read(back.join("small")).unwrap(), vec![0u8; 11]);
+
+    // With --overwrite they are rewritten; the empty file was compared and
+    // kept.
+    let o = restore(
+        &home,
+        &spec,
+        &target,
+        &["--verify", "--overwrite", "--json"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let summary = summary(&o);
+    assert_eq!(summary["files"], 2, "{summary}");
+    assert_eq!(summary["verified"], 1, "{summary}");
+    assert_same_tree(&src, &back);
+}
+
+#[test]
 fn json_output_is_events_then_a_summary_and_piped_output_has_no_bar() {
     let (_dir, home, src) = fresh();
     fs::write(src.join("f"), pattern(4, 300_000)).unwrap();

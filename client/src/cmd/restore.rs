@@ -18,6 +18,10 @@ pub struct Args {
     /// Replace files that exist and differ.
     #[arg(long)]
     overwrite: bool,
+    /// Before skipping a file that is already there with the right size
+    /// and mtime, compare its content with the snapshot (reads both).
+    #[arg(long)]
+    verify: bool,
     /// Print progress and the summary as JSON lines.
     #[arg(long)]
     json: bool,
@@ -39,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let warn = |p: &Path, what: &str| reporter.problem("error", p, what);
     let options = restore::Options {
         overwrite: args.overwrite,
+        verify: args.verify,
         threads: args.threads.unwrap_or_else(restore::default_threads),
     };
     let started = std::time::Instant::now();
@@ -61,12 +66,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{v}");
     } else {
         eprintln!(
-            "restored {} files ({}), {} directories, {} other; {} already there; in {:.1} s",
+            "restored {} files ({}), {} directories, {} other; {} already there{}; in {:.1} s",
             summary.files,
             super::human_bytes(summary.bytes),
             summary.dirs,
             summary.others,
             summary.skipped,
+            if args.verify {
+                format!(" ({} files compared)", summary.verified)
+            } else {
+                String::new()
+            },
             started.elapsed().as_secs_f64()
         );
     }
