@@ -432,6 +432,38 @@ fn restore_verify_catches_a_file_with_the_right_size_and_mtime_but_other_content
 }
 
 #[test]
+fn a_file_changed_too_recently_to_trust_its_stat_is_read_again_next_time() {
+    let (_dir, home, src) = fresh();
+    fs::write(src.join("settled"), b"written a while ago").unwrap();
+    // eventi caches a file only once its last change (mtime or ctime) is
+    // 2 s older than the end of its reading: timestamps advance in ticks,
+    // and a write in the same tick could hide behind the cached stat. A
+    // file stamped in the future (a skewed clock, an odd archive) is
+    // never that old, so it is read every time.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    fs::write(src.join("future"), b"later").unwrap();
+    let in_an_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3600;
+    set_mtime(&src.join("future"), in_an_hour, 0);
+    let run = || {
+        let o = eventi(&home, &[os("backup"), os("--json"), src.as_os_str()]);
+        assert!(o.status.success(), "{}", text(&o));
+        summary(&o)
+    };
+    let first = run();
+    assert_eq!(first["read_files"], 2, "{first}");
+    for _ in 0..2 {
+        let again = run();
+        assert_eq!(again["read_files"], 1, "only the future file: {again}");
+        assert_eq!(again["read_bytes"], 5, "{again}");
+        assert_eq!(again["sent_blocks"], 0, "nothing new is sent: {again}");
+    }
+}
+
+#[test]
 fn json_output_is_events_then_a_summary_and_piped_output_has_no_bar() {
     let (_dir, home, src) = fresh();
     fs::write(src.join("f"), pattern(4, 300_000)).unwrap();

@@ -58,7 +58,9 @@ pub enum Event {
 pub struct Tally {
     /// Files that failed (counted as files by the walker).
     pub failed_files: AtomicU64,
-    /// Bytes of file content stored.
+    /// Files whose content was read and stored.
+    pub read_files: AtomicU64,
+    /// Their bytes.
     pub bytes: AtomicU64,
 }
 
@@ -133,11 +135,12 @@ fn resolve(
                 Ok(done) => {
                     entry.size = done.size;
                     entry.content = Some(done.content);
+                    tally.read_files.fetch_add(1, Relaxed);
                     tally.bytes.fetch_add(done.size, Relaxed);
                     counters.files_done.fetch_add(1, Relaxed);
                     if done.changed {
                         warn(p, "changed while it was read (stored as read; not cached)");
-                    } else {
+                    } else if done.settled {
                         record.content = done.content;
                         uploader.file_stored(&path, &record);
                     }

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::block::{self, Ref};
 use crate::chunk;
+use crate::fsmeta;
 use crate::progress::Counters;
 use crate::tree::{BlockSink, TreeWriter};
 
@@ -25,7 +26,17 @@ pub struct FileDone {
     pub size: u64,
     /// Whether it changed while it was read (then it is not cached).
     pub changed: bool,
+    /// Whether its last change is old enough to cache it: see [`SETTLE_NS`].
+    pub settled: bool,
 }
+
+/// A file whose status changed less than this before its reading ended is
+/// not cached. Timestamps advance in ticks (a few ms on ext4, whole seconds
+/// on some filesystems): a write just after the read, in the same tick and
+/// keeping the size, would leave inode, size, mtime and ctime as cached,
+/// and every later backup would keep the stale content. Such a file is
+/// read again next time instead, as git treats its "racily clean" entries.
+pub const SETTLE_NS: i64 = 2_000_000_000;
 
 /// A file to store; the outcome goes to `reply`.
 struct Job {
@@ -192,9 +203,12 @@ fn store_file(
         || after.len() != before.len()
         || after.mtime() != before.mtime()
         || after.mtime_nsec() != before.mtime_nsec();
+    let last_change = fsmeta::ctime_ns(&after).max(fsmeta::mtime_ns(&after));
+    let settled = last_change.saturating_add(SETTLE_NS) < fsmeta::now_ns();
     Ok(FileDone {
         content,
         size,
         changed,
+        settled,
     })
 }

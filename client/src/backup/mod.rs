@@ -64,6 +64,11 @@ pub struct Summary {
     pub sent_bytes: u64,
     /// Blocks the store already had (by the sent-block record).
     pub known_blocks: u64,
+    /// Files whose content was read (the others were unchanged, by the
+    /// stat cache).
+    pub read_files: u64,
+    /// Their bytes.
+    pub read_bytes: u64,
     /// Wall time.
     pub seconds: f64,
 }
@@ -152,9 +157,7 @@ pub fn run(
     warn: &(dyn Fn(&Path, &str) + Sync),
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let time_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos() as i64;
+    let time_ns = crate::fsmeta::now_ns();
     let paths = normalize(&options.paths)?;
     if paths.is_empty() {
         bail!("nothing to back up: give at least one path");
@@ -272,6 +275,8 @@ pub fn run(
         sent_blocks: uploader.sent_blocks.load(Relaxed),
         sent_bytes: uploader.sent_bytes.load(Relaxed),
         known_blocks: uploader.known_blocks.load(Relaxed),
+        read_files: tally.read_files.load(Relaxed),
+        read_bytes: tally.bytes.load(Relaxed),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -93,7 +93,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             summary.seconds
         );
         eprintln!(
-            "sent {} new blocks ({}); {} blocks were already stored",
+            "read {} files ({}); sent {} new blocks ({}); {} blocks were already stored",
+            summary.read_files,
+            super::human_bytes(summary.read_bytes),
             summary.sent_blocks,
             super::human_bytes(summary.sent_bytes),
             summary.known_blocks
