@@ -8,13 +8,14 @@ use anyhow::{bail, Context};
 use eventi_shared::{BlockType, Score};
 use sha2::{Digest, Sha256};
 
+use crate::home::{self, Home};
 use crate::keyfile::{self, Secrets};
+use crate::passphrase;
 use crate::snapshot::Snapshot;
 use crate::store::local::LocalStore;
 use crate::store::multi::MultiStore;
 use crate::store::venti::VentiStore;
 use crate::store::{self, BlockStore};
-use crate::{home, passphrase};
 
 /// `config.toml`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -48,8 +49,8 @@ pub enum Access {
 
 /// See the module documentation.
 pub struct Repo {
-    /// The home directory.
-    pub home: PathBuf,
+    /// eventi's directories.
+    pub home: Home,
     /// The secrets from the key file.
     pub secrets: Secrets,
     /// Where blocks go.
@@ -63,7 +64,7 @@ impl Repo {
     /// Opens the home: asks for the passphrase, opens the key file and
     /// connects to the store.
     pub fn open(passphrase_file: Option<&Path>, access: Access) -> anyhow::Result<Repo> {
-        let key_path = home::key_file()?;
+        let key_path = Home::locate()?.key_file();
         if !key_path.exists() {
             bail!(
                 "no key file at {}: run `eventi init` (or set EVENTI_HOME)",
@@ -76,15 +77,16 @@ impl Repo {
 
     /// Opens the home with a passphrase already in hand.
     pub fn open_with(pass: &str, access: Access) -> anyhow::Result<Repo> {
-        let home = home::dir()?;
-        let key_path = home::key_file()?;
+        let home = Home::locate()?;
+        let key_path = home.key_file();
         let name = key_path.display().to_string();
         let text = keyfile::read(&key_path)?;
         let secrets = keyfile::open(&text, pass.as_bytes(), &name)?;
-        let config = Config::load(&home::config_file()?)?;
+        let config = Config::load(&home.config_file())?;
         let (store, local, destination): (Arc<dyn BlockStore>, _, _) = if config.servers.is_empty()
         {
-            let local = Arc::new(LocalStore::open(&home.join("store"))?);
+            home::create_private_dir(&home.data)?;
+            let local = Arc::new(LocalStore::open(&home.store_dir())?);
             (local.clone(), Some(local), "local".to_string())
         } else {
             let mut stores: Vec<Arc<dyn BlockStore>> = Vec::new();
@@ -122,12 +124,12 @@ impl Repo {
     }
 
     /// The cache directory for this destination.
-    pub fn cache_dir(&self) -> PathBuf {
-        self.home.join("cache").join(&self.destination)
+    pub fn cache_dir(&self) -> anyhow::Result<PathBuf> {
+        self.home.cache_dir(&self.destination)
     }
 
     fn head_path(&self) -> PathBuf {
-        self.home.join("heads").join(&self.destination)
+        self.home.heads_dir().join(&self.destination)
     }
 
     /// The newest snapshot's root score, if any.

@@ -464,6 +464,56 @@ fn a_file_changed_too_recently_to_trust_its_stat_is_read_again_next_time() {
 }
 
 #[test]
+fn without_eventi_home_files_go_to_the_xdg_directories_and_stay_out_of_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("user");
+    fs::create_dir_all(user.join("documents")).unwrap();
+    fs::write(user.join("documents/letter"), b"dear ada").unwrap();
+    // XDG_CACHE_HOME is set; config and data fall back to HOME's defaults.
+    let cache = dir.path().join("xdg-cache");
+    let run = |args: &[&OsStr]| {
+        let o = Command::new(binary("eventi"))
+            .env_remove("EVENTI_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env("HOME", &user)
+            .env("XDG_CACHE_HOME", &cache)
+            .env("EVENTI_PASSPHRASE", PASS)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    // Backing up all of HOME: eventi's own directories are in it.
+    let score = run(&[os("backup"), user.as_os_str()]);
+    let score = score.lines().last().unwrap();
+    let (config, data) = (
+        user.join(".config/eventi"),
+        user.join(".local/share/eventi"),
+    );
+    assert!(config.join("key").is_file() && config.join("config.toml").is_file());
+    assert!(data.join("store").is_dir() && data.join("heads/local").is_file());
+    assert!(cache.join("eventi/local").is_dir());
+    let tag = fs::read_to_string(cache.join("eventi/CACHEDIR.TAG")).unwrap();
+    assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
+    for d in [&config, &data, &cache.join("eventi")] {
+        let mode = fs::metadata(d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    let listing = run(&[
+        os("ls"),
+        os("-r"),
+        os(&format!("{score}:{}", user.display())),
+    ]);
+    let has = |p: &Path| listing.lines().any(|l| l.ends_with(&*p.to_string_lossy()));
+    assert!(has(&user.join("documents/letter")), "{listing}");
+    assert!(has(&user.join(".local/share")), "{listing}");
+    assert!(!has(&config) && !has(&data), "{listing}");
+}
+
+#[test]
 fn json_output_is_events_then_a_summary_and_piped_output_has_no_bar() {
     let (_dir, home, src) = fresh();
     fs::write(src.join("f"), pattern(4, 300_000)).unwrap();

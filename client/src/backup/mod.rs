@@ -166,7 +166,7 @@ pub fn run(
         std::fs::symlink_metadata(p).with_context(|| format!("cannot back up {}", p.display()))?;
     }
     let parent = repo.head()?;
-    let cache_dir = repo.cache_dir();
+    let cache_dir = repo.cache_dir()?;
     crate::home::create_private_dir(&cache_dir)?;
     let cache = Arc::new(Cache::open(&cache_dir)?);
     let convergence = repo.secrets.convergence;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use eventi::backup::{self, Options};
 use eventi::exclude::Excluder;
-use eventi::home;
+use eventi::home::Home;
 use eventi::progress::{Counters, Reporter, Style};
 use eventi::repo::{Access, Repo};
 
@@ -46,13 +46,16 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut excluder = Excluder::new(&args.excludes, &args.exclude_files)?;
-    excluder.exclude_exactly(std::path::absolute(home::dir()?)?);
-    let repo = if home::key_file()?.exists() {
+    let home = Home::locate()?;
+    for dir in home.dirs() {
+        excluder.exclude_exactly(dir.to_path_buf());
+    }
+    let repo = if home.key_file().exists() {
         Repo::open(args.passphrase_file.as_deref(), Access::Write)?
     } else {
         eprintln!(
             "eventi: no key file yet: initializing {}",
-            home::dir()?.display()
+            home.config.display()
         );
         let pass = super::init::new_passphrase(args.passphrase_file.as_deref())?;
         let public = super::init::create(&[], None, &pass)?;

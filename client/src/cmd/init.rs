@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use eventi::{home, keyfile, passphrase};
+use eventi::home::Home;
+use eventi::{keyfile, passphrase};
 
 /// Options of `eventi init`.
 #[derive(clap::Args)]
@@ -49,8 +50,8 @@ pub fn create(
     convergence_secret_file: Option<&std::path::Path>,
     pass: &str,
 ) -> anyhow::Result<String> {
-    let dir = home::dir()?;
-    let key_path = home::key_file()?;
+    let home = Home::locate()?;
+    let key_path = home.key_file();
     if key_path.exists() {
         bail!(
             "{} exists already; eventi init never replaces a key file (move it away first if you mean to)",
@@ -68,10 +69,10 @@ pub fn create(
             Some(secret)
         }
     };
-    eventi::home::create_private_dir(&dir)?;
+    eventi::home::create_private_dir(&home.config)?;
     let secrets = keyfile::Secrets::generate(convergence);
     keyfile::write(&key_path, &keyfile::seal(&secrets, pass.as_bytes()))?;
-    let config = home::config_file()?;
+    let config = home.config_file();
     let servers: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
     std::fs::write(
         &config,

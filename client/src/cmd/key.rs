@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use eventi::{home, keyfile, passphrase};
+use eventi::home::Home;
+use eventi::{keyfile, passphrase};
 
 /// `eventi key` subcommands.
 #[derive(clap::Subcommand)]
@@ -32,7 +33,7 @@ pub enum Command {
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<()> {
-    let path = home::key_file()?;
+    let path = Home::locate()?.key_file();
     let name = path.display().to_string();
     let text = keyfile::read(&path).with_context(|| "no key file: run `eventi init` first")?;
     match cmd {
