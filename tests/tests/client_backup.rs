@@ -757,13 +757,24 @@ fn a_missing_block_names_the_path_and_the_rest_is_restored() {
 
 #[test]
 fn an_unreadable_file_is_reported_and_the_backup_goes_on() {
-    let (dir, home, src) = fresh();
+    // Root reads everything: as root, the backup runs as the user nobody,
+    // who must be able to reach the temp dir, the binary and the home. So
+    // the temp dir is made in /tmp, not in a $TMPDIR that may sit under
+    // root's own home, and the binary is copied into it (the build
+    // directory may be under /root too, as in CI).
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let dir = if as_root {
+        tempfile::tempdir_in("/tmp")
+    } else {
+        tempfile::tempdir()
+    }
+    .unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    fs::create_dir_all(&src).unwrap();
     fs::write(src.join("readable"), b"fine").unwrap();
     fs::write(src.join("unreadable"), b"locked").unwrap();
     fs::set_permissions(src.join("unreadable"), fs::Permissions::from_mode(0o000)).unwrap();
     fs::create_dir_all(&home).unwrap();
-    // A copy of the binary where nobody can reach it: the build directory may
-    // sit under a home that only root may enter (as in CI, under /root).
     let program = dir.path().join("eventi");
     fs::copy(binary("eventi"), &program).unwrap();
     fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
@@ -773,8 +784,7 @@ fn an_unreadable_file_is_reported_and_the_backup_goes_on() {
         .arg("backup")
         .arg(&src)
         .stdin(std::process::Stdio::null());
-    // Root reads everything: run the backup as nobody to make a file unreadable.
-    if unsafe { libc::geteuid() } == 0 {
+    if as_root {
         use std::os::unix::process::CommandExt;
         for p in [dir.path(), &home, &src] {
             std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
