@@ -94,6 +94,14 @@ fn restore(home: &Path, spec: &str, target: &Path, extra: &[&str]) -> Output {
     eventi(home, &args)
 }
 
+/// Restores `src` from the snapshot `snap` into `target` and checks that
+/// it comes back (as `target/src`) the same as the tree on disk.
+fn assert_restores(home: &Path, snap: &str, src: &Path, target: &Path) {
+    let o = restore(home, &format!("{snap}:{}", src.display()), target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_tree(src, &target.join(src.file_name().unwrap()));
+}
+
 fn snapshots(home: &Path) -> Vec<serde_json::Value> {
     let o = eventi(home, &[os("snapshots"), os("--json")]);
     assert!(o.status.success(), "{}", text(&o));
@@ -883,10 +891,7 @@ fn backup_and_restore_through_a_real_eventi_server() {
     );
     keys_cli(&data, &["add", "me", &line, "--quota", "1GiB"]);
     let score = backup(&home, &[&src], &[]);
-    let target = dir.path().join("restored");
-    let o = restore(&home, &format!("{score}:{}", src.display()), &target, &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_same_tree(&src, &target.join("src"));
+    assert_restores(&home, &score, &src, &dir.path().join("restored"));
 }
 
 #[test]
@@ -919,10 +924,7 @@ fn backup_and_restore_through_plan9port_venti() {
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["tree"], list[1]["tree"]);
 
-    let target = dir.path().join("restored");
-    let o = restore(&home, &format!("{score}:{}", src.display()), &target, &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_same_tree(&src, &target.join("src"));
+    assert_restores(&home, &score, &src, &dir.path().join("restored"));
 }
 
 #[test]
@@ -967,10 +969,7 @@ fn an_interrupted_backup_does_not_resend_what_it_stored() {
         sent <= 23 << 20,
         "resent too much ({sent} bytes): {summary}"
     );
-    let target = dir.path().join("restored");
-    let o = restore(&home, &format!("latest:{}", src.display()), &target, &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_same_tree(&src, &target.join("src"));
+    assert_restores(&home, "latest", &src, &dir.path().join("restored"));
 }
 
 #[test]

@@ -61,7 +61,7 @@ pub struct Tally {
     /// Files whose content was read and stored.
     pub read_files: AtomicU64,
     /// Their bytes.
-    pub bytes: AtomicU64,
+    pub read_bytes: AtomicU64,
 }
 
 /// Runs until the walker hangs up; returns the top-level entries with
@@ -136,7 +136,7 @@ fn resolve(
                     entry.size = done.size;
                     entry.content = Some(done.content);
                     tally.read_files.fetch_add(1, Relaxed);
-                    tally.bytes.fetch_add(done.size, Relaxed);
+                    tally.read_bytes.fetch_add(done.size, Relaxed);
                     counters.files_done.fetch_add(1, Relaxed);
                     if done.changed {
                         warn(p, "changed while it was read (stored as read; not cached)");

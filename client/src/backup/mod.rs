@@ -237,7 +237,7 @@ pub fn run(
     let failed = tally.failed_files.load(Relaxed);
     counts.files -= failed;
     counts.errors += failed;
-    counts.bytes += tally.bytes.load(Relaxed);
+    counts.bytes += tally.read_bytes.load(Relaxed);
     let mut top = Synthetic::default();
     let mut whole_root: Option<Ref> = None;
     for (components, entry) in tops {
@@ -276,7 +276,7 @@ pub fn run(
         sent_bytes: uploader.sent_bytes.load(Relaxed),
         known_blocks: uploader.known_blocks.load(Relaxed),
         read_files: tally.read_files.load(Relaxed),
-        read_bytes: tally.bytes.load(Relaxed),
+        read_bytes: tally.read_bytes.load(Relaxed),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

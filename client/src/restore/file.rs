@@ -42,17 +42,17 @@ pub(super) fn restore_file(ctx: &Ctx, entry: &Entry, dest: &Path) -> anyhow::Res
     if let Ok(m) = std::fs::symlink_metadata(dest) {
         let looks_restored =
             m.is_file() && m.len() == entry.size && fsmeta::mtime_ns(&m) == entry.mtime_ns;
-        let verified = looks_restored && ctx.options.verify;
-        if looks_restored && (!verified || same_content(ctx, &content, entry.size, dest)?) {
+        let compare = looks_restored && ctx.options.verify;
+        if looks_restored && (!compare || same_content(ctx, &content, entry.size, dest)?) {
             ctx.skipped.fetch_add(1, Relaxed);
-            if verified {
+            if compare {
                 ctx.verified.fetch_add(1, Relaxed);
             }
             ctx.counters.bytes_done.fetch_add(entry.size, Relaxed);
             return Ok(());
         }
         if !ctx.options.overwrite {
-            if verified {
+            if compare {
                 anyhow::bail!(
                     "exists with the snapshot's size and mtime but other content (use --overwrite)"
                 );
