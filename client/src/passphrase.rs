@@ -16,6 +16,7 @@ pub fn get(
     confirm: bool,
 ) -> anyhow::Result<Zeroizing<String>> {
     if let Some(f) = file {
+        warn_if_others_can_read(f);
         let text = Zeroizing::new(
             std::fs::read_to_string(f)
                 .with_context(|| format!("reading passphrase file {}", f.display()))?,
@@ -40,6 +41,23 @@ pub fn get(
         }
     }
     non_empty(first)
+}
+
+/// A passphrase file that other users can read gives the key file away
+/// to whoever also reaches it: say so, as OpenSSH does of private keys
+/// (a warning rather than a refusal, so that a scheduled backup still
+/// runs and its log shows the fix).
+fn warn_if_others_can_read(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.mode() & 0o777;
+        if mode & 0o044 != 0 {
+            eprintln!(
+                "eventi: warning: passphrase file {} is readable by other users (mode {mode:04o}): chmod 600 it",
+                path.display()
+            );
+        }
+    }
 }
 
 fn non_empty(p: Zeroizing<String>) -> anyhow::Result<Zeroizing<String>> {

@@ -18,6 +18,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address for `/metrics` and `/healthz`; empty to turn HTTP off.
     pub http: String,
+    /// Names, besides the listener's address and `localhost`, that an
+    /// HTTP request's `Host` may give (say, the name a Prometheus on
+    /// another host scrapes); any other is refused (DNS rebinding).
+    pub http_allowed_hosts: Vec<String>,
     /// `text` or `json` log lines on stderr.
     pub log_format: LogFormat,
     /// Protection against clients that misbehave or overload the server.
@@ -67,6 +71,7 @@ impl Default for Config {
             data: None,
             listen: "127.0.0.1:17034".parse().expect("valid address"),
             http: "127.0.0.1:17035".into(),
+            http_allowed_hosts: Vec::new(),
             log_format: LogFormat::Text,
             limits: Limits::default(),
             auth: Auth::default(),

@@ -27,26 +27,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
-use crate::config::Limits;
-use crate::keys::KeyRegistry;
-use crate::metrics::{Kind, Metrics};
+use crate::metrics::Kind;
 use crate::out_queue::OutQueue;
-use crate::store::{BlockKey, Job, Lookup, NewBlock, Store, StoreError, ANONYMOUS};
+pub use crate::state::Shared;
+use crate::store::{BlockKey, Job, Lookup, NewBlock, StoreError, ANONYMOUS};
 use crate::store::{QuotaPolicy, WriteLimit};
-
-/// What every connection shares.
-pub struct Shared {
-    /// The block store.
-    pub store: Store,
-    /// Metrics to update.
-    pub metrics: Arc<Metrics>,
-    /// Limits to enforce.
-    pub limits: Limits,
-    /// Authorized write keys, quotas and rates.
-    pub keys: Arc<KeyRegistry>,
-    /// Whether sessions without a key may read.
-    pub anonymous_reads: bool,
-}
 
 /// Why a connection ended abnormally (logged, never sent).
 #[derive(Debug, thiserror::Error)]

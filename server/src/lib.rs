@@ -2,8 +2,10 @@
 //!
 //! `store` keeps blocks (two engines behind one trait, a group-commit
 //! thread in front), `conn` serves one venti connection, `server` accepts
-//! connections and shuts down gracefully, `http` serves metrics, `config`
-//! holds the settings. The binary's commands live in `src/cmd/`.
+//! connections and shuts down gracefully, `state` is what they share,
+//! `http` serves metrics, `admin` manages write keys through the admin
+//! socket, `config` holds the settings. The binary's commands live in
+//! `src/cmd/`.
 
 pub mod admin;
 pub mod config;
@@ -14,4 +16,5 @@ pub mod metrics;
 pub mod out_queue;
 pub mod server;
 pub mod size;
+pub mod state;
 pub mod store;

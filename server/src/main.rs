@@ -1,4 +1,4 @@
-//! The `eventi-server` command: serve, verify, bench.
+//! The `eventi-server` command: serve, verify, keys, bench.
 
 mod cmd;
 
@@ -25,6 +25,13 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Whatever the caller's umask, nothing this process creates (the
+    // data directory, RocksDB's files, the admin socket) is open to other
+    // users. Set before any thread exists: the umask is process-wide.
+    // SAFETY: umask has no preconditions and cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),

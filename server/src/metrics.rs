@@ -111,6 +111,14 @@ pub struct Metrics {
     /// Reads whose bytes were not in the page cache (served from the
     /// blocking pool rather than inline).
     pub cold_reads: Counter,
+    /// HTTP requests refused because their `Host` did not name the server.
+    pub http_host_refused: Counter,
+    /// Connections to the admin socket refused because the peer was
+    /// neither the server's user nor root.
+    pub admin_refused: Counter,
+    /// Ways other users can reach the data directory (0 when private),
+    /// from the audit at start and at each scrape.
+    pub data_dir_exposures: Gauge,
     blocks_stored: Gauge,
     bytes_stored: Gauge,
     stored_by_key: Family<KeyLabel, Counter>,
@@ -175,6 +183,9 @@ impl Metrics {
             writes_duplicate: Counter::default(),
             corrupt_reads: Counter::default(),
             cold_reads: Counter::default(),
+            http_host_refused: Counter::default(),
+            admin_refused: Counter::default(),
+            data_dir_exposures: Gauge::default(),
             blocks_stored: Gauge::default(),
             bytes_stored: Gauge::default(),
             stored_by_key: Family::default(),
@@ -227,6 +238,26 @@ impl Metrics {
             "corrupt_reads",
             "Reads refused because stored bytes did not match their score",
             m.corrupt_reads.clone(),
+        );
+        r.register(
+            "cold_reads",
+            "Reads whose bytes were not in the page cache",
+            m.cold_reads.clone(),
+        );
+        r.register(
+            "http_host_refused",
+            "HTTP requests refused because their Host header did not name this server",
+            m.http_host_refused.clone(),
+        );
+        r.register(
+            "admin_refused",
+            "Admin socket peers refused for not being the server's user or root",
+            m.admin_refused.clone(),
+        );
+        r.register(
+            "data_dir_exposures",
+            "Ways other users can read, list or change the data directory (0 when private)",
+            m.data_dir_exposures.clone(),
         );
         r.register(
             "stored_blocks",

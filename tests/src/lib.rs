@@ -74,9 +74,16 @@ impl Server {
     /// Starts a server with the secure defaults: anonymous sessions may
     /// read but not write.
     pub fn start_strict(data: &Path, extra: &[&str]) -> Server {
+        Server::start_with(data, extra, |_| {})
+    }
+
+    /// Like [`Server::start_strict`], with `configure` applied to the
+    /// command before it is spawned (a umask, another program path).
+    pub fn start_with(data: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let stderr_log = data.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log file");
-        let mut child = Command::new(binary("eventi-server"))
+        let mut command = Command::new(binary("eventi-server"));
+        command
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
@@ -84,9 +91,9 @@ impl Server {
             .env("EVENTI_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("starting eventi-server");
+            .stderr(Stdio::from(stderr));
+        configure(&mut command);
+        let mut child = command.spawn().expect("starting eventi-server");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -150,13 +157,28 @@ impl Server {
         terminate(&mut child)
     }
 
-    /// GET `path` from the HTTP endpoint: (status, body).
+    /// GET `path` from the HTTP endpoint, naming the server by its own
+    /// address: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        self.http_request("GET", path, Some(&self.http.to_string()), "")
+    }
+
+    /// Sends one HTTP/1.1 request with the given `Host` header (none if
+    /// `None`) and body: (status, body).
+    pub fn http_request(
+        &self,
+        method: &str,
+        path: &str,
+        host: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
         let mut s = TcpStream::connect(self.http).expect("connecting to HTTP");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut text = String::new();
@@ -266,4 +288,36 @@ pub fn public_line(key: &ed25519_dalek::SigningKey) -> String {
 /// A fresh random write key.
 pub fn new_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>())
+}
+
+/// Whether the tests run as root (and so can run programs as `nobody`).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The uid and gid of the user `nobody`, for tests that need another user.
+pub const NOBODY: u32 = 65534;
+
+/// A temporary directory that `nobody` can enter: under /tmp when root,
+/// since `$TMPDIR` may sit under root's own home (as in CI).
+pub fn tempdir_for_nobody() -> tempfile::TempDir {
+    if is_root() {
+        tempfile::tempdir_in("/tmp")
+    } else {
+        tempfile::tempdir()
+    }
+    .expect("temp dir")
+}
+
+/// Copies the workspace binary `name` into `dir` (mode 0755) and returns
+/// the copy's path: the build directory may be one that `nobody` cannot
+/// reach.
+pub fn binary_copy_in(dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let program = dir.join(name);
+    std::fs::copy(binary(name), &program).expect("copying the binary");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the copy");
+    program
 }

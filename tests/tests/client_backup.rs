@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use eventi_tests::plan9port::Plan9Venti;
-use eventi_tests::{binary, keys_cli, need_plan9, pattern, Server};
+use eventi_tests::{
+    binary, binary_copy_in, is_root, keys_cli, need_plan9, pattern, tempdir_for_nobody, Server,
+    NOBODY,
+};
 
 const PASS: &str = "correct horse";
 
@@ -770,22 +773,15 @@ fn an_unreadable_file_is_reported_and_the_backup_goes_on() {
     // the temp dir is made in /tmp, not in a $TMPDIR that may sit under
     // root's own home, and the binary is copied into it (the build
     // directory may be under /root too, as in CI).
-    let as_root = unsafe { libc::geteuid() } == 0;
-    let dir = if as_root {
-        tempfile::tempdir_in("/tmp")
-    } else {
-        tempfile::tempdir()
-    }
-    .unwrap();
+    let as_root = is_root();
+    let dir = tempdir_for_nobody();
     let (home, src) = (dir.path().join("home"), dir.path().join("src"));
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("readable"), b"fine").unwrap();
     fs::write(src.join("unreadable"), b"locked").unwrap();
     fs::set_permissions(src.join("unreadable"), fs::Permissions::from_mode(0o000)).unwrap();
     fs::create_dir_all(&home).unwrap();
-    let program = dir.path().join("eventi");
-    fs::copy(binary("eventi"), &program).unwrap();
-    fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+    let program = binary_copy_in(dir.path(), "eventi");
     let mut c = Command::new(&program);
     c.env("EVENTI_HOME", &home)
         .env("EVENTI_PASSPHRASE", PASS)
@@ -795,9 +791,9 @@ fn an_unreadable_file_is_reported_and_the_backup_goes_on() {
     if as_root {
         use std::os::unix::process::CommandExt;
         for p in [dir.path(), &home, &src] {
-            std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+            std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
         }
-        c.uid(65534).gid(65534);
+        c.uid(NOBODY).gid(NOBODY);
     }
     let o = c
         .output()

@@ -1,14 +1,13 @@
 //! `eventi-server keys`: authorize write keys and manage their quotas, on
-//! a stopped server's data directory or, through its loopback HTTP admin
-//! API, on a running one (changes take effect at once, no restart).
+//! a stopped server's data directory or, through its admin socket, on a
+//! running one (changes take effect at once, no restart). Either way only
+//! the server's user and root get in.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use eventi_server::admin::socket::{self, CallError};
 use eventi_server::admin::{self, KeyCommand, KeyReport};
 use eventi_server::keys::KeyRegistry;
 use eventi_server::size::{format_size, parse_rate, parse_size};
@@ -17,9 +16,10 @@ use eventi_server::store::{Store, StoreOptions};
 /// Where the keys live.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Data directory of the server (running or stopped).
-    #[arg(long)]
-    data: PathBuf,
+    /// Data directory of the server (running or stopped); before or
+    /// after the subcommand.
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,9 +60,6 @@ enum Command {
     },
 }
 
-/// The file a running server writes with its HTTP address.
-pub const ADMIN_ADDR_FILE: &str = "admin.addr";
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (cmd, json) = match args.command {
         Command::Add {
@@ -83,9 +80,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::SetQuota { name, size } => (KeyCommand::SetQuota { name, quota: size }, false),
         Command::Remove { name } => (KeyCommand::Remove { name }, false),
     };
-    let reports = match running_server(&args.data) {
-        Some(addr) => via_http(&addr, &cmd)?,
-        None => offline(&args.data, &cmd)?,
+    // clap cannot require a global argument, so the check is here.
+    let data = args
+        .data
+        .context("--data DIR is required (the server's data directory)")?;
+    let reports = match socket::call(&data, &cmd) {
+        Ok(reports) => reports,
+        Err(CallError::NotRunning(_)) => offline(&data, &cmd)?,
+        Err(e) => return Err(e.into()),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -95,50 +97,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The admin address of a server running on `data`, if one answers.
-fn running_server(data: &Path) -> Option<String> {
-    let addr = std::fs::read_to_string(data.join(ADMIN_ADDR_FILE)).ok()?;
-    let addr = addr.trim().to_string();
-    // A file left by a crashed server names an address nobody answers.
-    TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
-    Some(addr)
-}
-
 fn offline(data: &Path, cmd: &KeyCommand) -> anyhow::Result<Vec<KeyReport>> {
+    super::require_owner(data)?;
     let store = Store::open(data, &StoreOptions::default()).with_context(|| {
         format!(
-            "opening {} (if a server runs on it, is its HTTP endpoint on?)",
-            data.display()
+            "opening {} (if a server runs on it, its admin socket {} did not answer)",
+            data.display(),
+            socket::socket_path(data).display()
         )
     })?;
     let keys = KeyRegistry::load(store.clone(), None)?;
     let result = admin::apply(&keys, cmd);
     store.shutdown().context("closing the store")?;
     Ok(result?)
-}
-
-fn via_http(addr: &str, cmd: &KeyCommand) -> anyhow::Result<Vec<KeyReport>> {
-    let body = serde_json::to_string(cmd)?;
-    let mut s = TcpStream::connect(addr)
-        .with_context(|| format!("connecting to the server's admin endpoint {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "POST /admin/keys HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply)?;
-    let status: u16 = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let text = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    if status != 200 {
-        bail!("server at {addr} refused: {}", text.trim());
-    }
-    serde_json::from_str(text).context("reading the server's answer")
 }
 
 fn print_table(cmd: &KeyCommand, reports: &[KeyReport]) {

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use eventi_server::admin::socket::{socket_path, AdminSocket};
 use eventi_server::config::{Config, LogFormat};
-use eventi_server::conn::Shared;
 use eventi_server::keys::KeyRegistry;
 use eventi_server::metrics::Metrics;
-use eventi_server::store::{EngineKind, Store};
+use eventi_server::state::Shared;
+use eventi_server::store::{self, EngineKind, Store};
 use eventi_server::{http, server};
 
 /// Flags; each overrides the config file's value.
@@ -70,6 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .context("no data directory: pass --data DIR or set `data` in the config file")?;
 
+    super::require_owner(&data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("eventi-server")
@@ -83,6 +85,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .await?
         .with_context(|| format!("opening data directory {}", data.display()))?;
+        let exposures = store::private::audit(&data);
+        for e in &exposures {
+            tracing::warn!(problem = %e, "the data directory is not private to the server's user");
+        }
         let stats = store.stats();
         tracing::info!(data = %data.display(), blocks = stats.blocks, bytes = stats.bytes, "store open");
         let keys = Arc::new(
@@ -90,9 +96,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .context("loading write keys")?,
         );
         store.set_policy(keys.clone());
+        let metrics = Arc::new(Metrics::new());
+        metrics.data_dir_exposures.set(exposures.len() as i64);
         let shared = Arc::new(Shared {
             store: store.clone(),
-            metrics: Arc::new(Metrics::new()),
+            data: data.clone(),
+            metrics: Arc::clone(&metrics),
             limits: config.limits.clone(),
             keys,
             anonymous_reads: config.auth.anonymous_reads,
@@ -110,24 +119,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("http address {:?}", config.http))?;
             let l = server::bind(addr).await?;
             http_addr = l.local_addr()?.to_string();
-            // `eventi-server keys` finds a running server's admin API here.
-            let file = data.join(super::keys::ADMIN_ADDR_FILE);
-            std::fs::write(&file, format!("{http_addr}\n"))
-                .with_context(|| format!("writing {}", file.display()))?;
             let mut rx = stop_rx.clone();
-            Some(tokio::spawn(http::serve(l, Arc::clone(&shared), async move {
+            let allowed = http::AllowedHosts::new(&config.http_allowed_hosts);
+            Some(tokio::spawn(http::serve(l, Arc::clone(&shared), allowed, async move {
                 let _ = rx.changed().await;
             })))
         };
+        let admin = AdminSocket::bind(&data).with_context(|| {
+            format!("creating the admin socket {}", socket_path(&data).display())
+        })?;
+        let admin_task = {
+            let mut rx = stop_rx.clone();
+            tokio::spawn(admin.serve(Arc::clone(&shared.keys), metrics, async move {
+                let _ = rx.changed().await;
+            }))
+        };
         // Tests and scripts read the bound addresses from this line.
-        println!("eventi-server listening venti={venti_addr} http={http_addr}");
-        tracing::info!(venti = %venti_addr, http = %http_addr, "listening");
-        server::serve(listener, shared, server::shutdown_signal()).await;
+        let stop = server::shutdown_signal();
+        let admin_path = socket_path(&data);
+        println!(
+            "eventi-server listening venti={venti_addr} http={http_addr} admin={}",
+            admin_path.display()
+        );
+        tracing::info!(venti = %venti_addr, http = %http_addr, admin = %admin_path.display(), "listening");
+        server::serve(listener, shared, stop).await;
         let _ = stop_tx.send(true);
         if let Some(t) = http_task {
             let _ = t.await;
         }
-        let _ = std::fs::remove_file(data.join(super::keys::ADMIN_ADDR_FILE));
+        // The socket's file goes with the task that owns it.
+        let _ = admin_task.await;
         tokio::task::spawn_blocking(move || store.shutdown())
             .await?
             .context("syncing the store at shutdown")?;

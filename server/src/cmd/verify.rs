@@ -1,10 +1,11 @@
-//! `eventi-server verify`: read every block and check it hashes to its score.
+//! `eventi-server verify`: read every block and check it hashes to its
+//! score, and check that no other user can reach the data directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use eventi_server::store::{open_engine, BlockKey, StoreOptions};
+use eventi_server::store::{open_engine, private, BlockKey, StoreOptions};
 use eventi_shared::Score;
 
 /// Which store to check.
@@ -16,6 +17,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.data.is_dir(),
+        "{}: no such data directory",
+        args.data.display()
+    );
+    super::require_owner(&args.data)?;
+    let exposures = private::audit(&args.data);
     let engine = open_engine(&args.data, &StoreOptions::default()).with_context(|| {
         format!(
             "opening {} (is a server still running on it?)",
@@ -49,8 +57,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         true
     })?;
     println!("verified {total} blocks ({bytes} bytes): {good} good, {bad} bad");
+    for e in &exposures {
+        println!("exposed {e}");
+    }
+    println!(
+        "data directory: {}",
+        if exposures.is_empty() {
+            "private to its owner".to_string()
+        } else {
+            format!("{} ways for other users in", exposures.len())
+        }
+    );
     engine.close()?;
-    Ok(if bad == 0 {
+    Ok(if bad == 0 && exposures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

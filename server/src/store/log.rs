@@ -14,7 +14,7 @@
 //! `writer` being the write key that stored the block (0 = anonymous), so
 //! that recovery can re-charge usage.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufReader, IoSlice, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ use rocksdb::{FlushOptions, WriteBatch, WriteOptions, DB};
 use super::location_cache::{CachedLocation, LocationCache};
 use super::usage::{Usage, UsageBook};
 use super::{
-    rocks, BlockKey, Engine, Lookup, Meta, MetaEntry, NewBlock, StoreError, StoreOptions,
+    private, rocks, BlockKey, Engine, Lookup, Meta, MetaEntry, NewBlock, StoreError, StoreOptions,
     StoreStats,
 };
 
@@ -128,7 +128,7 @@ impl LogEngine {
         let (opts, cache) = rocks::options(options);
         let db = rocks::open(&opts, &dir.join("index"))?;
         let log_dir = dir.join("log");
-        std::fs::create_dir_all(&log_dir).map_err(|e| StoreError::io("creating", &log_dir, e))?;
+        private::create_dir(&log_dir).map_err(|e| StoreError::io("creating", &log_dir, e))?;
         let meta = db
             .get(Meta::KEY)?
             .and_then(|v| Meta::decode(&v))
@@ -154,7 +154,7 @@ impl LogEngine {
         let mut segments = Vec::new();
         for n in 0..=last {
             let path = segment_path(&log_dir, n);
-            let file = OpenOptions::new()
+            let file = private::file_options()
                 .read(true)
                 .write(true)
                 .create(n == last)
@@ -365,7 +365,7 @@ impl LogEngine {
             .map_err(|e| StoreError::io("syncing", &w.path, e))?;
         let next = w.segment + 1;
         let path = segment_path(&self.log_dir, next);
-        let file = OpenOptions::new()
+        let file = private::file_options()
             .read(true)
             .write(true)
             .create(true)

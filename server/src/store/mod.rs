@@ -13,6 +13,7 @@ pub mod blobdb;
 mod committer;
 mod location_cache;
 pub mod log;
+pub mod private;
 pub mod rocks;
 pub mod usage;
 
@@ -370,7 +371,7 @@ fn verified(key: &BlockKey, data: Bytes) -> Result<Bytes, StoreError> {
 /// Opens the engine a data directory was created with (recorded in its
 /// `ENGINE` file), or a new one of `options.engine`.
 pub fn open_engine(dir: &Path, options: &StoreOptions) -> Result<Arc<dyn Engine>, StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating", dir, e))?;
+    private::create_dir(dir).map_err(|e| StoreError::io("creating", dir, e))?;
     let marker = dir.join("ENGINE");
     let kind = match std::fs::read_to_string(&marker) {
         Ok(text) => match text.trim() {
@@ -388,7 +389,7 @@ pub fn open_engine(dir: &Path, options: &StoreOptions) -> Result<Arc<dyn Engine>
                 EngineKind::Log => "log",
                 EngineKind::Blobdb => "blobdb",
             };
-            std::fs::write(&marker, format!("{name}\n"))
+            private::write_file(&marker, format!("{name}\n").as_bytes())
                 .map_err(|e| StoreError::io("writing", &marker, e))?;
             options.engine
         }

@@ -47,6 +47,8 @@ pub fn options(store: &StoreOptions) -> (Options, Cache) {
 /// Opens a RocksDB, naming the directory if it fails (a second server on
 /// the same data directory fails here, on RocksDB's LOCK file).
 pub fn open(opts: &Options, path: &Path) -> Result<DB, StoreError> {
+    // RocksDB makes its directory with the umask's mode; ours is 0700.
+    super::private::create_dir(path).map_err(|e| StoreError::io("creating", path, e))?;
     DB::open(opts, path).map_err(|e| StoreError::BadDataDir {
         path: path.to_path_buf(),
         reason: e.to_string(),

@@ -1,7 +1,9 @@
 //! Operator commands on write keys, shared by the `keys` CLI (stopped
-//! server: it opens the data directory itself) and the HTTP admin API
-//! (running server: the CLI calls it on loopback), so both do exactly the
-//! same thing.
+//! server: it opens the data directory itself) and the admin socket
+//! (running server: the CLI sends the command there, see [`socket`]), so
+//! both do exactly the same thing.
+
+pub mod socket;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +66,18 @@ pub enum KeyCommand {
         /// Name.
         name: String,
     },
+}
+
+impl KeyCommand {
+    /// The command's name, for logs (never its arguments).
+    pub fn verb(&self) -> &'static str {
+        match self {
+            KeyCommand::Add { .. } => "add",
+            KeyCommand::List => "list",
+            KeyCommand::SetQuota { .. } => "set-quota",
+            KeyCommand::Remove { .. } => "remove",
+        }
+    }
 }
 
 /// Runs a command against a registry.

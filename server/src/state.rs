@@ -1,0 +1,25 @@
+//! What the venti listener, the HTTP endpoint and every connection share.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::Limits;
+use crate::keys::KeyRegistry;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// The server's state, one per process, behind an `Arc`.
+pub struct Shared {
+    /// The block store.
+    pub store: Store,
+    /// Its data directory (audited for exposure at each metrics scrape).
+    pub data: PathBuf,
+    /// Metrics to update.
+    pub metrics: Arc<Metrics>,
+    /// Limits to enforce.
+    pub limits: Limits,
+    /// Authorized write keys, quotas and rates.
+    pub keys: Arc<KeyRegistry>,
+    /// Whether sessions without a key may read.
+    pub anonymous_reads: bool,
+}
