@@ -9,6 +9,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "eventi", version, about)]
 struct Cli {
+    /// How long a server may stay silent before the command gives up on
+    /// it (30s, 2m; default: the config's `timeout`, else 60s).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = eventi::repo::parse_duration)]
+    timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,7 +52,11 @@ not restored (each is named on stderr); no partial file is ever left."
 }
 
 fn main() -> std::process::ExitCode {
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Some(t) = cli.timeout {
+        eventi::repo::override_timeout(t);
+    }
+    let result = match cli.command {
         Command::Init(args) => cmd::init::run(args),
         Command::Backup(args) => cmd::backup::run(args),
         Command::Snapshots(args) => cmd::snapshots::run(args),

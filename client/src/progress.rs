@@ -114,7 +114,11 @@ impl Reporter {
                 if stopping {
                     return;
                 }
-                let step = if bar.is_some() { 100 } else { 1000 };
+                let step = if bar.is_some() {
+                    100
+                } else {
+                    json_interval_ms()
+                };
                 for _ in 0..step / 50 {
                     if stop.load(Relaxed) {
                         break;
@@ -158,4 +162,14 @@ impl Reporter {
             None => eprintln!("{line}"),
         }
     }
+}
+
+/// Milliseconds between `--json` progress events: one second, or
+/// `$EVENTI_PROGRESS_INTERVAL_MS` (at least 50) for wrappers that want
+/// them more often.
+fn json_interval_ms() -> u64 {
+    std::env::var("EVENTI_PROGRESS_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(1000, |ms| ms.max(50))
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use eventi_shared::{BlockType, Score};
@@ -24,6 +25,60 @@ pub struct Config {
     /// Venti servers to back up to; empty means the embedded store.
     #[serde(default)]
     pub servers: Vec<String>,
+    /// How long a server may stay silent ("60s", "2m"; default 60 s):
+    /// connecting, each handshake step, and while requests are in flight.
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// `--timeout` from the command line, which wins over the config's.
+static TIMEOUT_OVERRIDE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets the server deadline for this process (the global `--timeout`);
+/// call once, before opening a repo.
+pub fn override_timeout(timeout: Duration) {
+    let _ = TIMEOUT_OVERRIDE.set(timeout);
+}
+
+/// Parses a duration: a number with `ms`, `s`, `m` or `h` (bare: seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (say 30s, 2m, 1h)"))?;
+    let scale = match unit.trim() {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = n * scale;
+    if !(secs > 0.0 && secs < 1e9) {
+        return Err(format!("{text:?} is not a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl Config {
+    /// The server deadline: `--timeout`, else the config's, else the default.
+    pub fn timeout(&self) -> anyhow::Result<Duration> {
+        if let Some(t) = TIMEOUT_OVERRIDE.get() {
+            return Ok(*t);
+        }
+        match &self.timeout {
+            Some(t) => parse_duration(t).map_err(|e| anyhow::anyhow!("config timeout: {e}")),
+            None => Ok(eventi_shared::client::DEFAULT_TIMEOUT),
+        }
+    }
 }
 
 impl Config {
@@ -58,6 +113,7 @@ pub struct Repo {
     local: Option<Arc<LocalStore>>,
     /// Names the destination in the cache and heads directories.
     pub destination: String,
+    access: Access,
 }
 
 impl Repo {
@@ -91,8 +147,9 @@ impl Repo {
         } else {
             let mut stores: Vec<Arc<dyn BlockStore>> = Vec::new();
             let mut unreachable = Vec::new();
+            let timeout = config.timeout()?;
             for s in &config.servers {
-                match VentiStore::connect(s, Some(secrets.signing_key())) {
+                match VentiStore::connect(s, Some(secrets.signing_key()), timeout) {
                     Ok(store) => stores.push(Arc::new(store)),
                     Err(e) if access == Access::Read => {
                         eprintln!("eventi: skipping {s}: {e}");
@@ -120,6 +177,7 @@ impl Repo {
             store,
             local,
             destination,
+            access,
         })
     }
 
@@ -250,9 +308,13 @@ impl Repo {
         }
     }
 
-    /// Syncs and closes the store.
+    /// Syncs (after writing; a reader has nothing to make durable, and
+    /// must not fail for a server that stops answering after the last
+    /// read) and closes the store.
     pub fn close(self) -> anyhow::Result<()> {
-        self.store.sync()?;
+        if self.access == Access::Write {
+            self.store.sync()?;
+        }
         if let Some(local) = &self.local {
             local.close()?;
         }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use eventi_shared::codec::{decode_body, encode_frame, CodecError, Frame, FrameDecoder};
+use eventi_shared::errors::KnownError;
 use eventi_shared::version::{self, Version};
 use eventi_shared::{auth, Message, Score, MAX_BLOCK_V02};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -396,6 +397,10 @@ impl Session<'_> {
                                 StoreError::WriteRefused(_) => {
                                     metrics.refused_write(&who, "not authorized")
                                 }
+                                StoreError::DiskFull { .. } => {
+                                    metrics.refused_write(&who, "disk full")
+                                }
+                                StoreError::ReadOnly(_) => metrics.refused_write(&who, "read-only"),
                                 _ => {}
                             }
                             rerror(e)
@@ -504,7 +509,8 @@ fn read_result(
     match found {
         Ok(Lookup::Found(data)) => read_reply(data, count, version),
         Ok(Lookup::Absent) | Ok(Lookup::WouldBlock) => rerror(format!(
-            "no block with score {}/{} exists",
+            "{} with score {}/{} exists",
+            KnownError::NoBlock.prefix(),
             key.score,
             key.block_type.to_wire()
         )),

@@ -105,6 +105,8 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/healthz/read", get(|| async { "ok\n" }))
+        .route("/healthz/write", get(healthz_write))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
@@ -155,6 +157,14 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         .await
         .unwrap_or(0);
     shared.metrics.data_dir_exposures.set(exposures as i64);
+    if let Some((space, reserve)) = shared.store.space() {
+        shared.metrics.disk_free.set(space.free as i64);
+        shared.metrics.disk_reserve.set(reserve as i64);
+    }
+    shared
+        .metrics
+        .read_only
+        .set(i64::from(shared.store.read_only().is_some()));
     let body = shared.metrics.render(shared.store.stats());
     (
         [(
@@ -165,8 +175,46 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Room above the reserve under which writes count as refused (1 MiB,
+/// the largest block on protocol 04 by default).
+const LOW_ROOM: u64 = 1 << 20;
+
+/// Whether new blocks would be refused now, and why.
+fn writes_refused(shared: &Shared) -> Option<String> {
+    if let Some(why) = shared.store.read_only() {
+        return Some(format!("store is read-only: {why}"));
+    }
+    let (space, reserve) = shared.store.space()?;
+    // Blocks are refused one by one as they stop fitting; health says
+    // "refused" once less than a large block's worth is left.
+    (space.free < reserve + LOW_ROOM).then(|| {
+        crate::store::StoreError::DiskFull {
+            free: space.free,
+            reserve,
+        }
+        .to_string()
+    })
+}
+
+/// `/healthz`: 200 while reads are served (always, while the server
+/// runs), saying whether writes are refused and why.
+async fn healthz(State(state): State<HttpState>) -> String {
+    match writes_refused(&state.shared) {
+        None => "ok\n".into(),
+        Some(why) => format!("reads: ok\nwrites: refused: {why}\n"),
+    }
+}
+
+/// `/healthz/write`: 503 while new blocks would be refused, for checks
+/// that route writers elsewhere.
+async fn healthz_write(State(state): State<HttpState>) -> (StatusCode, String) {
+    match writes_refused(&state.shared) {
+        None => (StatusCode::OK, "ok\n".into()),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("writes refused: {why}\n"),
+        ),
+    }
 }
 
 async fn not_found() -> impl IntoResponse {

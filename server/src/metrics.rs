@@ -119,6 +119,12 @@ pub struct Metrics {
     /// Ways other users can reach the data directory (0 when private),
     /// from the audit at start and at each scrape.
     pub data_dir_exposures: Gauge,
+    /// Bytes free on the data directory's filesystem.
+    pub disk_free: Gauge,
+    /// Bytes the store keeps free (new blocks are refused below it).
+    pub disk_reserve: Gauge,
+    /// 1 while the store takes no writes at all (opened read-only).
+    pub read_only: Gauge,
     blocks_stored: Gauge,
     bytes_stored: Gauge,
     stored_by_key: Family<KeyLabel, Counter>,
@@ -186,6 +192,9 @@ impl Metrics {
             http_host_refused: Counter::default(),
             admin_refused: Counter::default(),
             data_dir_exposures: Gauge::default(),
+            disk_free: Gauge::default(),
+            disk_reserve: Gauge::default(),
+            read_only: Gauge::default(),
             blocks_stored: Gauge::default(),
             bytes_stored: Gauge::default(),
             stored_by_key: Family::default(),
@@ -258,6 +267,21 @@ impl Metrics {
             "data_dir_exposures",
             "Ways other users can read, list or change the data directory (0 when private)",
             m.data_dir_exposures.clone(),
+        );
+        r.register(
+            "disk_free_bytes",
+            "Bytes free on the data directory's filesystem",
+            m.disk_free.clone(),
+        );
+        r.register(
+            "disk_reserve_bytes",
+            "Free bytes kept in reserve: new blocks are refused rather than use them",
+            m.disk_reserve.clone(),
+        );
+        r.register(
+            "read_only",
+            "1 while the store takes no writes at all (its filesystem was full at start)",
+            m.read_only.clone(),
         );
         r.register(
             "stored_blocks",

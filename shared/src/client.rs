@@ -6,9 +6,19 @@
 //! coalesces frames into few `write`s, and a reader task hands each reply
 //! to the request with the same tag. A tag is reused only after its reply
 //! has arrived, even if the request that took it was cancelled.
+//!
+//! Nothing waits on the server for ever: connecting, the version
+//! exchange, hello and auth each have [`ClientOptions::timeout`], and once
+//! the session runs, a connection with requests in flight that brings no
+//! reply for that long is declared dead: every request on it fails with
+//! [`ClientError::Timeout`] naming what it was waiting for. The deadline
+//! is on the server's silence, not on a request's age, so a slow link that
+//! keeps answering is never cut off.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,6 +49,15 @@ pub enum ClientError {
     /// The connection is gone; requests in flight on it were lost.
     #[error("venti connection closed")]
     Disconnected,
+    /// The server did not answer in time; the connection was given up.
+    #[error("no answer for {} s during {phase}", after.as_secs())]
+    Timeout {
+        /// What was waited for: `connect`, `version exchange`, `hello`,
+        /// `auth`, or a request (`read`, `write`, `sync`, `ping`).
+        phase: &'static str,
+        /// How long the server was silent.
+        after: Duration,
+    },
     /// A reply of the wrong type for its request.
     #[error("venti protocol: expected {expected} reply, got {got}")]
     UnexpectedReply {
@@ -72,7 +91,14 @@ pub struct ClientOptions {
     pub max_frame: usize,
     /// A write key to authenticate with (Tauth0) right after hello.
     pub write_key: Option<ed25519_dalek::SigningKey>,
+    /// How long the server may stay silent: for each handshake step, and
+    /// while requests are in flight (see the module documentation).
+    pub timeout: Duration,
 }
+
+/// The default [`ClientOptions::timeout`]: sized for a slow link, where
+/// a reply may queue behind many megabytes of writes.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -81,6 +107,7 @@ impl Default for ClientOptions {
             uid: "anonymous".into(),
             max_frame: 16 << 20,
             write_key: None,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -91,8 +118,46 @@ type ReplySlot = oneshot::Sender<Result<Message, ClientError>>;
 
 struct Pending {
     free_tags: Vec<u8>,
-    waiting: Vec<Option<ReplySlot>>,
-    closed: bool,
+    /// Per tag: who waits for its reply, and the request's name.
+    waiting: Vec<Option<(ReplySlot, &'static str)>>,
+    /// Requests in flight.
+    busy: usize,
+    /// When the server last showed life to a busy connection: its last
+    /// reply, or the moment the connection went from idle to busy.
+    alive_at: Instant,
+    /// Why the connection ended, once it has.
+    closed: Option<Closed>,
+}
+
+/// Why a connection ended, kept so that requests arriving later get the
+/// same answer.
+#[derive(Clone, Copy, Debug)]
+enum Closed {
+    Gone,
+    Stalled {
+        phase: &'static str,
+        after: Duration,
+    },
+}
+
+impl Closed {
+    fn error(self) -> ClientError {
+        match self {
+            Closed::Gone => ClientError::Disconnected,
+            Closed::Stalled { phase, after } => ClientError::Timeout { phase, after },
+        }
+    }
+}
+
+/// Runs one handshake step with the session's deadline.
+async fn within<T>(
+    after: Duration,
+    phase: &'static str,
+    step: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(after, step)
+        .await
+        .unwrap_or(Err(ClientError::Timeout { phase, after }))
 }
 
 /// What the client handles share. Dropping the last handle drops `frames`,
@@ -110,6 +175,7 @@ struct State {
     peer: SocketAddr,
     tags: Semaphore,
     pending: Mutex<Pending>,
+    timeout: Duration,
 }
 
 /// A handle on one venti session; clone it to issue requests from many tasks.
@@ -139,58 +205,67 @@ impl VentiClient {
         addr: impl ToSocketAddrs,
         options: ClientOptions,
     ) -> Result<VentiClient, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
+        let after = options.timeout;
+        let stream = within(after, "connect", async {
+            Ok(TcpStream::connect(addr).await?)
+        })
+        .await?;
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let (mut rd, mut wr) = stream.into_split();
-        wr.write_all(format!("venti-{}-eventi\n", options.offer).as_bytes())
-            .await?;
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        let line = read_version_line(&mut rd, &mut buf).await?;
-        let offered: Vec<Version> = options
-            .offer
-            .split(':')
-            .filter_map(Version::from_token)
-            .collect();
-        let version = version::negotiate_among(&line, &offered)?;
+        let version = within(after, "version exchange", async {
+            wr.write_all(format!("venti-{}-eventi\n", options.offer).as_bytes())
+                .await?;
+            let line = read_version_line(&mut rd, &mut buf).await?;
+            let offered: Vec<Version> = options
+                .offer
+                .split(':')
+                .filter_map(Version::from_token)
+                .collect();
+            Ok(version::negotiate_among(&line, &offered)?)
+        })
+        .await?;
 
-        let mut out = BytesMut::new();
-        let hello = Message::Thello {
-            version: version.as_str().into(),
-            uid: options.uid.clone(),
-            strength: 0,
-            crypto: Bytes::new(),
-            codec: Bytes::new(),
-        };
-        encode_frame(version, 0, &hello, &mut out)?;
-        wr.write_all(&out).await?;
         let decoder = FrameDecoder::new(version, options.max_frame);
-        let sid = match next_frame(&mut rd, &mut buf, &decoder).await?.message {
-            Message::Rhello { sid, .. } => sid,
-            Message::Rerror { error } => return Err(ClientError::Server(error)),
-            other => {
-                return Err(ClientError::UnexpectedReply {
-                    expected: "rhello",
-                    got: other.name(),
-                })
-            }
-        };
-        if let Some(key) = &options.write_key {
-            let challenge = auth::parse_challenge(&sid).ok_or(ClientError::NoAuth)?;
-            let (key, signature) = auth::sign(key, &challenge, version.as_str(), &options.uid);
+        let sid = within(after, "hello", async {
             let mut out = BytesMut::new();
-            encode_frame(version, 0, &Message::Tauth0 { key, signature }, &mut out)?;
+            let hello = Message::Thello {
+                version: version.as_str().into(),
+                uid: options.uid.clone(),
+                strength: 0,
+                crypto: Bytes::new(),
+                codec: Bytes::new(),
+            };
+            encode_frame(version, 0, &hello, &mut out)?;
             wr.write_all(&out).await?;
             match next_frame(&mut rd, &mut buf, &decoder).await?.message {
-                Message::Rauth0 => {}
-                Message::Rerror { error } => return Err(ClientError::Server(error)),
-                other => {
-                    return Err(ClientError::UnexpectedReply {
+                Message::Rhello { sid, .. } => Ok(sid),
+                Message::Rerror { error } => Err(ClientError::Server(error)),
+                other => Err(ClientError::UnexpectedReply {
+                    expected: "rhello",
+                    got: other.name(),
+                }),
+            }
+        })
+        .await?;
+        if let Some(key) = &options.write_key {
+            let challenge = auth::parse_challenge(&sid).ok_or(ClientError::NoAuth)?;
+            within(after, "auth", async {
+                let (key, signature) = auth::sign(key, &challenge, version.as_str(), &options.uid);
+                let mut out = BytesMut::new();
+                encode_frame(version, 0, &Message::Tauth0 { key, signature }, &mut out)?;
+                wr.write_all(&out).await?;
+                match next_frame(&mut rd, &mut buf, &decoder).await?.message {
+                    Message::Rauth0 => Ok(()),
+                    Message::Rerror { error } => Err(ClientError::Server(error)),
+                    other => Err(ClientError::UnexpectedReply {
                         expected: "rauth0",
                         got: other.name(),
-                    })
+                    }),
                 }
-            }
+            })
+            .await?;
         }
 
         let (frames_tx, frames_rx) = mpsc::channel(TAGS);
@@ -200,8 +275,11 @@ impl VentiClient {
             pending: Mutex::new(Pending {
                 free_tags: (0..=255u8).rev().collect(),
                 waiting: (0..TAGS).map(|_| None).collect(),
-                closed: false,
+                busy: 0,
+                alive_at: Instant::now(),
+                closed: None,
             }),
+            timeout: after,
         });
         let inner = Arc::new(Inner {
             version,
@@ -234,19 +312,22 @@ impl VentiClient {
     /// [`ClientError::Server`].
     pub async fn rpc(&self, request: Message) -> Result<Message, ClientError> {
         let state = &self.inner.state;
-        let permit = state
-            .tags
-            .acquire()
-            .await
-            .map_err(|_| ClientError::Disconnected)?;
+        let phase = request.name();
+        let Ok(permit) = state.tags.acquire().await else {
+            return Err(state.closed_error());
+        };
         let (tx, rx) = oneshot::channel();
         let tag = {
             let mut p = state.pending.lock().expect("pending lock");
-            if p.closed {
-                return Err(ClientError::Disconnected);
+            if let Some(closed) = p.closed {
+                return Err(closed.error());
             }
             let tag = p.free_tags.pop().expect("a permit guarantees a free tag");
-            p.waiting[tag as usize] = Some(tx);
+            p.waiting[tag as usize] = Some((tx, phase));
+            if p.busy == 0 {
+                p.alive_at = Instant::now();
+            }
+            p.busy += 1;
             tag
         };
         // The reader returns the permit with the tag, when the reply arrives.
@@ -256,13 +337,28 @@ impl VentiClient {
             state.release(tag);
             return Err(e.into());
         }
-        if self.inner.frames.send(out.freeze()).await.is_err() {
-            return Err(ClientError::Disconnected);
+        // The frame queue is full only while the socket does not drain: a
+        // server that stopped reading is as silent as one that stopped
+        // answering.
+        let sent = tokio::time::timeout(state.timeout, self.inner.frames.send(out.freeze())).await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(state.closed_error()),
+            Err(_) => {
+                state.fail_all(Closed::Stalled {
+                    phase,
+                    after: state.timeout,
+                });
+                return Err(ClientError::Timeout {
+                    phase,
+                    after: state.timeout,
+                });
+            }
         }
         match rx.await {
             Ok(Ok(Message::Rerror { error })) => Err(ClientError::Server(error)),
             Ok(reply) => reply,
-            Err(_) => Err(ClientError::Disconnected),
+            Err(_) => Err(state.closed_error()),
         }
     }
 
@@ -345,24 +441,54 @@ fn expect<T>(
 impl State {
     fn release(&self, tag: u8) {
         let mut p = self.pending.lock().expect("pending lock");
-        p.waiting[tag as usize] = None;
+        if p.waiting[tag as usize].take().is_some() {
+            p.busy -= 1;
+        }
         p.free_tags.push(tag);
         drop(p);
         self.tags.add_permits(1);
     }
 
-    fn fail_all(&self) {
+    /// Ends the connection: every request waiting fails with `why`
+    /// (a stalled connection names each request's own kind).
+    fn fail_all(&self, why: Closed) {
         let mut p = self.pending.lock().expect("pending lock");
-        p.closed = true;
+        if p.closed.is_some() {
+            return;
+        }
+        p.closed = Some(why);
         for slot in p.waiting.iter_mut() {
-            if let Some(tx) = slot.take() {
-                let _ = tx.send(Err(ClientError::Disconnected));
+            if let Some((tx, phase)) = slot.take() {
+                let error = match why {
+                    Closed::Gone => ClientError::Disconnected,
+                    Closed::Stalled { after, .. } => ClientError::Timeout { phase, after },
+                };
+                let _ = tx.send(Err(error));
             }
         }
+        p.busy = 0;
         drop(p);
         self.tags.close();
     }
+
+    fn closed_error(&self) -> ClientError {
+        let p = self.pending.lock().expect("pending lock");
+        p.closed.unwrap_or(Closed::Gone).error()
+    }
+
+    /// The request in flight that has waited longest's name, if the
+    /// connection has been busy and silent for the whole deadline.
+    fn stalled(&self) -> Option<&'static str> {
+        let p = self.pending.lock().expect("pending lock");
+        if p.busy == 0 || p.alive_at.elapsed() < self.timeout {
+            return None;
+        }
+        p.waiting.iter().flatten().map(|(_, phase)| *phase).next()
+    }
 }
+
+/// How often a silent connection checks whether it has stalled.
+const STALL_CHECK: Duration = Duration::from_millis(250);
 
 /// Reads one whole frame during the handshake, before the reader task runs.
 async fn next_frame(
@@ -428,10 +554,15 @@ async fn read_loop(
                 Ok(Frame { tag, message }) => {
                     let slot = {
                         let mut p = inner.pending.lock().expect("pending lock");
-                        p.waiting[tag as usize].take()
+                        p.alive_at = Instant::now();
+                        let slot = p.waiting[tag as usize].take();
+                        if slot.is_some() {
+                            p.busy -= 1;
+                        }
+                        slot
                     };
                     match slot {
-                        Some(tx) => {
+                        Some((tx, _)) => {
                             inner.release(tag);
                             let _ = tx.send(Ok(message));
                         }
@@ -446,9 +577,19 @@ async fn read_loop(
                     break;
                 }
             },
-            Ok(None) => match rd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+            Ok(None) => match tokio::time::timeout(STALL_CHECK, rd.read_buf(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    if let Some(phase) = inner.stalled() {
+                        tracing::warn!(peer = %inner.peer, phase, "no answer from the server; giving up the connection");
+                        inner.fail_all(Closed::Stalled {
+                            phase,
+                            after: inner.timeout,
+                        });
+                        return;
+                    }
+                }
             },
             Err(e) => {
                 tracing::warn!(peer = %inner.peer, error = %e, "bad reply frame");
@@ -456,5 +597,5 @@ async fn read_loop(
             }
         }
     }
-    inner.fail_all();
+    inner.fail_all(Closed::Gone);
 }

@@ -5,12 +5,14 @@
 //! layout follows plan9port's libventi, whose source is the authority on
 //! every byte: `score` (SHA-1 addresses), `block_type` (wire/disk types),
 //! `version` (the text line both ends exchange first), `codec` (messages and
-//! their 2- or 4-byte framing), and `client` (a pipelined async client).
+//! their 2- or 4-byte framing), `errors` (the Rerror texts clients act
+//! on), and `client` (a pipelined async client).
 
 pub mod auth;
 pub mod block_type;
 pub mod client;
 pub mod codec;
+pub mod errors;
 pub mod score;
 pub mod version;
 

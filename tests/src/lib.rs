@@ -321,3 +321,13 @@ pub fn binary_copy_in(dir: &Path, name: &str) -> PathBuf {
         .expect("chmod the copy");
     program
 }
+
+/// A command's exit status, stdout and stderr, for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use bytes::Bytes;
 use eventi_shared::client::ClientOptions;
 use eventi_shared::{BlockType, VentiClient};
+use eventi_tests::output_text as text;
 use eventi_tests::{
     binary, binary_copy_in, config_file, is_root, keys_cli, new_key, pattern, public_line,
     tempdir_for_nobody, Server, NOBODY,
@@ -25,15 +26,6 @@ fn as_nobody(program: &Path, args: &[&str]) -> Output {
         .gid(NOBODY)
         .output()
         .unwrap_or_else(|e| panic!("running {} as nobody: {e}", program.display()))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// The names of the keys a server has, through the operator's CLI.

@@ -10,6 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use eventi_tests::output_text as text;
 use eventi_tests::plan9port::Plan9Venti;
 use eventi_tests::{
     binary, binary_copy_in, is_root, keys_cli, need_plan9, pattern, tempdir_for_nobody, Server,
@@ -66,15 +67,6 @@ fn init_at(home: &Path, servers: &[SocketAddr]) -> String {
 
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Backs up `paths`; returns the root score from the last stdout line.
@@ -534,14 +526,24 @@ fn json_output_is_events_then_a_summary_and_piped_output_has_no_bar() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
         .collect();
-    let (last, progress) = events.split_last().unwrap();
+    let (last, before) = events.split_last().unwrap();
     assert_eq!(last["event"], "summary");
     assert_eq!(last["snapshot"].as_str().unwrap().len(), 40);
-    assert!(!progress.is_empty(), "progress events come first");
     assert!(
-        progress.iter().all(|e| e["event"] == "progress"),
-        "{progress:?}"
+        before
+            .iter()
+            .all(|e| e["event"] == "progress" || e["event"] == "checkpoint"),
+        "{before:?}"
     );
+    let progress: Vec<_> = before.iter().filter(|e| e["event"] == "progress").collect();
+    assert!(!progress.is_empty(), "progress events come first");
+    // The last checkpoint (the final sync) covers everything sent.
+    let checkpoint = before
+        .iter()
+        .rfind(|e| e["event"] == "checkpoint")
+        .expect("a checkpoint event");
+    assert_eq!(checkpoint["durable_bytes"], last["sent_bytes"]);
+    assert_eq!(checkpoint["durable_blocks"], last["sent_blocks"]);
     let end = progress.last().unwrap();
     assert_eq!(
         (end["files_done"].as_u64(), end["bytes_done"].as_u64()),

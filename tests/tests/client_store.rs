@@ -5,6 +5,7 @@ use bytes::Bytes;
 use eventi::store::local::LocalStore;
 use eventi::store::venti::VentiStore;
 use eventi::store::{put_wait, BlockStore, StoreError};
+use eventi_shared::client::DEFAULT_TIMEOUT;
 use eventi_shared::{BlockType, Score};
 use eventi_tests::{keys_cli, new_key, pattern, public_line, Server};
 
@@ -62,11 +63,11 @@ fn venti_store_with_a_write_key_and_anonymously() {
     let server = Server::start_strict(&data, &[]);
     let addr = server.addr.to_string();
 
-    let store = VentiStore::connect(&addr, Some(key)).unwrap();
+    let store = VentiStore::connect(&addr, Some(key), DEFAULT_TIMEOUT).unwrap();
     contract(&store, 1000);
 
     // Without a key, this server refuses writes, and says why.
-    let anon = VentiStore::connect(&addr, None).unwrap();
+    let anon = VentiStore::connect(&addr, None, DEFAULT_TIMEOUT).unwrap();
     let err = put_wait(&anon, BlockType::DATA, Bytes::from_static(b"x")).unwrap_err();
     assert!(
         err.to_string().contains("write needs an authorized key"),

@@ -102,9 +102,6 @@ pub fn run(
                 }
             }
         }
-        if uploader.should_flush() {
-            uploader.flush()?;
-        }
         if let Some(e) = uploader.error() {
             anyhow::bail!("backup stopped: {e}");
         }

@@ -149,12 +149,14 @@ impl Synthetic {
     }
 }
 
-/// Runs a backup; `warn` hears about every entry left out.
+/// Runs a backup; `warn` hears about every entry left out, `checkpoint`
+/// about every checkpoint made durable.
 pub fn run(
     repo: &Repo,
     options: &Options,
     counters: Arc<Counters>,
     warn: &(dyn Fn(&Path, &str) + Sync),
+    checkpoint: &(dyn Fn(uploader::Checkpoint) + Sync),
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let time_ns = crate::fsmeta::now_ns();
@@ -190,7 +192,14 @@ pub fn run(
     );
     let (events, received) = std::sync::mpsc::sync_channel(4096);
     let tally = assemble::Tally::default();
+    let stop_checkpoints = std::sync::atomic::AtomicBool::new(false);
     let (walked, assembled) = std::thread::scope(|scope| {
+        let checkpointer = std::thread::Builder::new()
+            .name("eventi-checkpoint".into())
+            .spawn_scoped(scope, || {
+                uploader.run_checkpoints(&stop_checkpoints, checkpoint)
+            })
+            .expect("spawn checkpointer");
         let assembler = std::thread::Builder::new()
             .name("eventi-assemble".into())
             .spawn_scoped(scope, || {
@@ -223,6 +232,8 @@ pub fn run(
         let counts = walker.counts;
         drop(walker); // Hangs up: the assembler finishes.
         let assembled = assembler.join().expect("assembler thread");
+        stop_checkpoints.store(true, std::sync::atomic::Ordering::Relaxed);
+        checkpointer.join().expect("checkpoint thread");
         (walked.map(|()| counts), assembled)
     });
     drop(prefetch);
@@ -251,7 +262,7 @@ pub fn run(
         Some(r) => r,
         None => top.store(&uploader, &convergence),
     };
-    uploader.flush().context("storing the backup's blocks")?;
+    checkpoint(uploader.flush().context("storing the backup's blocks")?);
     for p in &paths {
         cache.sweep(p.as_os_str().as_bytes())?;
     }

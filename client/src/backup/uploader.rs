@@ -1,6 +1,13 @@
 //! Where a backup's sealed blocks go: skips blocks the sent-block record
 //! knows, hands the rest to the store, and commits cache entries only
 //! after the store has synced the blocks they name.
+//!
+//! Checkpoints (a sync, then a commit of the sent-block record and the
+//! stat cache) run on their own thread and their own schedule, bytes sent
+//! or time, whatever the walk and the assembler are doing: a backup of a
+//! few huge files checkpoints as often as one of many small ones, so a
+//! rerun after a kill at any moment resends at most about one checkpoint
+//! plus what was in flight.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -53,7 +60,22 @@ pub struct Uploader {
     since_flush: AtomicU64,
     last_flush: Mutex<Instant>,
     checkpoint_bytes: u64,
+    /// One flush at a time (the checkpointer's and the final one).
+    flushing: Mutex<()>,
 }
+
+/// What a checkpoint made durable, as `--json` reports it.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Checkpoint {
+    /// Bytes sent before the checkpoint's sync, all now durable and in the
+    /// sent-block record: a rerun does not send them again.
+    pub durable_bytes: u64,
+    /// Blocks sent before it.
+    pub durable_blocks: u64,
+}
+
+/// How often the checkpoint thread looks at the schedule.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
 
 impl Uploader {
     /// Uploads to `store`, recording in `cache`.
@@ -74,6 +96,25 @@ impl Uploader {
             since_flush: AtomicU64::new(0),
             last_flush: Mutex::new(Instant::now()),
             checkpoint_bytes,
+            flushing: Mutex::new(()),
+        }
+    }
+
+    /// Runs checkpoints until `stop` is set, calling `report` after each;
+    /// a failed one stops the backup (through [`Uploader::error`]).
+    pub fn run_checkpoints(&self, stop: &AtomicBool, report: &(dyn Fn(Checkpoint) + Sync)) {
+        while !stop.load(Relaxed) && !self.shared.failed.load(Relaxed) {
+            std::thread::sleep(CHECKPOINT_POLL);
+            if !self.should_flush() {
+                continue;
+            }
+            match self.flush() {
+                Ok(c) => report(c),
+                Err(e) => {
+                    self.shared.fail(format!("{e:#}"));
+                    return;
+                }
+            }
         }
     }
 
@@ -106,12 +147,20 @@ impl Uploader {
             || self.last_flush.lock().expect("flush time").elapsed() >= FLUSH_INTERVAL
     }
 
-    /// Syncs the store, then commits what the cache learned before the sync.
-    pub fn flush(&self) -> anyhow::Result<()> {
-        // The first sync lets every put in flight report, so its block
-        // entry is in the batch taken next. Everything in that batch was
-        // handed to the store before the second sync starts, so that sync
-        // covers it; whatever arrives meanwhile waits for the next flush.
+    /// Syncs the store, then commits what the cache learned before the
+    /// sync; says what is now durable.
+    pub fn flush(&self) -> anyhow::Result<Checkpoint> {
+        let _one = self.flushing.lock().expect("flush lock");
+        // Everything sent before the first sync is answered when it
+        // returns, so its block entry is in the batch taken next; every
+        // file record in that batch had its blocks handed over before the
+        // second sync starts, so that sync covers them. What arrives
+        // meanwhile waits for the next flush.
+        let checkpoint = Checkpoint {
+            durable_bytes: self.sent_bytes.load(Relaxed),
+            durable_blocks: self.sent_blocks.load(Relaxed),
+        };
+        self.since_flush.store(0, Relaxed);
         self.store.sync()?;
         let batch = std::mem::take(&mut *self.shared.pending.lock().expect("pending"));
         self.store.sync()?;
@@ -121,9 +170,8 @@ impl Uploader {
             anyhow::bail!("{e}");
         }
         self.cache.commit(batch)?;
-        self.since_flush.store(0, Relaxed);
         *self.last_flush.lock().expect("flush time") = Instant::now();
-        Ok(())
+        Ok(checkpoint)
     }
 }
 

@@ -78,7 +78,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reporter = Reporter::start(Arc::clone(&counters), style, "backup");
     let json = args.json;
     let warn = |path: &Path, what: &str| reporter.problem("warning", path, what);
-    let result = backup::run(&repo, &options, counters, &warn);
+    // What a rerun will not send again, as it becomes true.
+    let checkpoint = |c: backup::uploader::Checkpoint| {
+        if json {
+            if let Ok(v) = super::json_event("checkpoint", &c) {
+                println!("{v}");
+            }
+        }
+    };
+    let result = backup::run(&repo, &options, counters, &warn, &checkpoint);
     reporter.finish();
     let summary = result?;
     repo.close()?;

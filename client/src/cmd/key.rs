@@ -49,8 +49,11 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                 false,
             )?;
             let secrets = keyfile::open(&text, pass.as_bytes(), &name)?;
+            let home = eventi::home::Home::locate()?;
+            let timeout = eventi::repo::Config::load(&home.config_file())?.timeout()?;
             let options = eventi_shared::client::ClientOptions {
                 write_key: Some(secrets.signing_key()),
+                timeout,
                 ..Default::default()
             };
             let runtime = tokio::runtime::Builder::new_current_thread()

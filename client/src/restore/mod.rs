@@ -189,7 +189,7 @@ impl Batch {
         }
         let files = std::mem::take(&mut self.files);
         self.bytes = 0;
-        ctx.in_flight.acquire();
+        let ticket = ctx.in_flight.acquire();
         scope.spawn(move |_| {
             for (entry, dest) in files {
                 if let Err(e) = restore_file(ctx, &entry, &dest) {
@@ -197,7 +197,7 @@ impl Batch {
                 }
                 ctx.counters.files_done.fetch_add(1, Relaxed);
             }
-            ctx.in_flight.release();
+            ctx.in_flight.release(ticket);
         });
     }
 }

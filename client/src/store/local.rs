@@ -113,7 +113,7 @@ impl BlockStore for LocalStore {
         if data.is_empty() {
             return done(Ok(score));
         }
-        self.in_flight.acquire();
+        let ticket = self.in_flight.acquire();
         let in_flight = Arc::clone(&self.in_flight);
         let name = self.name.clone();
         let block = NewBlock {
@@ -128,7 +128,7 @@ impl BlockStore for LocalStore {
                     store: name,
                     message: e.to_string(),
                 }));
-                in_flight.release();
+                in_flight.release(ticket);
             }),
         )]);
     }

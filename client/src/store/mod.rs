@@ -98,45 +98,105 @@ pub fn put_wait(
 }
 
 /// Counts operations in flight, bounding them and letting `sync` wait
-/// for all of them to finish.
+/// for those that began before it: a checkpoint's sync must not wait for
+/// the puts that other threads keep starting meanwhile, or it would wait
+/// for as long as the backup runs.
 #[derive(Debug)]
 pub struct InFlight {
-    count: Mutex<usize>,
+    state: Mutex<Epochs>,
     changed: Condvar,
     limit: usize,
 }
+
+/// Operations in flight, by the epoch they began in; a wait for earlier
+/// operations starts a new epoch and waits for the older ones to drain.
+#[derive(Debug, Default)]
+struct Epochs {
+    current: u64,
+    total: usize,
+    by_epoch: std::collections::BTreeMap<u64, usize>,
+}
+
+/// A slot taken by [`InFlight::acquire`]; give it back to [`InFlight::release`].
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket(u64);
 
 impl InFlight {
     /// At most `limit` at once.
     pub fn new(limit: usize) -> InFlight {
         InFlight {
-            count: Mutex::new(0),
+            state: Mutex::new(Epochs::default()),
             changed: Condvar::new(),
             limit,
         }
     }
 
     /// Takes a slot, waiting while all are taken.
-    pub fn acquire(&self) {
-        let mut n = self.count.lock().expect("in-flight lock");
-        while *n >= self.limit {
-            n = self.changed.wait(n).expect("in-flight lock");
+    pub fn acquire(&self) -> Ticket {
+        let mut s = self.state.lock().expect("in-flight lock");
+        while s.total >= self.limit {
+            s = self.changed.wait(s).expect("in-flight lock");
         }
-        *n += 1;
+        s.total += 1;
+        let epoch = s.current;
+        *s.by_epoch.entry(epoch).or_insert(0) += 1;
+        Ticket(epoch)
     }
 
     /// Gives a slot back.
-    pub fn release(&self) {
-        let mut n = self.count.lock().expect("in-flight lock");
-        *n -= 1;
+    pub fn release(&self, ticket: Ticket) {
+        let mut s = self.state.lock().expect("in-flight lock");
+        s.total -= 1;
+        if let Some(n) = s.by_epoch.get_mut(&ticket.0) {
+            *n -= 1;
+            if *n == 0 {
+                s.by_epoch.remove(&ticket.0);
+            }
+        }
         self.changed.notify_all();
+    }
+
+    /// Waits until every operation that began before this call is done
+    /// (those that begin meanwhile are not waited for).
+    pub fn wait_for_earlier(&self) {
+        let mut s = self.state.lock().expect("in-flight lock");
+        let before = s.current;
+        s.current += 1;
+        while s.by_epoch.range(..=before).next().is_some() {
+            s = self.changed.wait(s).expect("in-flight lock");
+        }
     }
 
     /// Waits until nothing is in flight.
     pub fn wait_idle(&self) {
-        let mut n = self.count.lock().expect("in-flight lock");
-        while *n > 0 {
-            n = self.changed.wait(n).expect("in-flight lock");
+        let mut s = self.state.lock().expect("in-flight lock");
+        while s.total > 0 {
+            s = self.changed.wait(s).expect("in-flight lock");
         }
+    }
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::InFlight;
+
+    #[test]
+    fn a_wait_covers_only_what_began_before_it() {
+        let f = std::sync::Arc::new(InFlight::new(8));
+        let old = f.acquire();
+        let waiter = {
+            let f = std::sync::Arc::clone(&f);
+            std::thread::spawn(move || f.wait_for_earlier())
+        };
+        // Let the waiter start its epoch, then begin a newer operation
+        // that is never released before the wait must end.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let _newer = f.acquire();
+        assert!(
+            !waiter.is_finished(),
+            "the older operation is still in flight"
+        );
+        f.release(old);
+        waiter.join().unwrap();
     }
 }

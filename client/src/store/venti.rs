@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eventi_shared::client::ClientOptions;
+use eventi_shared::errors::KnownError;
 use eventi_shared::{BlockType, ClientError, Score, VentiClient, MAX_BLOCK_V02};
 
 use super::{BlockStore, InFlight, PutDone, StoreError};
@@ -32,6 +33,7 @@ impl VentiStore {
     pub fn connect(
         addr: &str,
         write_key: Option<ed25519_dalek::SigningKey>,
+        timeout: std::time::Duration,
     ) -> Result<VentiStore, StoreError> {
         let failed = |e: &dyn std::fmt::Display| StoreError::Failed {
             store: addr.to_string(),
@@ -45,11 +47,16 @@ impl VentiStore {
             .map_err(|e| failed(&e))?;
         let options = ClientOptions {
             write_key,
+            timeout,
             ..ClientOptions::default()
+        };
+        let anonymous = ClientOptions {
+            write_key: None,
+            ..options.clone()
         };
         let client = runtime.block_on(async {
             match VentiClient::connect_with(addr, options).await {
-                Err(ClientError::NoAuth) => VentiClient::connect(addr).await,
+                Err(ClientError::NoAuth) => VentiClient::connect_with(addr, anonymous).await,
                 other => other,
             }
         });
@@ -79,7 +86,7 @@ impl BlockStore for VentiStore {
         if data.is_empty() {
             return done(Ok(Score::ZERO));
         }
-        self.in_flight.acquire();
+        let ticket = self.in_flight.acquire();
         let client = self.client.clone();
         let in_flight = Arc::clone(&self.in_flight);
         let name = self.name.clone();
@@ -89,7 +96,7 @@ impl BlockStore for VentiStore {
                 store: name,
                 message: e.to_string(),
             }));
-            in_flight.release();
+            in_flight.release(ticket);
         });
     }
 
@@ -102,18 +109,23 @@ impl BlockStore for VentiStore {
             .block_on(self.client.read(score, block_type, MAX_BLOCK_V02 as u32));
         match r {
             Ok(data) => Ok(data),
-            Err(ClientError::Server(m)) if m.starts_with("no block") => Err(StoreError::Missing {
-                score,
-                block_type,
-                store: self.name.clone(),
-            }),
+            Err(ClientError::Server(m))
+                if KnownError::classify(&m) == Some(KnownError::NoBlock) =>
+            {
+                Err(StoreError::Missing {
+                    score,
+                    block_type,
+                    store: self.name.clone(),
+                })
+            }
             Err(e) => Err(self.failed(e)),
         }
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        // Venti orders a sync only after the writes it has answered.
-        self.in_flight.wait_idle();
+        // Venti orders a sync only after the writes it has answered; puts
+        // that begin meanwhile are left to the next sync.
+        self.in_flight.wait_for_earlier();
         self.runtime
             .block_on(self.client.sync())
             .map_err(|e| self.failed(e))

@@ -16,7 +16,12 @@ use std::collections::HashSet;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
+use super::space::SpaceGuard;
 use super::{BlockKey, Engine, NewBlock, QuotaPolicy, StoreError, WriteLimit};
+
+/// Bytes a new block costs on disk beyond its data (a log record's
+/// header, its index entry, RocksDB's share), counted against the reserve.
+const BLOCK_OVERHEAD: u64 = 128;
 
 /// Called with `Ok(true)` for a new block, `Ok(false)` for one already stored.
 pub type WriteDone = Box<dyn FnOnce(Result<bool, StoreError>) + Send>;
@@ -44,6 +49,7 @@ pub(super) struct Committer {
     syncer: Mutex<Option<JoinHandle<()>>>,
     failed: Arc<Mutex<Option<String>>>,
     policy: std::sync::RwLock<Option<Arc<dyn QuotaPolicy>>>,
+    space: SpaceGuard,
 }
 
 #[derive(Default)]
@@ -52,7 +58,7 @@ struct CommitScratch {
 }
 
 impl Committer {
-    pub fn new(engine: Arc<dyn Engine>) -> Committer {
+    pub fn new(engine: Arc<dyn Engine>, space: SpaceGuard) -> Committer {
         let (tx, rx) = mpsc::channel::<SyncDone>();
         let failed = Arc::new(Mutex::new(None));
         let syncer = {
@@ -74,6 +80,7 @@ impl Committer {
             syncer: Mutex::new(Some(syncer)),
             failed,
             policy: std::sync::RwLock::new(None),
+            space,
         }
     }
 
@@ -124,10 +131,16 @@ impl Committer {
             std::collections::HashMap::new();
         let mut new_blocks = Vec::new();
         let mut outcomes: Vec<Result<bool, StoreError>> = Vec::new();
+        // Free space above the reserve, read once per batch when the
+        // first new block needs it: (room left, free, reserve).
+        let mut room: Option<Option<(u64, u64, u64)>> = None;
+        let read_only = self.engine.read_only();
         for job in &batch {
             if let Job::Write(block, _) = job {
                 let outcome = if let Some(reason) = &failed {
                     Err(StoreError::Failed(reason.clone()))
+                } else if let Some(why) = read_only {
+                    Err(StoreError::ReadOnly(why))
                 } else if !scratch.seen.insert(block.key) {
                     Ok(false)
                 } else {
@@ -148,7 +161,25 @@ impl Committer {
                                 WriteLimit::Refused(why) => Err(StoreError::WriteRefused(why)),
                                 WriteLimit::Bytes(quota) if so_far + len <= quota => Ok(()),
                                 WriteLimit::Bytes(_) => Err(StoreError::QuotaExceeded),
-                            };
+                            }
+                            .and_then(|()| {
+                                let room = room.get_or_insert_with(|| {
+                                    self.space.now().map(|(space, reserve)| {
+                                        (space.free.saturating_sub(reserve), space.free, reserve)
+                                    })
+                                });
+                                match room {
+                                    None => Ok(()),
+                                    Some((left, _, _)) if *left >= len + BLOCK_OVERHEAD => {
+                                        *left -= len + BLOCK_OVERHEAD;
+                                        Ok(())
+                                    }
+                                    Some((_, free, reserve)) => Err(StoreError::DiskFull {
+                                        free: *free,
+                                        reserve: *reserve,
+                                    }),
+                                }
+                            });
                             match verdict {
                                 Ok(()) => {
                                     if let Some(entry) = charged.get_mut(&block.writer) {

@@ -14,6 +14,7 @@
 //! `writer` being the write key that stored the block (0 = anonymous), so
 //! that recovery can re-charge usage.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, IoSlice, Read};
 use std::os::unix::fs::FileExt;
@@ -115,8 +116,15 @@ pub struct LogEngine {
     index_flush_bytes: u64,
     locations: LocationCache,
     usage: UsageBook,
+    /// Set when opened read-only (a full filesystem): the index of the
+    /// log tail that recovery could not write to RocksDB, kept in memory.
+    read_only: Option<HashMap<BlockKey, Location>>,
     _cache: rocksdb::Cache,
 }
+
+/// Why a read-only engine refuses writes.
+const FULL_AT_START: &str =
+    "its filesystem was full when the server started; free space and restart it to write";
 
 fn segment_path(dir: &Path, n: u32) -> PathBuf {
     dir.join(format!("{n:08}.log"))
@@ -125,10 +133,32 @@ fn segment_path(dir: &Path, n: u32) -> PathBuf {
 impl LogEngine {
     /// Opens the engine in `dir`, re-indexing the log tail a crash left.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<LogEngine, StoreError> {
+        LogEngine::open_as(dir, options, false)
+    }
+
+    /// Opens the engine without writing a byte: RocksDB read-only, the
+    /// log tail's index in memory, every write refused. For a data
+    /// directory whose filesystem is full, so that reads are still served.
+    pub fn open_read_only(dir: &Path, options: &StoreOptions) -> Result<LogEngine, StoreError> {
+        LogEngine::open_as(dir, options, true)
+    }
+
+    fn open_as(
+        dir: &Path,
+        options: &StoreOptions,
+        read_only: bool,
+    ) -> Result<LogEngine, StoreError> {
         let (opts, cache) = rocks::options(options);
-        let db = rocks::open(&opts, &dir.join("index"))?;
+        let index = dir.join("index");
+        let db = if read_only {
+            rocks::open_read_only(&opts, &index)?
+        } else {
+            rocks::open(&opts, &index)?
+        };
         let log_dir = dir.join("log");
-        private::create_dir(&log_dir).map_err(|e| StoreError::io("creating", &log_dir, e))?;
+        if !read_only {
+            private::create_dir(&log_dir).map_err(|e| StoreError::io("creating", &log_dir, e))?;
+        }
         let meta = db
             .get(Meta::KEY)?
             .and_then(|v| Meta::decode(&v))
@@ -156,8 +186,8 @@ impl LogEngine {
             let path = segment_path(&log_dir, n);
             let file = private::file_options()
                 .read(true)
-                .write(true)
-                .create(n == last)
+                .write(!read_only)
+                .create(n == last && !read_only)
                 .truncate(false)
                 .open(&path)
                 .map_err(|e| StoreError::io("opening log segment", &path, e))?;
@@ -183,8 +213,13 @@ impl LogEngine {
             index_flush_bytes: options.index_flush_bytes,
             locations: LocationCache::new(options.location_cache_entries),
             usage,
+            read_only: None,
             _cache: cache,
         };
+        if read_only {
+            let engine = engine.recover_in_memory(meta)?;
+            return Ok(engine);
+        }
         engine.recover(meta)?;
         Ok(engine)
     }
@@ -299,6 +334,66 @@ impl LogEngine {
         Ok(())
     }
 
+    /// What [`LogEngine::recover`] does, for a read-only open: the log
+    /// tail is indexed in memory, nothing is written, and a torn tail is
+    /// left as it is (reads stop before it).
+    fn recover_in_memory(mut self, meta: Meta) -> Result<LogEngine, StoreError> {
+        let segments = self.segments.read().expect("segments lock").clone();
+        let mut tail = HashMap::new();
+        let (mut blocks, mut bytes) = (meta.blocks, meta.bytes);
+        for seg in meta.segment..segments.len() as u32 {
+            let path = segment_path(&self.log_dir, seg);
+            let file = &segments[seg as usize];
+            let start = if seg == meta.segment { meta.offset } else { 0 };
+            let file_len = file
+                .metadata()
+                .map_err(|e| StoreError::io("reading size of", &path, e))?
+                .len();
+            let mut pos = start;
+            let mut reader = BufReader::with_capacity(1 << 20, ReadAt::new(file, pos));
+            let mut header = [0u8; HEADER_LEN];
+            let mut data = Vec::new();
+            while pos < file_len {
+                let parsed = reader
+                    .read_exact(&mut header)
+                    .ok()
+                    .and_then(|_| decode_header(&header))
+                    .and_then(|(key, len)| {
+                        data.resize(len, 0);
+                        reader.read_exact(&mut data).ok()?;
+                        (Score::of(&data) == key.score).then_some((key, len))
+                    });
+                let Some((key, len)) = parsed else {
+                    tracing::warn!(segment = %path.display(), offset = pos, "read-only: the data log ends in a bad record here; blocks after it are not served");
+                    break;
+                };
+                if !tail.contains_key(&key) && self.db.get_pinned(key.to_bytes())?.is_none() {
+                    blocks += 1;
+                    bytes += len as u64;
+                }
+                tail.insert(
+                    key,
+                    Location {
+                        segment: seg,
+                        offset: pos,
+                        len: len as u32,
+                    },
+                );
+                pos += (HEADER_LEN + len) as u64;
+            }
+        }
+        if !tail.is_empty() {
+            tracing::info!(
+                blocks = tail.len(),
+                "read-only: indexed the data log tail in memory"
+            );
+        }
+        self.blocks.store(blocks, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+        self.read_only = Some(tail);
+        Ok(self)
+    }
+
     fn write_index(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
@@ -308,7 +403,7 @@ impl LogEngine {
 
     fn location(&self, key: &BlockKey) -> Result<Option<Location>, StoreError> {
         match self.db.get_pinned(key.to_bytes())? {
-            None => Ok(None),
+            None => Ok(self.read_only.as_ref().and_then(|t| t.get(key).copied())),
             Some(v) => {
                 let loc = Location::decode(&v).ok_or_else(|| {
                     StoreError::BadLocation(key.score, "malformed index value".into())
@@ -404,10 +499,16 @@ impl Engine for LogEngine {
     }
 
     fn contains(&self, key: &BlockKey) -> Result<bool, StoreError> {
+        if self.read_only.as_ref().is_some_and(|t| t.contains_key(key)) {
+            return Ok(true);
+        }
         Ok(self.db.get_pinned(key.to_bytes())?.is_some())
     }
 
     fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError> {
+        if self.read_only.is_some() {
+            return Err(StoreError::ReadOnly(FULL_AT_START));
+        }
         let mut w = self.writer.lock().expect("writer lock");
         let total: usize = blocks.iter().map(|b| HEADER_LEN + b.data.len()).sum();
         self.roll_if_full(&mut w, total as u64)?;
@@ -474,6 +575,9 @@ impl Engine for LogEngine {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        if self.read_only.is_some() {
+            return Ok(());
+        }
         // Sync outside the writer lock so commits go on meanwhile. Older
         // segments were synced when the log rolled past them.
         let (file, path) = {
@@ -508,6 +612,9 @@ impl Engine for LogEngine {
     }
 
     fn put_meta(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        if self.read_only.is_some() {
+            return Err(StoreError::ReadOnly(FULL_AT_START));
+        }
         rocks::put_meta(&self.db, key, value)
     }
 
@@ -524,7 +631,22 @@ impl Engine for LogEngine {
     }
 
     fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {
-        rocks::for_each_block_key(&self.db, visit)
+        let mut more = true;
+        rocks::for_each_block_key(&self.db, &mut |k| {
+            more = visit(k);
+            more
+        })?;
+        if let Some(tail) = &self.read_only {
+            for key in tail.keys() {
+                if !more {
+                    break;
+                }
+                if self.db.get_pinned(key.to_bytes())?.is_none() {
+                    more = visit(*key);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn stats(&self) -> StoreStats {
@@ -535,9 +657,16 @@ impl Engine for LogEngine {
     }
 
     fn close(&self) -> Result<(), StoreError> {
+        if self.read_only.is_some() {
+            return Ok(());
+        }
         self.sync()?;
         self.db.flush()?;
         Ok(())
+    }
+
+    fn read_only(&self) -> Option<&'static str> {
+        self.read_only.as_ref().map(|_| FULL_AT_START)
     }
 }
 

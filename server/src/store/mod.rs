@@ -15,12 +15,14 @@ mod location_cache;
 pub mod log;
 pub mod private;
 pub mod rocks;
+pub mod space;
 pub mod usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use eventi_shared::errors::KnownError;
 use eventi_shared::{BlockType, Score};
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +145,17 @@ pub enum StoreError {
     /// The writer may not write (anonymous, or a removed key).
     #[error("{0}")]
     WriteRefused(&'static str),
+    /// Storing the block would eat into the free-space reserve.
+    #[error("{} ({} free, {} kept in reserve)", KnownError::DiskFull.prefix(), crate::size::format_size(*free), crate::size::format_size(*reserve))]
+    DiskFull {
+        /// Bytes free on the filesystem.
+        free: u64,
+        /// Bytes the store keeps free.
+        reserve: u64,
+    },
+    /// The store was opened read-only (its filesystem was full at start).
+    #[error("store is read-only: {0}")]
+    ReadOnly(&'static str),
 }
 
 impl StoreError {
@@ -216,6 +229,10 @@ pub trait Engine: Send + Sync + 'static {
     fn stats(&self) -> StoreStats;
     /// Flushes and closes; called once at shutdown after the last sync.
     fn close(&self) -> Result<(), StoreError>;
+    /// Why the engine takes no writes, if it was opened read-only.
+    fn read_only(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Which storage design a data directory uses.
@@ -247,6 +264,9 @@ pub struct StoreOptions {
     /// Slots in the log engine's location cache (16 bytes each; 0 turns it
     /// off), which answers most reads without a RocksDB lookup.
     pub location_cache_entries: usize,
+    /// Free space kept on the data directory's filesystem: new blocks are
+    /// refused ("server disk full") rather than eat into it.
+    pub reserve: space::Reserve,
 }
 
 impl Default for StoreOptions {
@@ -258,6 +278,7 @@ impl Default for StoreOptions {
             write_buffer_bytes: 32 << 20,
             index_flush_bytes: 1 << 30,
             location_cache_entries: 1 << 20,
+            reserve: space::Reserve::Auto,
         }
     }
 }
@@ -267,14 +288,20 @@ impl Default for StoreOptions {
 pub struct Store {
     engine: Arc<dyn Engine>,
     committer: Arc<committer::Committer>,
+    space: Arc<space::SpaceGuard>,
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`, recovering after a crash.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let engine = open_engine(dir, options)?;
-        let committer = Arc::new(committer::Committer::new(Arc::clone(&engine)));
-        Ok(Store { engine, committer })
+        let space = space::SpaceGuard::new(dir, options.reserve.clone());
+        let committer = Arc::new(committer::Committer::new(Arc::clone(&engine), space));
+        Ok(Store {
+            engine,
+            committer,
+            space: Arc::new(space::SpaceGuard::new(dir, options.reserve.clone())),
+        })
     }
 
     /// Reads and verifies a block. The zero score is the empty block of
@@ -342,6 +369,17 @@ impl Store {
         self.engine.stats()
     }
 
+    /// Free space on the data directory's filesystem and the reserve kept
+    /// there, in bytes (`None` if the filesystem cannot be asked).
+    pub fn space(&self) -> Option<(space::Space, u64)> {
+        self.space.now()
+    }
+
+    /// Why the store takes no writes at all, if it was opened read-only.
+    pub fn read_only(&self) -> Option<&'static str> {
+        self.engine.read_only()
+    }
+
     /// The engine, for `verify`.
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.engine
@@ -396,9 +434,22 @@ pub fn open_engine(dir: &Path, options: &StoreOptions) -> Result<Arc<dyn Engine>
         Err(e) => return Err(StoreError::io("reading", &marker, e)),
     };
     Ok(match kind {
-        EngineKind::Log => Arc::new(log::LogEngine::open(dir, options)?),
+        EngineKind::Log => match log::LogEngine::open(dir, options) {
+            Ok(engine) => Arc::new(engine),
+            Err(e) if filesystem_full(dir, options) => {
+                tracing::warn!(error = %e, "the data directory's filesystem is full: opening read-only (reads are served, writes refused until space is freed and the server restarts)");
+                Arc::new(log::LogEngine::open_read_only(dir, options)?)
+            }
+            Err(e) => return Err(e),
+        },
         EngineKind::Blobdb => Arc::new(blobdb::BlobDbEngine::open(dir, options)?),
     })
+}
+
+/// Whether the filesystem of `dir` has less free space than the reserve
+/// (so that a failed open is likely for want of space).
+fn filesystem_full(dir: &Path, options: &StoreOptions) -> bool {
+    space::space_of(dir).is_ok_and(|s| s.free < options.reserve.bytes(s.total).max(1 << 20))
 }
 
 /// The meta record both engines keep in their RocksDB, committed in the

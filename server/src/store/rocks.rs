@@ -55,6 +55,15 @@ pub fn open(opts: &Options, path: &Path) -> Result<DB, StoreError> {
     })
 }
 
+/// Opens a RocksDB without writing to it (no new MANIFEST, no flush), for
+/// a data directory whose filesystem is full.
+pub fn open_read_only(opts: &Options, path: &Path) -> Result<DB, StoreError> {
+    DB::open_for_read_only(opts, path, false).map_err(|e| StoreError::BadDataDir {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
 /// Calls `visit` for every block key in `db` (skipping the meta key)
 /// until it returns `false`.
 pub fn for_each_block_key(
