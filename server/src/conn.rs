@@ -403,7 +403,7 @@ impl Session<'_> {
                                 StoreError::ReadOnly(_) => metrics.refused_write(&who, "read-only"),
                                 _ => {}
                             }
-                            rerror(e)
+                            rerror(write_error_text(&e))
                         }
                     };
                     let _ = tx.send(Reply {
@@ -605,6 +605,17 @@ async fn hello(
     }
 }
 
+/// The Rerror text for a failed write: the store's own words, except that
+/// a full disk is the server's, in the words clients recognise
+/// ([`KnownError::DiskFull`]).
+fn write_error_text(e: &StoreError) -> String {
+    match e {
+        // "server " + "disk full: ..." begins with the known prefix.
+        StoreError::DiskFull { .. } => format!("server {e}"),
+        other => other.to_string(),
+    }
+}
+
 fn rerror(e: impl std::fmt::Display) -> Message {
     Message::Rerror {
         error: e.to_string(),
@@ -626,4 +637,22 @@ fn read_reply(data: Bytes, count: u32, version: Version) -> Message {
         ));
     }
     Message::Rread { data }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_reported_in_the_words_clients_recognise() {
+        let text = write_error_text(&StoreError::DiskFull {
+            free: 3 << 20,
+            reserve: 8 << 20,
+        });
+        assert_eq!(
+            text,
+            "server disk full: 3.00 MiB free, 8.00 MiB kept in reserve"
+        );
+        assert_eq!(KnownError::classify(&text), Some(KnownError::DiskFull));
+    }
 }

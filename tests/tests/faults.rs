@@ -132,7 +132,7 @@ async fn a_full_disk_refuses_writes_early_and_never_stops_reads() {
     assert_eq!(got, pattern(seed, 56 * 1024));
     let (status, body) = server.http_get("/healthz");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("writes: refused: server disk full"), "{body}");
+    assert!(body.contains("writes: refused: disk full"), "{body}");
     assert_eq!(server.http_get("/healthz/write").0, 503);
     assert_eq!(server.http_get("/healthz/read").0, 200);
     assert_eq!(server.metric("eventi_disk_reserve_bytes"), reserve as f64);
@@ -473,4 +473,34 @@ fn a_killed_backup_of_big_files_resends_at_most_a_checkpoint() {
             assert!(restored == pattern(1000 + i, MIB << 20), "{name} differs");
         }
     }
+}
+
+#[test]
+fn a_full_disk_under_the_embedded_store_stops_the_backup_cleanly() {
+    if !is_root() {
+        println!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(small) = SmallFs::mount(&dir.path().join("home"), 64) else {
+        return;
+    };
+    let src = dir.path().join("src");
+    big_files(&src, 2, 40);
+    let env = [("EVENTI_PASSPHRASE", PASS)];
+    let o = run_eventi(&small.path, &env, ["backup", src.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("disk full") && err.contains("kept in reserve"),
+        "{err}"
+    );
+    assert!(
+        small.free() > 1 << 20,
+        "the reserve held: {} bytes free",
+        small.free()
+    );
+    // The store still opens and answers.
+    let o = run_eventi(&small.path, &env, ["snapshots"]);
+    assert!(o.status.success(), "{}", output_text(&o));
 }

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eventi_shared::errors::KnownError;
 use eventi_shared::{BlockType, Score};
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +145,7 @@ pub enum StoreError {
     #[error("{0}")]
     WriteRefused(&'static str),
     /// Storing the block would eat into the free-space reserve.
-    #[error("{} ({} free, {} kept in reserve)", KnownError::DiskFull.prefix(), crate::size::format_size(*free), crate::size::format_size(*reserve))]
+    #[error("disk full: {} free, {} kept in reserve", crate::size::format_size(*free), crate::size::format_size(*reserve))]
     DiskFull {
         /// Bytes free on the filesystem.
         free: u64,
