@@ -14,6 +14,7 @@ use rocksdb::{WriteBatch, DB};
 use super::usage::{Usage, UsageBook};
 use super::{
     rocks, BlockKey, Engine, Meta, MetaEntry, NewBlock, StoreError, StoreOptions, StoreStats,
+    FULL_AT_START,
 };
 
 /// See the module documentation.
@@ -23,6 +24,8 @@ pub struct BlobDbEngine {
     blocks: AtomicU64,
     bytes: AtomicU64,
     usage: UsageBook,
+    /// Opened read-only (a full filesystem): every write is refused.
+    read_only: bool,
     _cache: rocksdb::Cache,
 }
 
@@ -30,13 +33,32 @@ impl BlobDbEngine {
     /// Opens (creating) the BlobDB store in `dir`; RocksDB's WAL recovery
     /// is all the crash recovery it needs.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<BlobDbEngine, StoreError> {
+        BlobDbEngine::open_as(dir, options, false)
+    }
+
+    /// Opens the store without writing a byte (RocksDB replays its WAL in
+    /// memory), every write refused: for a full filesystem.
+    pub fn open_read_only(dir: &Path, options: &StoreOptions) -> Result<BlobDbEngine, StoreError> {
+        BlobDbEngine::open_as(dir, options, true)
+    }
+
+    fn open_as(
+        dir: &Path,
+        options: &StoreOptions,
+        read_only: bool,
+    ) -> Result<BlobDbEngine, StoreError> {
         let (mut opts, cache) = rocks::options(options);
         opts.set_enable_blob_files(true);
         opts.set_min_blob_size(0);
         opts.set_blob_file_size(256 << 20);
         // Blocks are never deleted, so there is nothing to collect.
         opts.set_enable_blob_gc(false);
-        let db = rocks::open(&opts, &dir.join("blobdb"))?;
+        let path = dir.join("blobdb");
+        let db = if read_only {
+            rocks::open_read_only(&opts, &path)?
+        } else {
+            rocks::open(&opts, &path)?
+        };
         let meta = db
             .get(Meta::KEY)?
             .and_then(|v| Meta::decode(&v))
@@ -48,6 +70,7 @@ impl BlobDbEngine {
             blocks: AtomicU64::new(meta.blocks),
             bytes: AtomicU64::new(meta.bytes),
             usage,
+            read_only,
             _cache: cache,
         })
     }
@@ -66,6 +89,9 @@ impl Engine for BlobDbEngine {
     }
 
     fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(FULL_AT_START));
+        }
         let mut meta = self.meta.lock().expect("meta lock");
         let mut next = *meta;
         let mut batch = WriteBatch::default();
@@ -88,6 +114,9 @@ impl Engine for BlobDbEngine {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Ok(());
+        }
         self.db.flush_wal(true)?;
         Ok(())
     }
@@ -97,6 +126,9 @@ impl Engine for BlobDbEngine {
     }
 
     fn put_meta(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(FULL_AT_START));
+        }
         rocks::put_meta(&self.db, key, value)
     }
 
@@ -124,8 +156,15 @@ impl Engine for BlobDbEngine {
     }
 
     fn close(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Ok(());
+        }
         self.db.flush_wal(true)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    fn read_only(&self) -> Option<&'static str> {
+        self.read_only.then_some(FULL_AT_START)
     }
 }

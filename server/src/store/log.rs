@@ -30,7 +30,7 @@ use super::location_cache::{CachedLocation, LocationCache};
 use super::usage::{Usage, UsageBook};
 use super::{
     private, rocks, BlockKey, Engine, Lookup, Meta, MetaEntry, NewBlock, StoreError, StoreOptions,
-    StoreStats,
+    StoreStats, FULL_AT_START,
 };
 
 /// Magic bytes at the start of every log record.
@@ -121,10 +121,6 @@ pub struct LogEngine {
     read_only: Option<HashMap<BlockKey, Location>>,
     _cache: rocksdb::Cache,
 }
-
-/// Why a read-only engine refuses writes.
-const FULL_AT_START: &str =
-    "its filesystem was full when the server started; free space and restart it to write";
 
 fn segment_path(dir: &Path, n: u32) -> PathBuf {
     dir.join(format!("{n:08}.log"))

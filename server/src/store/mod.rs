@@ -432,18 +432,45 @@ pub fn open_engine(dir: &Path, options: &StoreOptions) -> Result<Arc<dyn Engine>
         }
         Err(e) => return Err(StoreError::io("reading", &marker, e)),
     };
-    Ok(match kind {
-        EngineKind::Log => match log::LogEngine::open(dir, options) {
-            Ok(engine) => Arc::new(engine),
-            Err(e) if filesystem_full(dir, options) => {
-                tracing::warn!(error = %e, "the data directory's filesystem is full: opening read-only (reads are served, writes refused until space is freed and the server restarts)");
-                Arc::new(log::LogEngine::open_read_only(dir, options)?)
-            }
-            Err(e) => return Err(e),
-        },
-        EngineKind::Blobdb => Arc::new(blobdb::BlobDbEngine::open(dir, options)?),
-    })
+    match kind {
+        EngineKind::Log => open_or_read_only(
+            dir,
+            options,
+            log::LogEngine::open,
+            log::LogEngine::open_read_only,
+        ),
+        EngineKind::Blobdb => open_or_read_only(
+            dir,
+            options,
+            blobdb::BlobDbEngine::open,
+            blobdb::BlobDbEngine::open_read_only,
+        ),
+    }
 }
+
+type Opener<E> = fn(&Path, &StoreOptions) -> Result<E, StoreError>;
+
+/// Opens an engine with `open`; if that fails on a filesystem without
+/// room, with `read_only` instead, so that reads are still served.
+fn open_or_read_only<E: Engine>(
+    dir: &Path,
+    options: &StoreOptions,
+    open: Opener<E>,
+    read_only: Opener<E>,
+) -> Result<Arc<dyn Engine>, StoreError> {
+    match open(dir, options) {
+        Ok(engine) => Ok(Arc::new(engine)),
+        Err(e) if filesystem_full(dir, options) => {
+            tracing::warn!(error = %e, "the data directory's filesystem is full: opening read-only (reads are served, writes refused until space is freed and the server restarts)");
+            Ok(Arc::new(read_only(dir, options)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Why an engine opened read-only refuses writes.
+pub(crate) const FULL_AT_START: &str =
+    "its filesystem was full when the server started; free space and restart it to write";
 
 /// Whether the filesystem of `dir` has less free space than the reserve
 /// (so that a failed open is likely for want of space).
@@ -489,5 +516,65 @@ impl Meta {
             blocks: u64_at(12),
             bytes: u64_at(20),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both engines: blocks written before a read-only open are served,
+    /// and every write is refused with the reason.
+    #[test]
+    fn a_read_only_engine_serves_and_refuses() {
+        for kind in [EngineKind::Log, EngineKind::Blobdb] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = StoreOptions {
+                engine: kind,
+                ..StoreOptions::default()
+            };
+            let data = Bytes::from_static(b"a block written before the disk filled");
+            let key = BlockKey {
+                score: Score::of(&data),
+                block_type: BlockType::DATA,
+            };
+            let block = NewBlock {
+                key,
+                data: data.clone(),
+                writer: ANONYMOUS,
+            };
+            let engine = open_engine(dir.path(), &options).unwrap();
+            engine.put_batch(std::slice::from_ref(&block)).unwrap();
+            engine.sync().unwrap();
+            // Not closed: the read-only open must recover what a crash left.
+            drop(engine);
+            let ro: Arc<dyn Engine> = match kind {
+                EngineKind::Log => {
+                    Arc::new(log::LogEngine::open_read_only(dir.path(), &options).unwrap())
+                }
+                EngineKind::Blobdb => {
+                    Arc::new(blobdb::BlobDbEngine::open_read_only(dir.path(), &options).unwrap())
+                }
+            };
+            assert_eq!(ro.get(&key).unwrap().as_ref(), Some(&data), "{kind:?}");
+            assert!(ro.contains(&key).unwrap());
+            let mut keys = Vec::new();
+            ro.for_each_key(&mut |k| {
+                keys.push(k);
+                true
+            })
+            .unwrap();
+            assert_eq!(keys, [key], "{kind:?}");
+            assert!(matches!(
+                ro.put_batch(&[block]),
+                Err(StoreError::ReadOnly(_))
+            ));
+            assert!(matches!(
+                ro.put_meta(b"k", Some(b"v")),
+                Err(StoreError::ReadOnly(_))
+            ));
+            assert_eq!(ro.read_only(), Some(FULL_AT_START));
+            ro.close().unwrap();
+        }
     }
 }
