@@ -74,10 +74,33 @@ impl FileRecord {
 
 /// Why the cache failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cache {path}: {source} (it is safe to delete the cache directory)")]
-pub struct CacheError {
-    path: String,
-    source: rocksdb::Error,
+pub enum CacheError {
+    /// Another eventi command holds this cache (two backups of one home
+    /// to one destination at once).
+    #[error("cache {path} is in use by another eventi command (pid {holder}) on this home; wait for it to finish")]
+    InUse {
+        /// The cache directory.
+        path: String,
+        /// What the lock file says of its holder.
+        holder: String,
+    },
+    /// The lock file could not be taken.
+    #[error("cache lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// RocksDB failed. Nobody else holds the cache (its lock is ours),
+    /// so deleting it loses nothing but the time to rebuild it.
+    #[error("cache {path}: {source} (it is safe to delete the cache directory)")]
+    Rocks {
+        /// The cache directory.
+        path: String,
+        /// RocksDB's error.
+        source: rocksdb::Error,
+    },
 }
 
 /// See the module documentation.
@@ -85,6 +108,46 @@ pub struct Cache {
     db: DB,
     path: String,
     generation: u64,
+    /// Held (flock) while the cache is open; released on drop.
+    _lock: std::fs::File,
+}
+
+/// Takes the cache's lock file, `eventi.lock` in `dir`, without waiting.
+fn lock(dir: &Path) -> Result<std::fs::File, CacheError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("eventi.lock");
+    let shown = path.display().to_string();
+    let io = |source| CacheError::Lock {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(CacheError::InUse {
+                path: dir.display().to_string(),
+                holder: holder.trim().to_string(),
+            });
+        }
+        return Err(io(e));
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    write!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(file)
 }
 
 /// Cache entries waiting for the store to sync the blocks they name.
@@ -135,8 +198,9 @@ fn file_key(path: &[u8]) -> Vec<u8> {
 impl Cache {
     /// Opens (creating) the cache in `dir` and starts a new generation.
     pub fn open(dir: &Path) -> Result<Cache, CacheError> {
+        let lock = lock(dir)?;
         let path = dir.display().to_string();
-        let err = |source| CacheError {
+        let err = |source| CacheError::Rocks {
             path: path.clone(),
             source,
         };
@@ -157,11 +221,12 @@ impl Cache {
             db,
             path,
             generation,
+            _lock: lock,
         })
     }
 
     fn err(&self, source: rocksdb::Error) -> CacheError {
-        CacheError {
+        CacheError::Rocks {
             path: self.path.clone(),
             source,
         }

@@ -52,6 +52,13 @@ not restored (each is named on stderr); no partial file is ever left."
 }
 
 fn main() -> std::process::ExitCode {
+    // A reader that goes away (`eventi ls ... | head`) ends the command
+    // quietly, as it ends `ls` and `git log`, instead of a panic in
+    // println!. Rust ignores SIGPIPE by default; restore the default.
+    // SAFETY: called before any thread exists; SIG_DFL is always valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Some(t) = cli.timeout {
         eventi::repo::override_timeout(t);

@@ -32,6 +32,11 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    // `eventi-server keys list | head` ends quietly, as `ls` does.
+    // SAFETY: as above, before any thread; SIG_DFL is always valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),

@@ -504,3 +504,75 @@ fn a_full_disk_under_the_embedded_store_stops_the_backup_cleanly() {
     let o = run_eventi(&small.path, &env, ["snapshots"]);
     assert!(o.status.success(), "{}", output_text(&o));
 }
+
+#[test]
+fn a_second_backup_of_one_home_is_told_the_first_is_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_strict(&dir.path().join("data"), &[]);
+    let home = home_for(dir.path(), &server);
+    let src = dir.path().join("src");
+    big_files(&src, 6, 24);
+    let src_arg = src.to_str().unwrap();
+    let mut second = None;
+    let (first, _) = run_until_progress(&home, &["backup", src_arg], || {
+        second = Some(run_eventi(
+            &home,
+            &[("EVENTI_PASSPHRASE", PASS)],
+            ["backup", src_arg],
+        ));
+    });
+    let second = second.unwrap();
+    assert_eq!(second.status.code(), Some(1), "{}", output_text(&second));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another eventi command"), "{err}");
+    assert!(!err.contains("safe to delete"), "never while in use: {err}");
+    assert!(
+        first.status.success(),
+        "the first goes on: {}",
+        output_text(&first)
+    );
+    // Once it is done, the next backup runs.
+    let o = run_eventi(&home, &[("EVENTI_PASSPHRASE", PASS)], ["backup", src_arg]);
+    assert!(o.status.success(), "{}", output_text(&o));
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_listing_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3000 {
+        fs::write(src.join(format!("file-with-a-long-name-{i:05}")), b"x").unwrap();
+    }
+    let env = [("EVENTI_PASSPHRASE", PASS)];
+    let o = run_eventi(&home, &env, ["backup", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    // `eventi ls -r latest:SRC | head -1`
+    let mut child = Command::new(binary("eventi"))
+        .env("EVENTI_HOME", &home)
+        .env("EVENTI_PASSPHRASE", PASS)
+        .args(["ls", "-r", &format!("latest:{}", src.display())])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(!line.is_empty());
+    drop(stdout);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        o.status.success() || o.status.signal() == Some(libc::SIGPIPE),
+        "{:?}",
+        o.status
+    );
+}
