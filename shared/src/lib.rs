@@ -14,6 +14,7 @@ pub mod client;
 pub mod codec;
 pub mod errors;
 pub mod score;
+pub mod time;
 pub mod version;
 
 pub use block_type::BlockType;

@@ -108,6 +108,21 @@ async fn quota_is_exact_and_duplicates_are_free() {
     b.write(BlockType::DATA, stored[7].clone()).await.unwrap();
     b.sync().await.unwrap();
     assert_eq!(usage(&data, "bob"), (1 << 20, 128));
+    // The last write as a person reads it (seconds stay in --json).
+    let table = keys(&data, &["list"]);
+    let year = eventi_shared::time::format_utc(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    )[..4]
+        .to_string();
+    let row = table.lines().find(|l| l.starts_with("bob")).unwrap();
+    assert!(
+        row.ends_with(" UTC") && row.contains(&format!(" {year}-")),
+        "{table}"
+    );
+    assert!(!table.contains("(unix)"), "{table}");
 
     // Raising the quota on the running server takes effect at once.
     keys(&data, &["set-quota", "bob", "2MiB"]);

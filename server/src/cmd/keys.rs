@@ -138,7 +138,11 @@ fn print_table(cmd: &KeyCommand, reports: &[KeyReport]) {
         let last = if r.last_write == 0 {
             "never".to_string()
         } else {
-            format!("{} (unix)", r.last_write)
+            // --json keeps the seconds.
+            format!(
+                "{} UTC",
+                eventi_shared::time::format_utc(r.last_write as i64)
+            )
         };
         println!(
             "{:<20} {:<25} {:>12} {:>12} {:>10} {:>12} {}",
