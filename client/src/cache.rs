@@ -76,21 +76,13 @@ impl FileRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     /// Another eventi command holds this cache (two backups of one home
-    /// to one destination at once).
-    #[error("cache {path} is in use by another eventi command (pid {holder}) on this home; wait for it to finish")]
-    InUse {
+    /// to one destination at once), or its lock could not be taken.
+    #[error("cache {path}: {source}")]
+    Lock {
         /// The cache directory.
         path: String,
-        /// What the lock file says of its holder.
-        holder: String,
-    },
-    /// The lock file could not be taken.
-    #[error("cache lock {path}: {source}")]
-    Lock {
-        /// The lock file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// Who holds it, or why it could not be locked.
+        source: crate::lockfile::LockError,
     },
     /// RocksDB failed. Nobody else holds the cache (its lock is ours),
     /// so deleting it loses nothing but the time to rebuild it.
@@ -108,46 +100,8 @@ pub struct Cache {
     db: DB,
     path: String,
     generation: u64,
-    /// Held (flock) while the cache is open; released on drop.
-    _lock: std::fs::File,
-}
-
-/// Takes the cache's lock file, `eventi.lock` in `dir`, without waiting.
-fn lock(dir: &Path) -> Result<std::fs::File, CacheError> {
-    use std::io::{Read, Seek, Write};
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join("eventi.lock");
-    let shown = path.display().to_string();
-    let io = |source| CacheError::Lock {
-        path: shown.clone(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io)?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            return Err(CacheError::InUse {
-                path: dir.display().to_string(),
-                holder: holder.trim().to_string(),
-            });
-        }
-        return Err(io(e));
-    }
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    write!(file, "{}", std::process::id()).map_err(io)?;
-    Ok(file)
+    /// Held while the cache is open.
+    _lock: crate::lockfile::DirLock,
 }
 
 /// Cache entries waiting for the store to sync the blocks they name.
@@ -198,8 +152,11 @@ fn file_key(path: &[u8]) -> Vec<u8> {
 impl Cache {
     /// Opens (creating) the cache in `dir` and starts a new generation.
     pub fn open(dir: &Path) -> Result<Cache, CacheError> {
-        let lock = lock(dir)?;
         let path = dir.display().to_string();
+        let lock = crate::lockfile::DirLock::take(dir).map_err(|source| CacheError::Lock {
+            path: path.clone(),
+            source,
+        })?;
         let err = |source| CacheError::Rocks {
             path: path.clone(),
             source,

@@ -13,6 +13,7 @@ pub mod exclude;
 pub mod fsmeta;
 pub mod home;
 pub mod keyfile;
+pub mod lockfile;
 pub mod passphrase;
 pub mod progress;
 pub mod repo;

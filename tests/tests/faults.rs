@@ -537,6 +537,36 @@ fn a_second_backup_of_one_home_is_told_the_first_is_running() {
 }
 
 #[test]
+fn a_second_command_on_an_embedded_store_is_told_the_first_is_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let src = dir.path().join("src");
+    big_files(&src, 6, 24);
+    let src_arg = src.to_str().unwrap();
+    let env = [("EVENTI_PASSPHRASE", PASS)];
+    let o = run_eventi(&home, &env, ["init"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let mut second = None;
+    let (first, _) = run_until_progress(&home, &["backup", src_arg], || {
+        second = Some(run_eventi(&home, &env, ["snapshots"]));
+    });
+    let second = second.unwrap();
+    assert_eq!(second.status.code(), Some(1), "{}", output_text(&second));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("in use by another eventi command (pid "),
+        "{err}"
+    );
+    assert!(
+        first.status.success(),
+        "the first goes on: {}",
+        output_text(&first)
+    );
+    let o = run_eventi(&home, &env, ["snapshots"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+}
+
+#[test]
 fn a_reader_that_goes_away_ends_the_listing_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");

@@ -16,6 +16,8 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// See the module documentation.
 pub struct LocalStore {
     store: Store,
+    /// One eventi command at a time on this store.
+    _lock: crate::lockfile::DirLock,
     name: String,
     in_flight: Arc<InFlight>,
     closed: std::sync::atomic::AtomicBool,
@@ -31,20 +33,16 @@ impl LocalStore {
             location_cache_entries: 1 << 16,
             ..StoreOptions::default()
         };
-        let store = Store::open(dir, &options).map_err(|e| {
-            let message = e.to_string();
-            StoreError::Failed {
-                store: name.clone(),
-                // RocksDB's lock is how a second process finds out.
-                message: if message.contains("LOCK") {
-                    "in use by another eventi process (one command at a time per store)".into()
-                } else {
-                    message
-                },
-            }
-        })?;
+        let failed = |message: String| StoreError::Failed {
+            store: name.clone(),
+            message,
+        };
+        eventi_server::store::private::create_dir(dir).map_err(|e| failed(e.to_string()))?;
+        let lock = crate::lockfile::DirLock::take(dir).map_err(|e| failed(e.to_string()))?;
+        let store = Store::open(dir, &options).map_err(|e| failed(e.to_string()))?;
         Ok(LocalStore {
             store,
+            _lock: lock,
             name,
             in_flight: Arc::new(InFlight::new(MAX_IN_FLIGHT)),
             closed: std::sync::atomic::AtomicBool::new(false),
