@@ -240,39 +240,29 @@ impl LogEngine {
                 .metadata()
                 .map_err(|e| StoreError::io("reading size of", &path, e))?
                 .len();
-            let mut pos = start;
             let mut batch = WriteBatch::default();
-            let mut reader = BufReader::with_capacity(1 << 20, ReadAt::new(file, pos));
-            let mut header = [0u8; HEADER_LEN];
-            let mut data = Vec::new();
+            let mut scan = Scan::new(file, start);
             let mut bad_at: Option<u64> = None;
-            while pos < file_len {
-                let parsed = reader
-                    .read_exact(&mut header)
-                    .ok()
-                    .and_then(|_| decode_header(&header))
-                    .and_then(|(key, len)| {
-                        data.resize(len, 0);
-                        reader.read_exact(&mut data).ok()?;
-                        (Score::of(&data) == key.score).then_some((key, len))
-                    });
-                let Some((key, len)) = parsed else {
-                    bad_at = Some(pos);
+            let mut pos = start;
+            while scan.pos < file_len {
+                let Some(record) = scan.next_record() else {
+                    bad_at = Some(scan.pos);
                     break;
                 };
+                let (key, len) = (record.key, record.len);
                 let loc = Location {
                     segment: seg,
-                    offset: pos,
+                    offset: record.offset,
                     len: len as u32,
                 };
                 if !self.contains(&key)? && fresh.insert(key) {
                     meta.blocks += 1;
                     meta.bytes += len as u64;
                     reindexed += 1;
-                    charges.push((header_writer(&header), len as u64));
+                    charges.push((record.writer, len as u64));
                 }
                 batch.put(key.to_bytes(), loc.encode());
-                pos += (HEADER_LEN + len) as u64;
+                pos = scan.pos;
                 meta.segment = seg;
                 meta.offset = pos;
                 if batch.len() >= 4096 {
@@ -345,24 +335,13 @@ impl LogEngine {
                 .metadata()
                 .map_err(|e| StoreError::io("reading size of", &path, e))?
                 .len();
-            let mut pos = start;
-            let mut reader = BufReader::with_capacity(1 << 20, ReadAt::new(file, pos));
-            let mut header = [0u8; HEADER_LEN];
-            let mut data = Vec::new();
-            while pos < file_len {
-                let parsed = reader
-                    .read_exact(&mut header)
-                    .ok()
-                    .and_then(|_| decode_header(&header))
-                    .and_then(|(key, len)| {
-                        data.resize(len, 0);
-                        reader.read_exact(&mut data).ok()?;
-                        (Score::of(&data) == key.score).then_some((key, len))
-                    });
-                let Some((key, len)) = parsed else {
-                    tracing::warn!(segment = %path.display(), offset = pos, "read-only: the data log ends in a bad record here; blocks after it are not served");
+            let mut scan = Scan::new(file, start);
+            while scan.pos < file_len {
+                let Some(record) = scan.next_record() else {
+                    tracing::warn!(segment = %path.display(), offset = scan.pos, "read-only: the data log ends in a bad record here; blocks after it are not served");
                     break;
                 };
+                let (key, len) = (record.key, record.len);
                 if !tail.contains_key(&key) && self.db.get_pinned(key.to_bytes())?.is_none() {
                     blocks += 1;
                     bytes += len as u64;
@@ -371,11 +350,10 @@ impl LogEngine {
                     key,
                     Location {
                         segment: seg,
-                        offset: pos,
+                        offset: record.offset,
                         len: len as u32,
                     },
                 );
-                pos += (HEADER_LEN + len) as u64;
             }
         }
         if !tail.is_empty() {
@@ -779,6 +757,56 @@ fn find_next_record(file: &File, from: u64, end: u64) -> Option<u64> {
 
 /// Sequential reads through `pread`, so recovery does not disturb the
 /// shared file offset.
+/// A verified record found by [`Scan`].
+struct ScannedRecord {
+    key: BlockKey,
+    len: usize,
+    writer: u32,
+    offset: u64,
+}
+
+/// Reads a segment's records in order, checking each one's SHA-1: what
+/// both recoveries (into the index, or into memory) walk.
+struct Scan<'a> {
+    reader: BufReader<ReadAt<'a>>,
+    /// Where the next record starts (after a failed read: where the bad
+    /// record starts).
+    pos: u64,
+    header: [u8; HEADER_LEN],
+    data: Vec<u8>,
+}
+
+impl<'a> Scan<'a> {
+    fn new(file: &'a File, start: u64) -> Scan<'a> {
+        Scan {
+            reader: BufReader::with_capacity(1 << 20, ReadAt::new(file, start)),
+            pos: start,
+            header: [0u8; HEADER_LEN],
+            data: Vec::new(),
+        }
+    }
+
+    /// The record at `pos`, or `None` if the bytes there are not a whole
+    /// record that hashes to its score (`pos` then stays at it).
+    fn next_record(&mut self) -> Option<ScannedRecord> {
+        self.reader.read_exact(&mut self.header).ok()?;
+        let (key, len) = decode_header(&self.header)?;
+        self.data.resize(len, 0);
+        self.reader.read_exact(&mut self.data).ok()?;
+        if Score::of(&self.data) != key.score {
+            return None;
+        }
+        let record = ScannedRecord {
+            key,
+            len,
+            writer: header_writer(&self.header),
+            offset: self.pos,
+        };
+        self.pos += (HEADER_LEN + len) as u64;
+        Some(record)
+    }
+}
+
 struct ReadAt<'a> {
     file: &'a File,
     pos: u64,
