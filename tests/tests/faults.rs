@@ -17,6 +17,14 @@ use eventi_tests::{
 
 const PASS: &str = "correct horse";
 
+/// These tests stop servers, fill disks and time deadlines: one at a
+/// time, so that one test's load does not decide another's timing.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A tmpfs of `mib` MiB mounted at `path`, unmounted on drop.
 struct SmallFs {
     path: PathBuf,
@@ -75,8 +83,12 @@ fn server_error<T: std::fmt::Debug>(r: Result<T, ClientError>) -> String {
     }
 }
 
+// The guard serializes whole tests (each on its own runtime and thread);
+// no task of this test waits for the lock.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test]
 async fn a_full_disk_refuses_writes_early_and_never_stops_reads() {
+    let _serial = one_at_a_time();
     if !is_root() {
         println!("skipped: mounting a small tmpfs needs root");
         return;
@@ -296,6 +308,7 @@ fn run_until_progress(
 
 #[test]
 fn a_silent_server_fails_each_command_within_its_deadline() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_strict(&dir.path().join("data"), &[]);
     let home = home_for(dir.path(), &server);
@@ -369,7 +382,12 @@ fn a_silent_server_fails_each_command_within_its_deadline() {
             target.to_str().unwrap(),
         ],
     );
-    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        o.status.success(),
+        "{}\nserver log:\n{}",
+        output_text(&o),
+        server.log()
+    );
     for i in 0..8u64 {
         let name = format!("file{i:02}");
         let restored = fs::read(target.join("src").join(&name)).unwrap();
@@ -394,6 +412,7 @@ fn last_durable_and_done(stdout: &str) -> (u64, u64) {
 
 #[test]
 fn a_killed_backup_of_big_files_resends_at_most_a_checkpoint() {
+    let _serial = one_at_a_time();
     const FILES: u64 = 12;
     const MIB: usize = 60;
     const CHECKPOINT: u64 = 64 << 20;
@@ -482,6 +501,7 @@ fn a_killed_backup_of_big_files_resends_at_most_a_checkpoint() {
 
 #[test]
 fn a_full_disk_under_the_embedded_store_stops_the_backup_cleanly() {
+    let _serial = one_at_a_time();
     if !is_root() {
         println!("skipped: mounting a small tmpfs needs root");
         return;
@@ -512,6 +532,7 @@ fn a_full_disk_under_the_embedded_store_stops_the_backup_cleanly() {
 
 #[test]
 fn a_second_backup_of_one_home_is_told_the_first_is_running() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_strict(&dir.path().join("data"), &[]);
     let home = home_for(dir.path(), &server);
@@ -543,6 +564,7 @@ fn a_second_backup_of_one_home_is_told_the_first_is_running() {
 
 #[test]
 fn a_second_command_on_an_embedded_store_is_told_the_first_is_running() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let src = dir.path().join("src");
@@ -573,6 +595,7 @@ fn a_second_command_on_an_embedded_store_is_told_the_first_is_running() {
 
 #[test]
 fn a_reader_that_goes_away_ends_the_listing_quietly() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let src = dir.path().join("src");
