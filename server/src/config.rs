@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreOptions;
+use eventi_store::StoreOptions;
 
 /// Everything `eventi-server serve` can be told.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -58,7 +58,7 @@ impl Auth {
         match self.anonymous_write_quota.as_deref() {
             None => Ok(None),
             Some("unlimited") => Ok(Some(u64::MAX)),
-            Some(size) => crate::size::parse_size(size)
+            Some(size) => eventi_shared::size::parse_size(size)
                 .map(Some)
                 .map_err(|e| anyhow::anyhow!("auth.anonymous_write_quota: {e}")),
         }
@@ -148,7 +148,7 @@ impl Config {
         );
         anyhow::ensure!(
             self.limits.max_block_v04 >= eventi_shared::MAX_BLOCK_V02
-                && self.limits.max_block_v04 <= crate::store::log::MAX_RECORD_DATA,
+                && self.limits.max_block_v04 <= eventi_store::log::MAX_RECORD_DATA,
             "limits.max_block_v04 must be between 56 KiB and 64 MiB"
         );
         anyhow::ensure!(

@@ -31,8 +31,8 @@ use tokio::time::timeout;
 use crate::metrics::Kind;
 use crate::out_queue::OutQueue;
 pub use crate::state::Shared;
-use crate::store::{BlockKey, Job, Lookup, NewBlock, StoreError, ANONYMOUS};
-use crate::store::{QuotaPolicy, WriteLimit};
+use eventi_store::{BlockKey, Job, Lookup, NewBlock, StoreError, ANONYMOUS};
+use eventi_store::{QuotaPolicy, WriteLimit};
 
 /// Why a connection ended abnormally (logged, never sent).
 #[derive(Debug, thiserror::Error)]

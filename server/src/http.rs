@@ -153,7 +153,7 @@ async fn check_host(
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let shared = state.shared;
     let data = shared.data.clone();
-    let exposures = tokio::task::spawn_blocking(move || crate::store::private::audit(&data).len())
+    let exposures = tokio::task::spawn_blocking(move || eventi_store::private::audit(&data).len())
         .await
         .unwrap_or(0);
     shared.metrics.data_dir_exposures.set(exposures as i64);
@@ -188,7 +188,7 @@ fn writes_refused(shared: &Shared) -> Option<String> {
     // Blocks are refused one by one as they stop fitting; health says
     // "refused" once less than a large block's worth is left.
     (space.free < reserve + LOW_ROOM).then(|| {
-        crate::store::StoreError::DiskFull {
+        eventi_store::StoreError::DiskFull {
             free: space.free,
             reserve,
         }

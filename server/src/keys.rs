@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{QuotaPolicy, Store, StoreError, Usage, WriteLimit, ANONYMOUS};
+use eventi_store::{QuotaPolicy, Store, StoreError, Usage, WriteLimit, ANONYMOUS};
 
 /// How a public key is written: `eventi-ed25519 <64 hex digits> [comment]`.
 pub const PUBLIC_KEY_PREFIX: &str = "eventi-ed25519";
@@ -194,7 +194,7 @@ impl KeyRegistry {
             public: hex::encode(public),
             quota,
             rate,
-            added: crate::store::usage::unix_now(),
+            added: eventi_store::usage::unix_now(),
         };
         self.save(&e)?;
         t.by_public.insert(*public, id);

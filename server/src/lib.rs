@@ -1,8 +1,7 @@
 //! eventi-server: a venti server on RocksDB.
 //!
-//! `store` keeps blocks (two engines behind one trait, a group-commit
-//! thread in front), `conn` serves one venti connection, `server` accepts
-//! connections and shuts down gracefully, `state` is what they share,
+//! Blocks are kept by the `eventi-store` crate. `conn` serves one venti
+//! connection, `server` accepts connections and shuts down gracefully, `state` is what they share,
 //! `http` serves metrics, `admin` manages write keys through the admin
 //! socket, `config` holds the settings. The binary's commands live in
 //! `src/cmd/`.
@@ -15,6 +14,4 @@ pub mod keys;
 pub mod metrics;
 pub mod out_queue;
 pub mod server;
-pub mod size;
 pub mod state;
-pub mod store;

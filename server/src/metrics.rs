@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::store::StoreStats;
+use eventi_store::StoreStats;
 
 /// Request kinds that get their own label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

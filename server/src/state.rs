@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::Limits;
 use crate::keys::KeyRegistry;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use eventi_store::Store;
 
 /// The server's state, one per process, behind an `Arc`.
 pub struct Shared {

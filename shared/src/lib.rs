@@ -6,7 +6,8 @@
 //! every byte: `score` (SHA-1 addresses), `block_type` (wire/disk types),
 //! `version` (the text line both ends exchange first), `codec` (messages and
 //! their 2- or 4-byte framing), `errors` (the Rerror texts clients act
-//! on), and `client` (a pipelined async client).
+//! on), and `client` (a pipelined async client); `size` and `time` format
+//! byte counts and dates the same way in every binary.
 
 pub mod auth;
 pub mod block_type;
@@ -14,6 +15,7 @@ pub mod client;
 pub mod codec;
 pub mod errors;
 pub mod score;
+pub mod size;
 pub mod time;
 pub mod version;
 

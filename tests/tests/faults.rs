@@ -56,9 +56,7 @@ impl SmallFs {
     }
 
     fn free(&self) -> u64 {
-        eventi_server::store::space::space_of(&self.path)
-            .unwrap()
-            .free
+        eventi_store::space::space_of(&self.path).unwrap().free
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Args {
     no_cache: bool,
     /// Sync the store and commit the cache after this much is sent, so an
     /// interrupted backup's rerun resends at most this much.
-    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = eventi_server::size::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = eventi_shared::size::parse_size)]
     checkpoint: u64,
     /// File worker threads (default: four per core).
     #[arg(long)]

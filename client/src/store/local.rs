@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eventi_server::store::{BlockKey, Job, NewBlock, Store, StoreOptions, ANONYMOUS};
 use eventi_shared::{BlockType, Score};
+use eventi_store::{BlockKey, Job, NewBlock, Store, StoreOptions, ANONYMOUS};
 
 use super::{BlockStore, InFlight, PutDone, StoreError};
 
@@ -37,7 +37,7 @@ impl LocalStore {
             store: name.clone(),
             message,
         };
-        eventi_server::store::private::create_dir(dir).map_err(|e| failed(e.to_string()))?;
+        eventi_store::private::create_dir(dir).map_err(|e| failed(e.to_string()))?;
         let lock = crate::lockfile::DirLock::take(dir).map_err(|e| failed(e.to_string()))?;
         let store = Store::open(dir, &options).map_err(|e| failed(e.to_string()))?;
         Ok(LocalStore {

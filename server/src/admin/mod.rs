@@ -8,7 +8,7 @@ pub mod socket;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{parse_public_key, KeyEntry, KeyError, KeyRegistry};
-use crate::store::Usage;
+use eventi_store::Usage;
 
 /// A key with its usage, as `keys list` shows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
-use eventi_server::size::parse_size;
 use eventi_shared::client::ClientOptions;
+use eventi_shared::size::parse_size;
 use eventi_shared::{BlockType, Score, VentiClient};
 use hdrhistogram::Histogram;
 use rand::RngCore;

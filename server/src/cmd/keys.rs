@@ -10,8 +10,8 @@ use anyhow::Context;
 use eventi_server::admin::socket::{self, CallError};
 use eventi_server::admin::{self, KeyCommand, KeyReport};
 use eventi_server::keys::KeyRegistry;
-use eventi_server::size::{format_size, parse_rate, parse_size};
-use eventi_server::store::{Store, StoreOptions};
+use eventi_shared::size::{format_size, parse_rate, parse_size};
+use eventi_store::{Store, StoreOptions};
 
 /// Where the keys live.
 #[derive(clap::Args)]

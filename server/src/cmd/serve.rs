@@ -11,8 +11,8 @@ use eventi_server::config::{Config, LogFormat};
 use eventi_server::keys::KeyRegistry;
 use eventi_server::metrics::Metrics;
 use eventi_server::state::Shared;
-use eventi_server::store::{self, EngineKind, Store};
 use eventi_server::{http, server};
+use eventi_store::{EngineKind, Store};
 
 /// Flags; each overrides the config file's value.
 #[derive(clap::Args)]
@@ -85,7 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .await?
         .with_context(|| format!("opening data directory {}", data.display()))?;
-        let exposures = store::private::audit(&data);
+        let exposures = eventi_store::private::audit(&data);
         for e in &exposures {
             tracing::warn!(problem = %e, "the data directory is not private to the server's user");
         }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use eventi_server::store::{open_engine, private, BlockKey, StoreOptions};
 use eventi_shared::Score;
+use eventi_store::{open_engine, private, BlockKey, StoreOptions};
 
 /// Which store to check.
 #[derive(clap::Args)]

@@ -33,7 +33,7 @@ fn size_from_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Erro
     }
     match Either::deserialize(d)? {
         Either::Number(n) => Ok(n),
-        Either::Text(t) => crate::size::parse_size(&t).map_err(serde::de::Error::custom),
+        Either::Text(t) => eventi_shared::size::parse_size(&t).map_err(serde::de::Error::custom),
     }
 }
 

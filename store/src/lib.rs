@@ -145,7 +145,7 @@ pub enum StoreError {
     #[error("{0}")]
     WriteRefused(&'static str),
     /// Storing the block would eat into the free-space reserve.
-    #[error("disk full: {} free, {} kept in reserve", crate::size::format_size(*free), crate::size::format_size(*reserve))]
+    #[error("disk full: {} free, {} kept in reserve", eventi_shared::size::format_size(*free), eventi_shared::size::format_size(*reserve))]
     DiskFull {
         /// Bytes free on the filesystem.
         free: u64,
