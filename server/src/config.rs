@@ -148,7 +148,7 @@ impl Config {
         );
         anyhow::ensure!(
             self.limits.max_block_v04 >= eventi_shared::MAX_BLOCK_V02
-                && self.limits.max_block_v04 <= eventi_store::log::MAX_RECORD_DATA,
+                && self.limits.max_block_v04 <= eventi_store::MAX_RECORD_DATA,
             "limits.max_block_v04 must be between 56 KiB and 64 MiB"
         );
         anyhow::ensure!(

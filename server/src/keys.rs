@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use eventi_store::{QuotaPolicy, Store, StoreError, Usage, WriteLimit, ANONYMOUS};
+use eventi_store::{QuotaPolicy, Store, StoreError, Table, Usage, WriteLimit, ANONYMOUS};
 
 /// How a public key is written: `eventi-ed25519 <64 hex digits> [comment]`.
 pub const PUBLIC_KEY_PREFIX: &str = "eventi-ed25519";
-const META_PREFIX: &[u8] = b"\x01k";
 const MAX_KEY_ID: u32 = (1 << 24) - 1;
 
 /// The message for a refused anonymous write (the protocol's wording).
@@ -122,7 +121,7 @@ impl KeyRegistry {
     /// `anonymous_quota` bytes (`None`: none at all).
     pub fn load(store: Store, anonymous_quota: Option<u64>) -> Result<KeyRegistry, KeyError> {
         let mut tables = Tables::default();
-        for (_, v) in store.engine().scan_meta(META_PREFIX)? {
+        for (_, v) in store.scan_records(Table::WriteKeys)? {
             if let Ok(e) = serde_json::from_slice::<KeyEntry>(&v) {
                 if let Ok(pk) = parse_public_key(&e.public) {
                     tables.by_public.insert(pk, e.id);
@@ -138,17 +137,10 @@ impl KeyRegistry {
         })
     }
 
-    fn meta_key(id: u32) -> Vec<u8> {
-        let mut k = META_PREFIX.to_vec();
-        k.extend_from_slice(&id.to_be_bytes());
-        k
-    }
-
     fn save(&self, e: &KeyEntry) -> Result<(), KeyError> {
         let json = serde_json::to_vec(e).expect("a key entry serializes");
         self.store
-            .engine()
-            .put_meta(&Self::meta_key(e.id), Some(&json))?;
+            .put_record(Table::WriteKeys, &e.id.to_be_bytes(), Some(&json))?;
         Ok(())
     }
 
@@ -178,7 +170,6 @@ impl KeyRegistry {
         // Numbers are never reused, so a removed key's blocks stay its own.
         let used = self
             .store
-            .engine()
             .all_usage()
             .iter()
             .map(|(w, _)| *w)
@@ -224,7 +215,8 @@ impl KeyRegistry {
     pub fn remove(&self, name: &str) -> Result<KeyEntry, KeyError> {
         let mut t = self.tables.write().expect("keys lock");
         let e = self.named(&t, name)?;
-        self.store.engine().put_meta(&Self::meta_key(e.id), None)?;
+        self.store
+            .put_record(Table::WriteKeys, &e.id.to_be_bytes(), None)?;
         t.by_id.remove(&e.id);
         t.by_public.retain(|_, id| *id != e.id);
         Ok(e)

@@ -16,8 +16,9 @@ use std::collections::HashSet;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::space::SpaceGuard;
-use super::{BlockKey, Engine, NewBlock, QuotaPolicy, StoreError, WriteLimit};
+use crate::engine::Engine;
+use crate::space::SpaceGuard;
+use crate::{BlockKey, NewBlock, QuotaPolicy, StoreError, WriteLimit};
 
 /// Bytes a new block costs on disk beyond its data (a log record's
 /// header, its index entry, RocksDB's share), counted against the reserve.
@@ -134,7 +135,7 @@ impl Committer {
         // Free space above the reserve, read once per batch when the
         // first new block needs it: (room left, free, reserve).
         let mut room: Option<Option<(u64, u64, u64)>> = None;
-        let read_only = self.engine.read_only();
+        let read_only = self.engine.index().read_only();
         for job in &batch {
             if let Job::Write(block, _) = job {
                 let outcome = if let Some(reason) = &failed {
@@ -153,7 +154,7 @@ impl Committer {
                                     let limit = policy
                                         .as_ref()
                                         .map_or(WriteLimit::Unlimited, |p| p.limit(block.writer));
-                                    (limit, self.engine.usage(block.writer).bytes)
+                                    (limit, self.engine.index().usage(block.writer).bytes)
                                 });
                             let len = block.data.len() as u64;
                             let verdict = match limit {

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::BlockKey;
+use crate::BlockKey;
 
 /// Where a record was, as the cache remembers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,11 +5,9 @@
 
 use std::path::Path;
 
-use rocksdb::{
-    BlockBasedOptions, Cache, DBCompressionType, IteratorMode, Options, ReadOptions, DB,
-};
+use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, DB};
 
-use super::{BlockKey, MetaEntry, StoreError, StoreOptions};
+use crate::{StoreError, StoreOptions};
 
 /// Options for a database of block keys.
 pub fn options(store: &StoreOptions) -> (Options, Cache) {
@@ -48,7 +46,7 @@ pub fn options(store: &StoreOptions) -> (Options, Cache) {
 /// the same data directory fails here, on RocksDB's LOCK file).
 pub fn open(opts: &Options, path: &Path) -> Result<DB, StoreError> {
     // RocksDB makes its directory with the umask's mode; ours is 0700.
-    super::private::create_dir(path).map_err(|e| StoreError::io("creating", path, e))?;
+    crate::private::create_dir(path).map_err(|e| StoreError::io("creating", path, e))?;
     DB::open(opts, path).map_err(|e| StoreError::BadDataDir {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -62,56 +60,4 @@ pub fn open_read_only(opts: &Options, path: &Path) -> Result<DB, StoreError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
-}
-
-/// Calls `visit` for every block key in `db` (skipping the meta key)
-/// until it returns `false`.
-pub fn for_each_block_key(
-    db: &DB,
-    visit: &mut dyn FnMut(BlockKey) -> bool,
-) -> Result<(), StoreError> {
-    for item in db.iterator(IteratorMode::Start) {
-        let (k, _) = item?;
-        if let Some(key) = BlockKey::from_bytes(&k) {
-            if !visit(key) {
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A metadata value.
-pub fn get_meta(db: &DB, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(db.get(key)?)
-}
-
-/// Writes metadata through RocksDB's WAL with a sync, so it is durable when
-/// this returns even in the log engine, whose index batches skip the WAL.
-/// (Mixing is safe: metadata keys are never written by index batches.)
-pub fn put_meta(db: &DB, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
-    let mut wo = rocksdb::WriteOptions::default();
-    wo.set_sync(true);
-    let mut batch = rocksdb::WriteBatch::default();
-    match value {
-        Some(v) => batch.put(key, v),
-        None => batch.delete(key),
-    }
-    db.write_opt(batch, &wo)?;
-    Ok(())
-}
-
-/// Every metadata entry under `prefix`.
-pub fn scan_meta(db: &DB, prefix: &[u8]) -> Result<Vec<MetaEntry>, StoreError> {
-    let mut out = Vec::new();
-    let mut ro = ReadOptions::default();
-    ro.set_total_order_seek(true);
-    for item in db.iterator_opt(IteratorMode::From(prefix, rocksdb::Direction::Forward), ro) {
-        let (k, v) = item?;
-        if !k.starts_with(prefix) {
-            break;
-        }
-        out.push((k.to_vec(), v.to_vec()));
-    }
-    Ok(out)
 }

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 
 use rocksdb::{WriteBatch, DB};
 
-use super::StoreError;
+use crate::keyspace::Table;
+use crate::StoreError;
 
 /// What one writer has stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -21,13 +22,8 @@ pub struct Usage {
     pub last_write: u64,
 }
 
-/// Metadata keys under this prefix hold usage (`\x02u` + writer u32).
-const PREFIX: &[u8] = b"\x02u";
-
 fn key(writer: u32) -> Vec<u8> {
-    let mut k = PREFIX.to_vec();
-    k.extend_from_slice(&writer.to_be_bytes());
-    k
+    Table::Usage.key(&writer.to_be_bytes())
 }
 
 impl Usage {
@@ -61,11 +57,8 @@ impl UsageBook {
     /// Loads every writer's usage from `db`.
     pub fn load(db: &DB) -> Result<UsageBook, StoreError> {
         let mut map = HashMap::new();
-        for (k, v) in super::rocks::scan_meta(db, PREFIX)? {
-            let writer = k
-                .get(PREFIX.len()..)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_be_bytes);
+        for (id, v) in crate::index::scan(db, Table::Usage)? {
+            let writer = id.as_slice().try_into().ok().map(u32::from_be_bytes);
             if let (Some(w), Some(u)) = (writer, Usage::decode(&v)) {
                 map.insert(w, u);
             }

@@ -68,10 +68,8 @@ impl LocalStore {
         let key = BlockKey { score, block_type };
         let found = if verify {
             self.store.read(&key)
-        } else if score.is_zero() {
-            Ok(Some(Bytes::new()))
         } else {
-            self.store.engine().get(&key)
+            self.store.read_unverified(&key)
         };
         found
             .map_err(|e| self.failed(e))?

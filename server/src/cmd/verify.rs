@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use eventi_shared::Score;
-use eventi_store::{open_engine, private, BlockKey, StoreOptions};
+use eventi_store::{private, BlockKey, Store, StoreOptions};
 
 /// Which store to check.
 #[derive(clap::Args)]
@@ -24,17 +24,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     super::require_owner(&args.data)?;
     let exposures = private::audit(&args.data);
-    let engine = open_engine(&args.data, &StoreOptions::default()).with_context(|| {
+    let store = Store::open(&args.data, &StoreOptions::default()).with_context(|| {
         format!(
             "opening {} (is a server still running on it?)",
             args.data.display()
         )
     })?;
     let (mut total, mut good, mut bad, mut bytes) = (0u64, 0u64, 0u64, 0u64);
-    engine.for_each_key(&mut |key: BlockKey| {
+    store.for_each_key(&mut |key: BlockKey| {
         total += 1;
         let (t, s) = (key.block_type.to_wire(), key.score);
-        match engine.get(&key) {
+        match store.read_unverified(&key) {
             Ok(Some(data)) => {
                 let actual = Score::of(&data);
                 bytes += data.len() as u64;
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             format!("{} ways for other users in", exposures.len())
         }
     );
-    engine.close()?;
+    store.shutdown()?;
     Ok(if bad == 0 && exposures.is_empty() {
         ExitCode::SUCCESS
     } else {

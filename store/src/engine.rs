@@ -1,0 +1,158 @@
+//! The small trait a storage design implements, and opening the design a
+//! data directory was created with.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::index::Index;
+use crate::{blobdb, log, private, space, BlockKey, NewBlock, StoreError, StoreOptions};
+
+/// The answer of a non-blocking read.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The block's bytes (verified, when returned by [`crate::Store::try_read`]).
+    Found(Bytes),
+    /// No such block.
+    Absent,
+    /// The bytes are not in memory; read them with [`crate::Store::read`] on a
+    /// thread that may block.
+    WouldBlock,
+}
+
+/// Totals for metrics and `verify`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Distinct blocks stored.
+    pub blocks: u64,
+    /// Their bytes, excluding any framing or index.
+    pub bytes: u64,
+}
+
+/// A storage design: where block bytes go. What every design keeps the
+/// same way (records, usage, totals, the read-only flag) is in its
+/// [`Index`]. Reads may come from any thread; `put_batch` and `sync` come
+/// from the single committer thread only.
+pub(crate) trait Engine: Send + Sync + 'static {
+    /// The index database the engine keeps its keys in.
+    fn index(&self) -> &Index;
+    /// The stored bytes of a block, unverified, or `None` if absent.
+    fn get(&self, key: &BlockKey) -> Result<Option<Bytes>, StoreError>;
+    /// Like [`Engine::get`], but answers [`Lookup::WouldBlock`] instead of
+    /// waiting for the disk, so callers on an async thread can hand only
+    /// cold reads to a blocking pool. The default always reads.
+    fn try_get(&self, key: &BlockKey) -> Result<Lookup, StoreError> {
+        Ok(match self.get(key)? {
+            Some(data) => Lookup::Found(data),
+            None => Lookup::Absent,
+        })
+    }
+    /// Whether a block is stored (cheap for absent keys: bloom filters).
+    fn contains(&self, key: &BlockKey) -> Result<bool, StoreError> {
+        self.index().contains(key)
+    }
+    /// Stores blocks, none of them already present, as one batch: either
+    /// all become readable or the call fails and none is indexed.
+    fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError>;
+    /// Makes every block put so far durable.
+    fn sync(&self) -> Result<(), StoreError>;
+    /// Calls `visit` for every stored key until it returns `false`.
+    fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {
+        self.index().for_each_block_key(visit).map(|_| ())
+    }
+    /// Totals.
+    fn stats(&self) -> StoreStats {
+        self.index().stats()
+    }
+    /// Flushes and closes; called once at shutdown after the last sync.
+    fn close(&self) -> Result<(), StoreError>;
+}
+
+/// Which storage design a data directory uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Append-only data log, RocksDB index (venti's design; the default).
+    #[default]
+    Log,
+    /// RocksDB BlobDB holds the blocks.
+    Blobdb,
+}
+
+/// Opens the engine a data directory was created with (recorded in its
+/// `ENGINE` file), or a new one of `options.engine`.
+pub(crate) fn open_engine(
+    dir: &Path,
+    options: &StoreOptions,
+) -> Result<Arc<dyn Engine>, StoreError> {
+    private::create_dir(dir).map_err(|e| StoreError::io("creating", dir, e))?;
+    let marker = dir.join("ENGINE");
+    let kind = match std::fs::read_to_string(&marker) {
+        Ok(text) => match text.trim() {
+            "log" => EngineKind::Log,
+            "blobdb" => EngineKind::Blobdb,
+            other => {
+                return Err(StoreError::BadDataDir {
+                    path: dir.to_path_buf(),
+                    reason: format!("unknown engine {other:?} in ENGINE file"),
+                })
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = match options.engine {
+                EngineKind::Log => "log",
+                EngineKind::Blobdb => "blobdb",
+            };
+            private::write_file(&marker, format!("{name}\n").as_bytes())
+                .map_err(|e| StoreError::io("writing", &marker, e))?;
+            options.engine
+        }
+        Err(e) => return Err(StoreError::io("reading", &marker, e)),
+    };
+    match kind {
+        EngineKind::Log => open_or_read_only(
+            dir,
+            options,
+            log::LogEngine::open,
+            log::LogEngine::open_read_only,
+        ),
+        EngineKind::Blobdb => open_or_read_only(
+            dir,
+            options,
+            blobdb::BlobDbEngine::open,
+            blobdb::BlobDbEngine::open_read_only,
+        ),
+    }
+}
+
+type Opener<E> = fn(&Path, &StoreOptions) -> Result<E, StoreError>;
+
+/// Opens an engine with `open`; if that fails on a filesystem without
+/// room, with `read_only` instead, so that reads are still served.
+fn open_or_read_only<E: Engine>(
+    dir: &Path,
+    options: &StoreOptions,
+    open: Opener<E>,
+    read_only: Opener<E>,
+) -> Result<Arc<dyn Engine>, StoreError> {
+    match open(dir, options) {
+        Ok(engine) => Ok(Arc::new(engine)),
+        Err(e) if filesystem_full(dir, options) => {
+            tracing::warn!(error = %e, "the data directory's filesystem is full: opening read-only (reads are served, writes refused until space is freed and the server restarts)");
+            Ok(Arc::new(read_only(dir, options)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Why an engine opened read-only refuses writes.
+pub(crate) const FULL_AT_START: &str =
+    "its filesystem was full when the server started; free space and restart it to write";
+
+/// Whether the filesystem of `dir` has less free space than the reserve
+/// (so that a failed open is likely for want of space).
+fn filesystem_full(dir: &Path, options: &StoreOptions) -> bool {
+    space::space_of(dir).is_ok_and(|s| s.free < options.reserve.bytes(s.total).max(1 << 20))
+}

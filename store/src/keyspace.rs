@@ -1,0 +1,83 @@
+//! Every kind of record the index database keeps, and the key prefix that
+//! tells it apart. Block keys are the only 21-byte keys (score then type)
+//! and have no prefix; every other key starts with its table's prefix,
+//! followed by the record's id, and is never 21 bytes long with it, so no
+//! record is ever taken for a block.
+//!
+//! | table      | key                       | value                        |
+//! |------------|---------------------------|------------------------------|
+//! | (blocks)   | score[20] type[1]         | engine's own (location/data) |
+//! | `Meta`     | `\0meta`                  | [`crate::index::Meta`]       |
+//! | `WriteKeys`| `\x01k` id[4]             | the server's key entry, JSON |
+//! | `Usage`    | `\x02u` writer[4]         | bytes, blocks, last write    |
+//!
+//! New tables (heads, leases) take the next prefix byte here.
+
+/// A table of records kept beside the blocks, in the same database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// The engine's own position and totals: one record, empty id.
+    Meta,
+    /// The server's authorized write keys, by key number.
+    WriteKeys,
+    /// What each writer has stored, by writer number.
+    Usage,
+}
+
+impl Table {
+    /// The bytes every key of this table starts with.
+    pub const fn prefix(self) -> &'static [u8] {
+        match self {
+            Table::Meta => b"\0meta",
+            Table::WriteKeys => b"\x01k",
+            Table::Usage => b"\x02u",
+        }
+    }
+
+    /// The database key of record `id` in this table.
+    pub fn key(self, id: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix().len() + id.len());
+        k.extend_from_slice(self.prefix());
+        k.extend_from_slice(id);
+        debug_assert_ne!(
+            k.len(),
+            crate::BlockKey::LEN,
+            "a record key must not look like a block key"
+        );
+        k
+    }
+
+    /// The id of a database key of this table, if it is one.
+    pub fn id_of(self, key: &[u8]) -> Option<&[u8]> {
+        key.strip_prefix(self.prefix())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prefixes are pinned: they are in every data directory.
+    #[test]
+    fn prefixes_are_fixed_and_distinct() {
+        let all = [Table::Meta, Table::WriteKeys, Table::Usage];
+        assert_eq!(Table::Meta.prefix(), b"\0meta");
+        assert_eq!(
+            Table::WriteKeys.key(&7u32.to_be_bytes()),
+            b"\x01k\0\0\0\x07"
+        );
+        assert_eq!(Table::Usage.key(&1u32.to_be_bytes()), b"\x02u\0\0\0\x01");
+        for a in all {
+            for b in all {
+                if a != b {
+                    assert!(!a.prefix().starts_with(b.prefix()), "{a:?} inside {b:?}");
+                }
+            }
+        }
+        assert_eq!(
+            Table::Usage.id_of(b"\x02u\0\0\0\x01"),
+            Some(&[0u8, 0, 0, 1][..])
+        );
+        assert_eq!(Table::Usage.id_of(b"\x01k\0\0\0\x01"), None);
+    }
+}

@@ -1,0 +1,262 @@
+//! The store's contract, run against both engines: what the server and
+//! the embedded store rely on, whichever design a directory uses.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use eventi_shared::{BlockType, Score};
+
+use crate::engine::{open_engine, Engine, FULL_AT_START};
+use crate::{blobdb, log};
+use crate::{BlockKey, EngineKind, Lookup, NewBlock, Store, StoreError, StoreOptions, Table};
+
+const ENGINES: [EngineKind; 2] = [EngineKind::Log, EngineKind::Blobdb];
+
+fn options(kind: EngineKind) -> StoreOptions {
+    StoreOptions {
+        engine: kind,
+        block_cache_bytes: 1 << 20,
+        write_buffer_bytes: 1 << 20,
+        location_cache_entries: 64,
+        reserve: crate::space::Reserve::Bytes(0),
+        ..StoreOptions::default()
+    }
+}
+
+fn block(text: &str, writer: u32) -> NewBlock {
+    let data = Bytes::from(text.as_bytes().to_vec());
+    NewBlock {
+        key: BlockKey {
+            score: Score::of(&data),
+            block_type: BlockType::DATA,
+        },
+        data,
+        writer,
+    }
+}
+
+fn write(store: &Store, b: &NewBlock) -> Result<bool, StoreError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let new = store.write(b.clone()).await?;
+        store.sync().await?;
+        Ok(new)
+    })
+}
+
+fn keys_of(store: &Store) -> Vec<BlockKey> {
+    let mut keys = Vec::new();
+    store
+        .for_each_key(&mut |k| {
+            keys.push(k);
+            true
+        })
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn both_engines_store_read_deduplicate_and_keep_records() {
+    for kind in ENGINES {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &options(kind)).unwrap();
+        let (a, b) = (block("first block", 1), block("second block", 2));
+        assert!(write(&store, &a).unwrap(), "{kind:?}: a new block");
+        assert!(!write(&store, &a).unwrap(), "{kind:?}: a duplicate");
+        assert!(write(&store, &b).unwrap());
+
+        assert_eq!(store.read(&a.key).unwrap(), Some(a.data.clone()));
+        assert_eq!(store.read_unverified(&b.key).unwrap(), Some(b.data.clone()));
+        assert!(matches!(store.try_read(&a.key).unwrap(), Lookup::Found(d) if d == a.data));
+        let absent = block("never written", 1).key;
+        assert_eq!(store.read(&absent).unwrap(), None);
+        assert!(!store.contains(&absent).unwrap());
+        let other_type = BlockKey {
+            block_type: BlockType::ROOT,
+            ..a.key
+        };
+        assert_eq!(
+            store.read(&other_type).unwrap(),
+            None,
+            "{kind:?}: type is part of the key"
+        );
+        let zero = BlockKey {
+            score: Score::ZERO,
+            block_type: BlockType::DATA,
+        };
+        assert_eq!(store.read(&zero).unwrap(), Some(Bytes::new()));
+
+        let stats = store.stats();
+        assert_eq!(
+            (stats.blocks, stats.bytes),
+            (2, (a.data.len() + b.data.len()) as u64)
+        );
+        assert_eq!(
+            store.usage(1).blocks,
+            1,
+            "{kind:?}: the duplicate is not charged"
+        );
+        assert_eq!(store.usage(2).bytes, b.data.len() as u64);
+        assert_eq!(store.all_usage().len(), 2);
+
+        store
+            .put_record(Table::WriteKeys, &[0, 0, 0, 7], Some(b"seven"))
+            .unwrap();
+        store
+            .put_record(Table::WriteKeys, &[0, 0, 0, 3], Some(b"three"))
+            .unwrap();
+        store
+            .put_record(Table::WriteKeys, &[0, 0, 0, 9], Some(b"nine"))
+            .unwrap();
+        store
+            .put_record(Table::WriteKeys, &[0, 0, 0, 9], None)
+            .unwrap();
+        assert_eq!(
+            store.get_record(Table::WriteKeys, &[0, 0, 0, 7]).unwrap(),
+            Some(b"seven".to_vec())
+        );
+        let ids: Vec<_> = store
+            .scan_records(Table::WriteKeys)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, [vec![0, 0, 0, 3], vec![0, 0, 0, 7]], "{kind:?}");
+        let mut want = vec![a.key, b.key];
+        want.sort();
+        assert_eq!(keys_of(&store), want, "{kind:?}: records are not blocks");
+        store.shutdown().unwrap();
+        drop(store);
+
+        // All of it survives a reopen, usage included.
+        let store = Store::open(dir.path(), &options(kind)).unwrap();
+        assert_eq!(store.read(&b.key).unwrap(), Some(b.data.clone()));
+        assert_eq!(store.stats(), stats);
+        assert_eq!(store.usage(1).bytes, a.data.len() as u64);
+        assert_eq!(store.scan_records(Table::WriteKeys).unwrap().len(), 2);
+        assert_eq!(keys_of(&store), want);
+        store.shutdown().unwrap();
+        drop(store);
+    }
+}
+
+/// A data directory keeps the engine it was made with, whatever the
+/// options say later.
+#[test]
+fn a_directory_keeps_its_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = block("made by blobdb", 1);
+    let store = Store::open(dir.path(), &options(EngineKind::Blobdb)).unwrap();
+    write(&store, &a).unwrap();
+    store.shutdown().unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), &options(EngineKind::Log)).unwrap();
+    assert_eq!(store.read(&a.key).unwrap(), Some(a.data));
+    store.shutdown().unwrap();
+    drop(store);
+    assert!(dir.path().join("blobdb").is_dir() && !dir.path().join("log").exists());
+}
+
+/// Both engines: blocks written before a read-only open are served, and
+/// every write is refused with the reason.
+#[test]
+fn a_read_only_engine_serves_and_refuses() {
+    for kind in ENGINES {
+        let dir = tempfile::tempdir().unwrap();
+        let a = block("a block written before the disk filled", 0);
+        let engine = open_engine(dir.path(), &options(kind)).unwrap();
+        engine.put_batch(std::slice::from_ref(&a)).unwrap();
+        engine.sync().unwrap();
+        // Not closed: the read-only open must recover what a crash left.
+        drop(engine);
+        let ro: Box<dyn Engine> = match kind {
+            EngineKind::Log => {
+                Box::new(log::LogEngine::open_read_only(dir.path(), &options(kind)).unwrap())
+            }
+            EngineKind::Blobdb => {
+                Box::new(blobdb::BlobDbEngine::open_read_only(dir.path(), &options(kind)).unwrap())
+            }
+        };
+        assert_eq!(ro.get(&a.key).unwrap().as_ref(), Some(&a.data), "{kind:?}");
+        assert!(ro.contains(&a.key).unwrap());
+        assert_eq!(ro.stats().blocks, 1, "{kind:?}");
+        let mut keys = Vec::new();
+        ro.for_each_key(&mut |k| {
+            keys.push(k);
+            true
+        })
+        .unwrap();
+        assert_eq!(keys, [a.key], "{kind:?}");
+        assert!(matches!(
+            ro.put_batch(std::slice::from_ref(&a)),
+            Err(StoreError::ReadOnly(_))
+        ));
+        assert!(matches!(
+            ro.index().put_record(Table::WriteKeys, b"k", Some(b"v")),
+            Err(StoreError::ReadOnly(_))
+        ));
+        assert_eq!(ro.index().read_only(), Some(FULL_AT_START));
+        ro.close().unwrap();
+    }
+}
+
+fn segment(dir: &Path, n: u32) -> std::path::PathBuf {
+    dir.join("log").join(format!("{n:08}.log"))
+}
+
+/// Segment numbers may have gaps (compaction will remove segments): a
+/// log of segments 0 and 3 is indexed, read and appended to.
+#[test]
+fn log_segments_may_have_gaps() {
+    let donor = tempfile::tempdir().unwrap();
+    let blocks: Vec<_> = (0..5).map(|i| block(&format!("block {i}"), 0)).collect();
+    let store = Store::open(donor.path(), &options(EngineKind::Log)).unwrap();
+    for b in &blocks {
+        write(&store, b).unwrap();
+    }
+    store.shutdown().unwrap();
+    drop(store);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("log")).unwrap();
+    std::fs::write(segment(dir.path(), 0), b"").unwrap();
+    std::fs::copy(segment(donor.path(), 0), segment(dir.path(), 3)).unwrap();
+    let store = Store::open(dir.path(), &options(EngineKind::Log)).unwrap();
+    for b in &blocks {
+        assert_eq!(store.read(&b.key).unwrap(), Some(b.data.clone()));
+    }
+    let later = block("written after the gap", 0);
+    write(&store, &later).unwrap();
+    store.shutdown().unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), &options(EngineKind::Log)).unwrap();
+    assert_eq!(store.read(&later.key).unwrap(), Some(later.data));
+    assert_eq!(store.stats().blocks, 6);
+    store.shutdown().unwrap();
+    drop(store);
+    assert!(!segment(dir.path(), 1).exists() && !segment(dir.path(), 4).exists());
+}
+
+/// A log shorter than its index says (a segment truncated or removed
+/// by hand) is refused, naming the segment, instead of appended to.
+#[test]
+fn a_log_shorter_than_its_index_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &options(EngineKind::Log)).unwrap();
+    write(&store, &block("one", 0)).unwrap();
+    write(&store, &block("two", 0)).unwrap();
+    store.shutdown().unwrap();
+    drop(store);
+    std::fs::write(segment(dir.path(), 0), b"").unwrap();
+    let err = Store::open(dir.path(), &options(EngineKind::Log))
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("00000000.log") && text.contains("removed or truncated"),
+        "{text}"
+    );
+}
