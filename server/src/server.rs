@@ -8,14 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::conn::{self, Shared};
+use crate::conn;
+use crate::shutdown;
+use crate::state::Shared;
 
 /// Serves venti on `listener` until `stop` completes, then drains.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: impl Future<Output = ()>) {
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (trigger, _) = shutdown::channel();
     let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
     let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let mut conns = JoinSet::new();
@@ -48,7 +50,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: impl Future
                 };
                 shared.metrics.connections_accepted.inc();
                 let shared = Arc::clone(&shared);
-                let rx = shutdown_rx.clone();
+                let rx = trigger.handle();
                 conns.spawn(async move {
                     conn::serve(stream, peer, shared, rx).await;
                     drop(address_slot);
@@ -62,7 +64,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: impl Future
         "shutting down: finishing requests in flight"
     );
     drop(listener);
-    let _ = shutdown_tx.send(true);
+    trigger.fire();
     let grace = Duration::from_secs(shared.limits.shutdown_grace_secs + 2);
     if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
         .await

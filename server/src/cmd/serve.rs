@@ -11,7 +11,7 @@ use eventi_server::config::{Config, LogFormat};
 use eventi_server::keys::KeyRegistry;
 use eventi_server::metrics::Metrics;
 use eventi_server::state::Shared;
-use eventi_server::{http, server};
+use eventi_server::{http, server, shutdown};
 use eventi_store::{EngineKind, Store};
 
 /// Flags; each overrides the config file's value.
@@ -108,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
         let listener = server::bind(config.listen).await?;
         let venti_addr = listener.local_addr()?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tasks, _) = shutdown::channel();
         let mut http_addr = String::from("off");
         let http_task = if config.http.is_empty() {
             None
@@ -119,19 +119,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("http address {:?}", config.http))?;
             let l = server::bind(addr).await?;
             http_addr = l.local_addr()?.to_string();
-            let mut rx = stop_rx.clone();
+            let mut rx = stop_tasks.handle();
             let allowed = http::AllowedHosts::new(&config.http_allowed_hosts);
             Some(tokio::spawn(http::serve(l, Arc::clone(&shared), allowed, async move {
-                let _ = rx.changed().await;
+                rx.wait().await
             })))
         };
         let admin = AdminSocket::bind(&data).with_context(|| {
             format!("creating the admin socket {}", socket_path(&data).display())
         })?;
         let admin_task = {
-            let mut rx = stop_rx.clone();
+            let mut rx = stop_tasks.handle();
             tokio::spawn(admin.serve(Arc::clone(&shared.keys), metrics, async move {
-                let _ = rx.changed().await;
+                rx.wait().await
             }))
         };
         // Tests and scripts read the bound addresses from this line.
@@ -143,7 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         tracing::info!(venti = %venti_addr, http = %http_addr, admin = %admin_path.display(), "listening");
         server::serve(listener, shared, stop).await;
-        let _ = stop_tx.send(true);
+        stop_tasks.fire();
         if let Some(t) = http_task {
             let _ = t.await;
         }
