@@ -32,12 +32,16 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::umask(0o077);
     }
-    // `eventi-server keys list | head` ends quietly, as `ls` does.
-    // SAFETY: as above, before any thread; SIG_DFL is always valid.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
+    // `eventi-server keys list | head` ends quietly, as `ls` does. Not
+    // `serve` or `bench`: they write to sockets with writev, and a peer
+    // that resets its connection must cost an EPIPE, not the process.
+    if matches!(cli.command, Command::Keys(_) | Command::Verify(_)) {
+        // SAFETY: as above, before any thread; SIG_DFL is always valid.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Verify(args) => cmd::verify::run(args),

@@ -440,6 +440,62 @@ async fn a_peer_that_stops_reading_is_dropped_and_others_go_on() {
     still_serving(&server).await;
 }
 
+/// A peer that resets its connection with requests in flight must cost
+/// the server that connection only. The server is stopped while the
+/// requests and then the reset arrive, so that when it goes on it reads
+/// the requests, then the reset, and then writes the replies that the
+/// commit sends back: those writes fail with EPIPE (with SIGPIPE at its
+/// default the process would die of it, silently).
+#[tokio::test]
+async fn a_peer_that_resets_with_requests_in_flight_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, None);
+    // Which of the reset and the replies the server sees first is up to
+    // its scheduler: about one round in two goes the way that matters.
+    for round in 0..20u64 {
+        let mut raw = Raw::hello_as(&server, Version::V04).await;
+        let mut out = BytesMut::new();
+        for tag in 0..8u8 {
+            let m = Message::Twrite {
+                block_type: BlockType::DATA,
+                data: block(1000 * round + tag as u64, 8 << 10),
+            };
+            encode_frame(Version::V04, tag, &m, &mut out).unwrap();
+        }
+        m_sync(&mut out);
+        signal(&server, libc::SIGSTOP);
+        // 64 KiB: taken by the kernel's buffers while the server is stopped.
+        raw.stream.write_all(&out).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Close with no linger: the kernel sends RST.
+        raw.stream.set_zero_linger().unwrap();
+        drop(raw);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        signal(&server, libc::SIGCONT);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let alive = VentiClient::connect(server.addr).await;
+        assert!(
+            alive.is_ok(),
+            "round {round}: server gone; log:\n{}",
+            server.log()
+        );
+    }
+    still_serving(&server).await;
+}
+
+fn signal(server: &Server, signal: libc::c_int) {
+    // SAFETY: kill(2) on the pid of a child this test started.
+    assert_eq!(
+        unsafe { libc::kill(server.pid() as libc::pid_t, signal) },
+        0
+    );
+}
+
+/// Appends a Tsync (tag 200) to `out`.
+fn m_sync(out: &mut BytesMut) {
+    encode_frame(Version::V04, 200, &Message::Tsync, out).unwrap();
+}
+
 #[tokio::test]
 async fn connection_limit_refuses_extra_connections() {
     let dir = tempfile::tempdir().unwrap();
