@@ -61,7 +61,7 @@ impl Secrets {
     /// The public write key line servers authorize.
     pub fn write_key_public(&self) -> String {
         let public = self.signing_key().verifying_key().to_bytes();
-        format!("eventi-ed25519 {}", hex::encode(public))
+        eventi_shared::public_key::format(&public, "")
     }
 
     /// Hex of the X25519 public key snapshots are sealed to.

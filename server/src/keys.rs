@@ -10,12 +10,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use eventi_shared::public_key;
 use serde::{Deserialize, Serialize};
 
 use eventi_store::{QuotaPolicy, Store, StoreError, Table, Usage, WriteLimit, ANONYMOUS};
 
-/// How a public key is written: `eventi-ed25519 <64 hex digits> [comment]`.
-pub const PUBLIC_KEY_PREFIX: &str = "eventi-ed25519";
 const MAX_KEY_ID: u32 = (1 << 24) - 1;
 
 /// The message for a refused anonymous write (the protocol's wording).
@@ -41,8 +40,7 @@ pub struct KeyEntry {
 impl KeyEntry {
     /// A short fingerprint for listings and logs (never the key itself).
     pub fn fingerprint(&self) -> String {
-        let score = eventi_shared::Score::of(self.public.as_bytes());
-        format!("ed25519:{}", &score.to_string()[..16])
+        public_key::fingerprint_of_hex(&self.public)
     }
 }
 
@@ -53,7 +51,7 @@ pub enum KeyError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Not `eventi-ed25519 <hex>`.
-    #[error("not a public key: expected \"{PUBLIC_KEY_PREFIX} <64 hex digits> [comment]\"")]
+    #[error("{}", public_key::NotAPublicKey)]
     BadPublicKey,
     /// Names are 1-64 of [A-Za-z0-9._@-].
     #[error("bad key name {0:?}: use 1-64 letters, digits, '.', '_', '@' or '-'")]
@@ -72,29 +70,9 @@ pub enum KeyError {
     Full,
 }
 
-/// Parses `eventi-ed25519 <64 hex digits> [comment]` (or the bare hex).
+/// Parses a public key line ([`eventi_shared::public_key::parse`]).
 pub fn parse_public_key(text: &str) -> Result<[u8; 32], KeyError> {
-    let mut words = text.split_whitespace();
-    let first = words.next().ok_or(KeyError::BadPublicKey)?;
-    let hex_part = if first == PUBLIC_KEY_PREFIX {
-        words.next().ok_or(KeyError::BadPublicKey)?
-    } else {
-        first
-    };
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_part, &mut out).map_err(|_| KeyError::BadPublicKey)?;
-    ed25519_dalek::VerifyingKey::from_bytes(&out).map_err(|_| KeyError::BadPublicKey)?;
-    Ok(out)
-}
-
-/// Writes a public key the way [`parse_public_key`] reads it.
-pub fn format_public_key(public: &[u8; 32], comment: &str) -> String {
-    let line = format!("{PUBLIC_KEY_PREFIX} {}", hex::encode(public));
-    if comment.is_empty() {
-        line
-    } else {
-        format!("{line} {comment}")
-    }
+    public_key::parse(text).map_err(|_| KeyError::BadPublicKey)
 }
 
 struct Bucket {

@@ -6,7 +6,7 @@
 //! every byte: `score` (SHA-1 addresses), `block_type` (wire/disk types),
 //! `version` (the text line both ends exchange first), `codec` (messages and
 //! their 2- or 4-byte framing), `errors` (the Rerror texts clients act
-//! on), and `client` (a pipelined async client); `size` and `time` format
+//! on), `public_key` (the write-key line servers authorize), and `client` (a pipelined async client); `size` and `time` format
 //! byte counts and dates the same way in every binary.
 
 pub mod auth;
@@ -14,6 +14,7 @@ pub mod block_type;
 pub mod client;
 pub mod codec;
 pub mod errors;
+pub mod public_key;
 pub mod score;
 pub mod size;
 pub mod time;

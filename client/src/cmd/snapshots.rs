@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use eventi::repo::{Access, Repo};
+use eventi_shared::public_key;
 
 /// Options of `eventi snapshots`.
 #[derive(clap::Args)]
@@ -25,7 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(score, s, signer)| {
                 let mut v = serde_json::json!({
-                    "signer": format!("eventi-ed25519 {}", hex::encode(signer.as_bytes())),
+                    "signer": public_key::format(signer.as_bytes(), ""),
                     "own_key": repo.is_own_key(signer),
                     "snapshot": score.to_string(),
                     "tree": s.tree.score.to_string(),
@@ -57,10 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let foreign = if repo.is_own_key(signer) {
                 String::new()
             } else {
-                format!(
-                    " (signed by eventi-ed25519 {})",
-                    hex::encode(signer.as_bytes())
-                )
+                format!(" (signed by {})", public_key::format(signer.as_bytes(), ""))
             };
             let tags = if s.tags.is_empty() {
                 String::new()
