@@ -5,7 +5,6 @@
 
 pub mod backup;
 pub mod block;
-pub mod browse;
 pub mod cache;
 pub mod chunk;
 pub mod dirent;
@@ -21,3 +20,4 @@ pub mod restore;
 pub mod snapshot;
 pub mod store;
 pub mod tree;
+pub mod walk;

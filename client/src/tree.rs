@@ -271,6 +271,40 @@ fn visit(
     }
 }
 
+/// What a block is in a tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// A pointer block: references to the blocks below.
+    Pointer,
+    /// A data block: a chunk of the stream.
+    Data,
+}
+
+/// Calls `each` with every block of the tree rooted at `root`, pointer
+/// blocks before the blocks below them, data blocks in stream order;
+/// every block is fetched, opened and decoded (a check of the whole tree).
+/// `each` answers whether to go on; the answer is whether it always did.
+pub fn for_each_block(
+    store: &dyn BlockStore,
+    root: &Ref,
+    each: &mut dyn FnMut(Ref, Level) -> Result<bool, TreeError>,
+) -> Result<bool, TreeError> {
+    match decode(root, &fetch(store, root)?)? {
+        Node::Data(_) => each(*root, Level::Data),
+        Node::Pointers(refs) => {
+            if !each(*root, Level::Pointer)? {
+                return Ok(false);
+            }
+            for r in &refs {
+                if !for_each_block(store, r, each)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
 /// Fetches, checks and unpacks one data block.
 pub fn fetch_chunk(store: &dyn BlockStore, r: &Ref) -> Result<Vec<u8>, TreeError> {
     match decode(r, &fetch(store, r)?)? {

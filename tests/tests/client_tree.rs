@@ -76,3 +76,81 @@ fn a_missing_or_substituted_block_is_named_not_written() {
     assert!(matches!(err, TreeError::Block(_)), "{err}");
     assert!(out.is_empty(), "nothing may be written from a bad block");
 }
+
+/// The tree walker visits entries depth-first in name order, each
+/// directory's entry before its blocks and children, every block of every
+/// content (pointer blocks before the blocks below them), and honours
+/// Skip and Stop.
+#[test]
+fn the_walker_visits_every_entry_and_block_in_order() {
+    use eventi::dirent::{self, Entry, Kind};
+    use eventi::walk::{self, Blocks, Flow, Visit};
+    use std::path::Path;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(&dir.path().join("store")).unwrap();
+    let file = |name: &str, data: &[u8]| {
+        let (r, size) = write(&store, data);
+        Entry {
+            kind: Kind::File,
+            size,
+            ..Entry::bare_dir(name.as_bytes().to_vec(), r)
+        }
+    };
+    let directory = |name: &str, mut entries: Vec<Entry>| {
+        let (r, _) = write(&store, &dirent::encode(&mut entries));
+        Entry::bare_dir(name.as_bytes().to_vec(), r)
+    };
+    let big = pattern(7, 3 << 20);
+    let sub = directory("sub", vec![file("c", b"see")]);
+    let root = directory("", vec![sub, file("b", b"bee"), file("a", &big)]);
+
+    let mut chunks = 0usize;
+    let a = walk::children(&store, &root).unwrap().remove(0);
+    tree::for_each_leaf(&store, &a.content.unwrap(), &mut |_, _| {
+        chunks += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert!(chunks > 1, "the big file needs a pointer block");
+
+    let mut seen = Vec::new();
+    walk::walk(&store, &root, Path::new("/"), Blocks::All, &mut |v| {
+        seen.push(match v {
+            Visit::Entry(p, _) => format!("entry {}", p.display()),
+            Visit::Block(p, _, level) => format!("{level:?} {}", p.display()),
+        });
+        Ok(Flow::Continue)
+    })
+    .unwrap();
+    let mut want = vec!["entry /a".to_string(), "Pointer /a".to_string()];
+    want.extend(std::iter::repeat_n("Data /a".to_string(), chunks));
+    want.extend(
+        [
+            "entry /b",
+            "Data /b",
+            "entry /sub",
+            "Data /sub",
+            "entry /sub/c",
+            "Data /sub/c",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(seen, want);
+
+    let mut entries = Vec::new();
+    let flow = walk::walk(&store, &root, Path::new("/"), Blocks::None, &mut |v| {
+        let Visit::Entry(p, _) = v else {
+            panic!("a block without Blocks::All")
+        };
+        entries.push(p.display().to_string());
+        Ok(match entries.len() {
+            1 => Flow::Skip,
+            3 => Flow::Stop,
+            _ => Flow::Continue,
+        })
+    })
+    .unwrap();
+    assert_eq!(flow, Flow::Stop);
+    assert_eq!(entries, ["/a", "/b", "/sub"]);
+}

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use eventi::browse;
 use eventi::dirent::Kind;
+use eventi::walk;
 
 /// Options of `eventi cat`.
 #[derive(clap::Args)]
@@ -25,7 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = repo.store.as_ref();
     if entry.kind == Kind::Hardlink {
         let first = std::path::Path::new(std::ffi::OsStr::from_bytes(&entry.target)).to_path_buf();
-        entry = browse::lookup(store, snapshot.tree, &first)?;
+        entry = walk::lookup(store, snapshot.tree, &first)?;
     }
     if entry.kind != Kind::File {
         bail!("{path} is not a file in the snapshot");

@@ -5,10 +5,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use eventi::browse;
 use eventi::dirent::{Entry, Kind};
 use eventi::repo::{Access, Repo};
 use eventi::store::BlockStore;
+use eventi::walk::{self, Blocks, Flow, Visit};
 
 /// Options of `eventi diff`.
 #[derive(clap::Args)]
@@ -41,13 +41,30 @@ fn same_metadata(a: &Entry, b: &Entry) -> bool {
         && a.xattrs == b.xattrs
 }
 
-fn children(store: &dyn BlockStore, e: Option<&Entry>) -> anyhow::Result<Vec<Entry>> {
-    match e {
-        Some(e) if e.kind == Kind::Dir => match &e.content {
-            Some(c) => browse::list(store, c),
-            None => Ok(Vec::new()),
-        },
-        _ => Ok(Vec::new()),
+/// Prints every entry below directory `dir` as added (`+`) or removed
+/// (`-`), counting them in `count`.
+fn list_below(
+    store: &dyn BlockStore,
+    dir: &Entry,
+    path: &Path,
+    sign: char,
+    count: &mut u64,
+) -> anyhow::Result<()> {
+    walk::walk(store, dir, path, Blocks::None, &mut |visit| {
+        if let Visit::Entry(p, e) = visit {
+            println!("{sign} {}{}", p.display(), slash(e));
+            *count += 1;
+        }
+        Ok(Flow::Continue)
+    })?;
+    Ok(())
+}
+
+fn slash(e: &Entry) -> &'static str {
+    if e.kind == Kind::Dir {
+        "/"
+    } else {
+        ""
     }
 }
 
@@ -69,12 +86,12 @@ fn walk(
         }
         return Ok(()); // Same tree reference: nothing below differs.
     }
-    let mut left = children(store, a.filter(|_| a_is_dir))?
-        .into_iter()
-        .peekable();
-    let mut right = children(store, b.filter(|_| b_is_dir))?
-        .into_iter()
-        .peekable();
+    let listed = |e: Option<&Entry>| match e {
+        Some(e) => walk::children(store, e),
+        None => Ok(Vec::new()),
+    };
+    let mut left = listed(a)?.into_iter().peekable();
+    let mut right = listed(b)?.into_iter().peekable();
     loop {
         let order = match (left.peek(), right.peek()) {
             (None, None) => break,
@@ -91,19 +108,11 @@ fn walk(
         let p = path.join(std::ffi::OsStr::from_bytes(&name));
         match (&l, &r) {
             (Some(l), None) => {
-                println!(
-                    "- {}{}",
-                    p.display(),
-                    if l.kind == Kind::Dir { "/" } else { "" }
-                );
+                println!("- {}{}", p.display(), slash(l));
                 tally.removed += 1;
             }
             (None, Some(r)) => {
-                println!(
-                    "+ {}{}",
-                    p.display(),
-                    if r.kind == Kind::Dir { "/" } else { "" }
-                );
+                println!("+ {}{}", p.display(), slash(r));
                 tally.added += 1;
             }
             (Some(l), Some(r)) => {
@@ -112,16 +121,8 @@ fn walk(
                     continue;
                 }
                 if l.kind == Kind::Dir || r.kind == Kind::Dir {
-                    println!(
-                        "- {}{}",
-                        p.display(),
-                        if l.kind == Kind::Dir { "/" } else { "" }
-                    );
-                    println!(
-                        "+ {}{}",
-                        p.display(),
-                        if r.kind == Kind::Dir { "/" } else { "" }
-                    );
+                    println!("- {}{}", p.display(), slash(l));
+                    println!("+ {}{}", p.display(), slash(r));
                     tally.removed += 1;
                     tally.added += 1;
                     continue;
@@ -135,10 +136,10 @@ fn walk(
         }
         // A whole directory added or removed: list what it held.
         if let Some(d) = l.as_ref().filter(|e| e.kind == Kind::Dir && r.is_none()) {
-            walk(store, Some(d), None, &p, tally)?;
+            list_below(store, d, &p, '-', &mut tally.removed)?;
         }
         if let Some(d) = r.as_ref().filter(|e| e.kind == Kind::Dir && l.is_none()) {
-            walk(store, None, Some(d), &p, tally)?;
+            list_below(store, d, &p, '+', &mut tally.added)?;
         }
     }
     Ok(())
@@ -151,8 +152,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut tally = Tally::default();
     walk(
         repo.store.as_ref(),
-        Some(&browse::root_entry(a.tree)),
-        Some(&browse::root_entry(b.tree)),
+        Some(&walk::root_entry(a.tree)),
+        Some(&walk::root_entry(b.tree)),
         Path::new("/"),
         &mut tally,
     )?;

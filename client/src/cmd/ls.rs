@@ -4,9 +4,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use eventi::browse;
 use eventi::dirent::{Entry, Kind};
-use eventi::store::BlockStore;
+use eventi::walk::{self, Blocks, Flow, Visit};
 
 /// Options of `eventi ls`.
 #[derive(clap::Args)]
@@ -95,31 +94,21 @@ fn print(e: &Entry, path: &Path, json: bool) {
     println!("{line}");
 }
 
-fn walk(
-    store: &dyn BlockStore,
-    dir: &Entry,
-    path: &Path,
-    recursive: bool,
-    json: bool,
-) -> anyhow::Result<()> {
-    let content = dir
-        .content
-        .ok_or_else(|| anyhow::anyhow!("directory without content"))?;
-    for e in browse::list(store, &content)? {
-        let p = path.join(std::ffi::OsStr::from_bytes(&e.name));
-        print(&e, &p, json);
-        if recursive && e.kind == Kind::Dir {
-            walk(store, &e, &p, recursive, json)?;
-        }
-    }
-    Ok(())
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (repo, _, path, entry) = super::open_spec(&args.spec, args.passphrase_file.as_deref())?;
     let path = path.as_path();
     if entry.kind == Kind::Dir {
-        walk(repo.store.as_ref(), &entry, path, args.recursive, args.json)?;
+        let store = repo.store.as_ref();
+        walk::walk(store, &entry, path, Blocks::None, &mut |visit| {
+            if let Visit::Entry(p, e) = visit {
+                print(e, p, args.json);
+            }
+            Ok(if args.recursive {
+                Flow::Continue
+            } else {
+                Flow::Skip
+            })
+        })?;
     } else {
         print(&entry, path, args.json);
     }

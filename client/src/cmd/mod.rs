@@ -20,11 +20,11 @@ pub fn open_spec(
     std::path::PathBuf,
     eventi::dirent::Entry,
 )> {
-    let (snap, path) = eventi::browse::split_spec(spec);
+    let (snap, path) = eventi::walk::split_spec(spec);
     let repo = eventi::repo::Repo::open(passphrase_file, eventi::repo::Access::Read)?;
     let (_, snapshot) = repo.resolve(snap)?;
     let path = std::path::PathBuf::from(path);
-    let entry = eventi::browse::lookup(repo.store.as_ref(), snapshot.tree, &path)?;
+    let entry = eventi::walk::lookup(repo.store.as_ref(), snapshot.tree, &path)?;
     Ok((repo, snapshot, path, entry))
 }
 

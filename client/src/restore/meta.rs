@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::file::restore_file;
 use super::Ctx;
-use crate::browse;
 use crate::dirent::{Entry, Kind};
 use crate::fsmeta;
+use crate::walk;
 
 fn owner(entry: &Entry) -> (u32, u32) {
     let uid = (!entry.user.is_empty())
@@ -96,7 +96,7 @@ pub(super) fn restore_link(ctx: &Ctx, entry: &Entry, dest: &Path) {
         let Some(source) = link_source(ctx, &entry.target) else {
             // The first name is outside what is restored: copy the file.
             let t = Path::new(std::ffi::OsStr::from_bytes(&entry.target));
-            let mut first = browse::lookup(ctx.store, ctx.tree, t)?;
+            let mut first = walk::lookup(ctx.store, ctx.tree, t)?;
             first.name = entry.name.clone();
             restore_file(ctx, &first, dest)?;
             return Ok(true);

@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::block::Ref;
-use crate::browse;
 use crate::dirent::{Entry, Kind};
 use crate::progress::Counters;
 use crate::store::{BlockStore, InFlight};
+use crate::walk;
 
 use file::restore_file;
 pub use file::TEMP_PREFIX;
@@ -254,10 +254,7 @@ fn restore_dir<'s>(
             }
         }
     }
-    let Some(content) = entry.content else {
-        return ctx.error(&dest, "directory entry without content");
-    };
-    let children = match browse::list(ctx.store, &content) {
+    let children = match walk::children(ctx.store, &entry) {
         Ok(c) => c,
         Err(e) => return ctx.error(&dest, &format!("contents not restored: {e:#}")),
     };
