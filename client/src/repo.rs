@@ -10,8 +10,7 @@ use eventi_shared::{BlockType, Score};
 use sha2::{Digest, Sha256};
 
 use crate::home::{self, Home};
-use crate::keyfile::{self, Secrets};
-use crate::passphrase;
+use crate::keys::{keyfile, passphrase, FullKey};
 use crate::snapshot::Snapshot;
 use crate::store::local::LocalStore;
 use crate::store::multi::MultiStore;
@@ -106,8 +105,8 @@ pub enum Access {
 pub struct Repo {
     /// eventi's directories.
     pub home: Home,
-    /// The secrets from the key file.
-    pub secrets: Secrets,
+    /// The key file's keys.
+    pub key: FullKey,
     /// Where blocks go.
     pub store: Arc<dyn BlockStore>,
     local: Option<Arc<LocalStore>>,
@@ -137,7 +136,7 @@ impl Repo {
         let key_path = home.key_file();
         let name = key_path.display().to_string();
         let text = keyfile::read(&key_path)?;
-        let secrets = keyfile::open(&text, pass.as_bytes(), &name)?;
+        let key = FullKey::from_secrets(&keyfile::open(&text, pass.as_bytes(), &name)?);
         let config = Config::load(&home.config_file())?;
         let (store, local, destination): (Arc<dyn BlockStore>, _, _) = if config.servers.is_empty()
         {
@@ -149,7 +148,7 @@ impl Repo {
             let mut unreachable = Vec::new();
             let timeout = config.timeout()?;
             for s in &config.servers {
-                match VentiStore::connect(s, Some(secrets.signing_key()), timeout) {
+                match VentiStore::connect(s, Some(key.write().signing_key().clone()), timeout) {
                     Ok(store) => stores.push(Arc::new(store)),
                     Err(e) if access == Access::Read => {
                         eprintln!("eventi: skipping {s}: {e}");
@@ -173,7 +172,7 @@ impl Repo {
         };
         Ok(Repo {
             home,
-            secrets,
+            key,
             store,
             local,
             destination,
@@ -232,20 +231,20 @@ impl Repo {
             .store
             .get(score, BlockType::DATA)
             .with_context(|| format!("reading snapshot {score}"))?;
-        let owner = x25519_dalek::StaticSecret::from(self.secrets.snapshot);
-        Ok(Snapshot::open(score, &block, &owner)?)
+        Ok(Snapshot::open(score, &block, self.key.snapshot_secret())?)
     }
 
     /// Whether `signer` is this key file's own write key.
     pub fn is_own_key(&self, signer: &ed25519_dalek::VerifyingKey) -> bool {
-        *signer == self.secrets.signing_key().verifying_key()
+        *signer == self.key.public().write
     }
 
     /// Seals, stores and syncs a new snapshot root; makes it the head.
+    /// Needs only the power to write: the root is sealed to the owner's
+    /// public key and signed with the write key.
     pub fn commit_snapshot(&self, snapshot: &Snapshot) -> anyhow::Result<Score> {
-        let owner =
-            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(self.secrets.snapshot));
-        let block = snapshot.seal(&owner, &self.secrets.signing_key());
+        let write = self.key.write();
+        let block = snapshot.seal(&write.owner().snapshot, write.signing_key());
         let score = store::put_wait(self.store.as_ref(), BlockType::DATA, block.into())?;
         self.store.sync()?;
         self.set_head(&score)?;

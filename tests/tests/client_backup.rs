@@ -41,9 +41,9 @@ fn summary(o: &Output) -> serde_json::Value {
 }
 
 /// The secrets in `home`'s key file.
-fn secrets(home: &Path) -> eventi::keyfile::Secrets {
-    let key_file = eventi::keyfile::read(&home.join("key")).unwrap();
-    eventi::keyfile::open(&key_file, PASS.as_bytes(), "key").unwrap()
+fn secrets(home: &Path) -> eventi::keys::keyfile::Secrets {
+    let key_file = eventi::keys::keyfile::read(&home.join("key")).unwrap();
+    eventi::keys::keyfile::open(&key_file, PASS.as_bytes(), "key").unwrap()
 }
 
 /// `eventi init` with these servers; returns the public write key line.

@@ -171,7 +171,7 @@ pub fn run(
     let cache_dir = repo.cache_dir()?;
     crate::home::create_private_dir(&cache_dir)?;
     let cache = Arc::new(Cache::open(&cache_dir)?);
-    let convergence = repo.secrets.convergence;
+    let convergence = *repo.key.write().convergence();
     let uploader = Arc::new(Uploader::new(
         Arc::clone(&repo.store),
         Arc::clone(&cache),

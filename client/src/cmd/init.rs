@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use eventi::home::Home;
-use eventi::{keyfile, passphrase};
+use eventi::keys::{keyfile, passphrase};
 
 /// Options of `eventi init`.
 #[derive(clap::Args)]

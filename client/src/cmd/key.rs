@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use eventi::home::Home;
-use eventi::{keyfile, passphrase};
+use eventi::keys::{keyfile, passphrase};
 
 /// `eventi key` subcommands.
 #[derive(clap::Subcommand)]
