@@ -373,7 +373,26 @@ fn every_kind_of_entry_round_trips_and_reruns_are_idempotent() {
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(o.stdout == fs::read(src.join("binary")).unwrap());
+    let binary = fs::read(src.join("binary")).unwrap();
+    assert!(o.stdout == binary);
+    // A range of it, and a range past its end.
+    let spec = format!("latest:{}", src.join("binary").display());
+    let o = eventi(
+        &home,
+        &[
+            os("cat"),
+            os("--offset"),
+            os("1000"),
+            os("--length"),
+            os("50"),
+            os(&spec),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.stdout == binary[1000..1050]);
+    let past = (binary.len() + 10).to_string();
+    let o = eventi(&home, &[os("cat"), os("--offset"), os(&past), os(&spec)]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
 }
 
 #[test]

@@ -159,7 +159,7 @@ impl FileSealer<'_> {
         for (c, (block, r)) in self.pending.drain(..).zip(sealed) {
             self.counters.bytes_done.fetch_add(c.len() as u64, Relaxed);
             self.uploader.put_block(r.score, block);
-            self.tree.push(self.uploader, r);
+            self.tree.push(self.uploader, r, c.len());
         }
     }
 

@@ -1,4 +1,5 @@
-//! `eventi cat SNAP:PATH`: a file's content on stdout.
+//! `eventi cat SNAP:PATH`: a file's content on stdout, or a range of it
+//! (`--offset`, `--length`), reached in one fetch per tree level.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,6 +14,12 @@ use eventi::walk;
 pub struct Args {
     /// SNAP:PATH.
     spec: String,
+    /// Start at this byte of the file (`1GiB` and the like work too).
+    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = eventi_shared::size::parse_size)]
+    offset: u64,
+    /// Write at most this many bytes (default: to the end).
+    #[arg(long, value_name = "BYTES", value_parser = eventi_shared::size::parse_size)]
+    length: Option<u64>,
     /// Read the passphrase from this file.
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
@@ -33,7 +40,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let content = entry.content.context("file entry without content")?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    eventi::tree::read(store, &content, &mut out).with_context(|| format!("reading {path}"))?;
+    if args.offset == 0 && args.length.is_none() {
+        eventi::tree::read(store, &content, &mut out)
+    } else {
+        let length = args.length.unwrap_or(u64::MAX);
+        eventi::tree::read_range(store, &content, args.offset, length, &mut out)
+    }
+    .with_context(|| format!("reading {path}"))?;
     out.flush()?;
     drop(out);
     repo.close()?;
