@@ -7,6 +7,8 @@ pub mod backup;
 pub mod block;
 pub mod cache;
 pub mod chunk;
+pub mod config;
+pub mod destination;
 pub mod dirent;
 pub mod exclude;
 pub mod fsmeta;

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use eventi::store::local::LocalStore;
+use eventi::store::multi::MultiStore;
 use eventi::store::venti::VentiStore;
 use eventi::store::{put_wait, BlockStore, StoreError};
 use eventi_shared::client::DEFAULT_TIMEOUT;
@@ -71,6 +72,56 @@ fn venti_store_with_a_write_key_and_anonymously() {
     let err = put_wait(&anon, BlockType::DATA, Bytes::from_static(b"x")).unwrap_err();
     assert!(
         err.to_string().contains("write needs an authorized key"),
+        "{err}"
+    );
+}
+
+/// Several stores as one pass the same contract; a block in one of them
+/// is read from it; a failure names every store that failed.
+#[test]
+fn a_multi_store_reads_from_any_and_names_every_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = std::sync::Arc::new(LocalStore::open(&dir.path().join("a")).unwrap());
+    let b = std::sync::Arc::new(LocalStore::open(&dir.path().join("b")).unwrap());
+    let only_b = Bytes::from_static(b"a block only the second store has");
+    let score = put_wait(b.as_ref(), BlockType::DATA, only_b.clone()).unwrap();
+    let both = MultiStore::new(vec![a.clone(), b.clone()]);
+    contract(&both, 2000);
+    assert!(both.get(score, BlockType::DATA).unwrap() == only_b);
+    let err = both
+        .get(Score::of(b"nowhere"), BlockType::DATA)
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Missing { store, .. } if store.contains(" + ")),
+        "{err}"
+    );
+
+    // Two servers that both refuse anonymous writes: both are named.
+    let servers: Vec<Server> = (0..2)
+        .map(|i| Server::start_strict(&dir.path().join(format!("data{i}")), &[]))
+        .collect();
+    let remote: Vec<std::sync::Arc<dyn BlockStore>> = servers
+        .iter()
+        .map(|s| {
+            let v = VentiStore::connect(&s.addr.to_string(), None, DEFAULT_TIMEOUT).unwrap();
+            std::sync::Arc::new(v) as std::sync::Arc<dyn BlockStore>
+        })
+        .collect();
+    let refused = MultiStore::new(remote.clone());
+    let err = put_wait(&refused, BlockType::DATA, Bytes::from_static(b"y")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Several(ref all) if all.len() == 2),
+        "{err}"
+    );
+    for s in &servers {
+        assert!(err.to_string().contains(&s.addr.to_string()), "{err}");
+    }
+    // One refusing, one taking it: the error is the refusing one's alone.
+    let mixed = MultiStore::new(vec![a.clone(), remote[0].clone()]);
+    let err = put_wait(&mixed, BlockType::DATA, Bytes::from_static(b"z")).unwrap_err();
+    assert!(!matches!(err, StoreError::Several(_)), "{err}");
+    assert!(
+        err.to_string().contains(&servers[0].addr.to_string()),
         "{err}"
     );
 }

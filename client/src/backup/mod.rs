@@ -173,7 +173,7 @@ pub fn run(
     let cache = Arc::new(Cache::open(&cache_dir)?);
     let convergence = *repo.key.write().convergence();
     let uploader = Arc::new(Uploader::new(
-        Arc::clone(&repo.store),
+        Arc::clone(repo.store()),
         Arc::clone(&cache),
         !options.no_cache,
         options.checkpoint_bytes,

@@ -29,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (repo, snapshot, path, mut entry) =
         super::open_spec(&args.spec, args.passphrase_file.as_deref())?;
     let path = path.display();
-    let store = repo.store.as_ref();
+    let store = repo.store().as_ref();
     if entry.kind == Kind::Hardlink {
         let first = std::path::Path::new(std::ffi::OsStr::from_bytes(&entry.target)).to_path_buf();
         entry = walk::lookup(store, snapshot.tree, &first)?;

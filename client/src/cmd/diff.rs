@@ -151,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (_, b) = repo.resolve(&args.to)?;
     let mut tally = Tally::default();
     walk(
-        repo.store.as_ref(),
+        repo.store().as_ref(),
         Some(&walk::root_entry(a.tree)),
         Some(&walk::root_entry(b.tree)),
         Path::new("/"),

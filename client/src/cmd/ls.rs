@@ -98,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (repo, _, path, entry) = super::open_spec(&args.spec, args.passphrase_file.as_deref())?;
     let path = path.as_path();
     if entry.kind == Kind::Dir {
-        let store = repo.store.as_ref();
+        let store = repo.store().as_ref();
         walk::walk(store, &entry, path, Blocks::None, &mut |visit| {
             if let Visit::Entry(p, e) = visit {
                 print(e, p, args.json);

@@ -24,7 +24,7 @@ pub fn open_spec(
     let repo = eventi::repo::Repo::open(passphrase_file, eventi::repo::Access::Read)?;
     let (_, snapshot) = repo.resolve(snap)?;
     let path = std::path::PathBuf::from(path);
-    let entry = eventi::walk::lookup(repo.store.as_ref(), snapshot.tree, &path)?;
+    let entry = eventi::walk::lookup(repo.store().as_ref(), snapshot.tree, &path)?;
     Ok((repo, snapshot, path, entry))
 }
 

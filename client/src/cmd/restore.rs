@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let started = std::time::Instant::now();
     let result = restore::run(
-        repo.store.as_ref(),
+        repo.store().as_ref(),
         snapshot.tree,
         selected,
         from,

@@ -1,16 +1,13 @@
-//! Everything but file contents: owners, modes, xattrs and times; symlinks,
-//! fifos and devices; hard links, made once the files they name exist.
+//! Everything but file contents: owners, modes, xattrs and times;
+//! symlinks, fifos and devices.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
+use std::path::Path;
 
-use super::file::restore_file;
 use super::Ctx;
 use crate::dirent::{Entry, Kind};
 use crate::fsmeta;
-use crate::walk;
 
 fn owner(entry: &Entry) -> (u32, u32) {
     let uid = (!entry.user.is_empty())
@@ -78,49 +75,4 @@ pub(super) fn restore_special(ctx: &Ctx, entry: &Entry, dest: &Path) -> std::io:
     }
     set_metadata(ctx, entry, dest)?;
     Ok(true)
-}
-
-/// Where the file a hard link names was restored; `None` if outside.
-fn link_source(ctx: &Ctx, target: &[u8]) -> Option<PathBuf> {
-    let t = Path::new(std::ffi::OsStr::from_bytes(target));
-    let rest = t.strip_prefix(&ctx.from).ok()?;
-    Some(if rest.as_os_str().is_empty() {
-        ctx.to.clone()
-    } else {
-        ctx.to.join(rest)
-    })
-}
-
-pub(super) fn restore_link(ctx: &Ctx, entry: &Entry, dest: &Path) {
-    let result = (|| -> anyhow::Result<bool> {
-        let Some(source) = link_source(ctx, &entry.target) else {
-            // The first name is outside what is restored: copy the file.
-            let t = Path::new(std::ffi::OsStr::from_bytes(&entry.target));
-            let mut first = walk::lookup(ctx.store, ctx.tree, t)?;
-            first.name = entry.name.clone();
-            restore_file(ctx, &first, dest)?;
-            return Ok(true);
-        };
-        let src = std::fs::symlink_metadata(&source)?;
-        if let Ok(m) = std::fs::symlink_metadata(dest) {
-            if m.ino() == src.ino() && m.dev() == src.dev() {
-                return Ok(false);
-            }
-            if !ctx.options.overwrite {
-                anyhow::bail!("exists and differs (use --overwrite)");
-            }
-            std::fs::remove_file(dest)?;
-        }
-        std::fs::hard_link(&source, dest)?;
-        Ok(true)
-    })();
-    match result {
-        Ok(true) => {
-            ctx.others.fetch_add(1, Relaxed);
-        }
-        Ok(false) => {
-            ctx.skipped.fetch_add(1, Relaxed);
-        }
-        Err(e) => ctx.error(dest, &format!("hard link not restored: {e:#}")),
-    }
 }

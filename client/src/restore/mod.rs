@@ -13,6 +13,7 @@
 //! last, deepest first, so that writing into them does not undo them.
 
 mod file;
+mod links;
 mod meta;
 
 use std::os::unix::ffi::OsStrExt;
@@ -28,7 +29,8 @@ use crate::walk;
 
 use file::restore_file;
 pub use file::TEMP_PREFIX;
-use meta::{restore_link, restore_special, set_metadata};
+use links::restore_link;
+use meta::{restore_special, set_metadata};
 
 /// How to restore.
 pub struct Options {

@@ -39,6 +39,14 @@ pub enum StoreError {
         /// What it said.
         message: String,
     },
+    /// Several stores of a [`multi::MultiStore`] failed, each its own way.
+    #[error("{} stores failed: {}", .0.len(), join(.0))]
+    Several(Vec<StoreError>),
+}
+
+fn join(errors: &[StoreError]) -> String {
+    let texts: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    texts.join("; ")
 }
 
 /// Called once when a `put` is stored (or failed).

@@ -1,5 +1,6 @@
 //! Several stores as one: every block goes to all of them (a backup to
 //! two friends' servers), and reads come from the first that has it.
+//! A failure names every store that failed, not only the first.
 
 use std::sync::{Arc, Mutex};
 
@@ -28,15 +29,17 @@ impl BlockStore for MultiStore {
     }
 
     fn put(&self, block_type: BlockType, data: Bytes, done: PutDone) {
-        // `done` runs when the last store answers, with the first error.
+        // `done` runs when the last store answers, with every failure.
         struct Pending {
             left: usize,
-            outcome: Option<Result<Score, StoreError>>,
+            score: Option<Score>,
+            errors: Vec<StoreError>,
             done: Option<PutDone>,
         }
         let pending = Arc::new(Mutex::new(Pending {
             left: self.stores.len(),
-            outcome: None,
+            score: None,
+            errors: Vec::new(),
             done: Some(done),
         }));
         for store in &self.stores {
@@ -47,11 +50,16 @@ impl BlockStore for MultiStore {
                 Box::new(move |r| {
                     let mut p = pending.lock().expect("multi put");
                     p.left -= 1;
-                    if p.outcome.as_ref().is_none_or(|o| o.is_ok()) {
-                        p.outcome = Some(r);
+                    match r {
+                        Ok(score) => p.score = Some(score),
+                        Err(e) => p.errors.push(e),
                     }
                     if p.left == 0 {
-                        let outcome = p.outcome.take().expect("an outcome");
+                        let errors = std::mem::take(&mut p.errors);
+                        let outcome = match p.score {
+                            Some(score) if errors.is_empty() => Ok(score),
+                            _ => Err(combined(errors)),
+                        };
                         let done = p.done.take().expect("done once");
                         drop(p);
                         done(outcome);
@@ -62,16 +70,25 @@ impl BlockStore for MultiStore {
     }
 
     fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError> {
-        let mut first_err = None;
+        let mut errors = Vec::new();
         for store in &self.stores {
             match store.get(score, block_type) {
                 Ok(b) => return Ok(b),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
+                Err(e) => errors.push(e),
             }
         }
-        Err(first_err.expect("at least one store"))
+        // Missing everywhere is one missing block, named with every store.
+        if errors
+            .iter()
+            .all(|e| matches!(e, StoreError::Missing { .. }))
+        {
+            return Err(StoreError::Missing {
+                score,
+                block_type,
+                store: self.name(),
+            });
+        }
+        Err(combined(errors))
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -79,5 +96,13 @@ impl BlockStore for MultiStore {
             store.sync()?;
         }
         Ok(())
+    }
+}
+
+/// One error for the failures of several stores (one: itself).
+fn combined(mut errors: Vec<StoreError>) -> StoreError {
+    match errors.len() {
+        1 => errors.pop().expect("one"),
+        _ => StoreError::Several(errors),
     }
 }
