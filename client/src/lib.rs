@@ -1,24 +1,26 @@
-//! The eventi backup client as a library: formats (`block`, `chunk`,
-//! `tree`, `dirent`, `snapshot`), the key file, the stores backups go to,
-//! and the engines of `backup` and `restore`. The `eventi` binary
-//! (`src/main.rs`) is its CLI.
+//! The eventi backup client as a library. The `eventi` binary
+//! (`src/main.rs`, one file per command in `src/cmd/`) is its CLI.
+//!
+//! - `format`: the bytes eventi writes, pure (blocks, chunks, trees,
+//!   directories, snapshot roots);
+//! - `keys`: the key file, its passphrase, and keys typed by power;
+//! - `store`: where blocks go (one trait; the embedded store, venti
+//!   servers, several at once) and the destination a home backs up to;
+//! - `home`: eventi's directories, `config.toml`, the caches and their locks;
+//! - `stream` and `walk`: reading and writing trees through a store, and
+//!   the one walker over a snapshot's entries and blocks;
+//! - the pipelines: `backup` and `restore`, with `progress` and `fsmeta`
+//!   (file metadata both need);
+//! - `repo`: an opened home: its keys, its destination, its chain of roots.
 
 pub mod backup;
-pub mod block;
-pub mod cache;
-pub mod chunk;
-pub mod config;
-pub mod destination;
-pub mod dirent;
-pub mod exclude;
+pub mod format;
 pub mod fsmeta;
 pub mod home;
 pub mod keys;
-pub mod lockfile;
 pub mod progress;
 pub mod repo;
 pub mod restore;
-pub mod snapshot;
 pub mod store;
-pub mod tree;
+pub mod stream;
 pub mod walk;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use eventi_shared::{BlockType, Score};
 
-use crate::config::Config;
-pub use crate::destination::Access;
-use crate::destination::Destination;
+use crate::format::snapshot::Snapshot;
+use crate::home::config::Config;
 use crate::home::Home;
 use crate::keys::{keyfile, passphrase, FullKey};
-use crate::snapshot::Snapshot;
+pub use crate::store::destination::Access;
+use crate::store::destination::Destination;
 use crate::store::{self, BlockStore};
 
 /// See the module documentation.

@@ -10,10 +10,11 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::block::Ref;
-use crate::dirent::{self, Entry, Kind};
+use crate::format::block::Ref;
+use crate::format::dirent::{self, Entry, Kind};
+use crate::format::tree::Level;
 use crate::store::BlockStore;
-use crate::tree;
+use crate::stream;
 
 /// The entries of directory `dir`, in name order (none if it is not a
 /// directory).
@@ -22,7 +23,7 @@ pub fn children(store: &dyn BlockStore, dir: &Entry) -> anyhow::Result<Vec<Entry
         return Ok(Vec::new());
     }
     let content = dir.content.context("directory without content")?;
-    let stream = tree::read_all(store, &content)?;
+    let stream = stream::read_all(store, &content)?;
     dirent::decode(&stream).with_context(|| format!("directory block {}", content.score))
 }
 
@@ -80,7 +81,7 @@ pub enum Visit<'a> {
     /// An entry, with its path in the snapshot.
     Entry(&'a Path, &'a Entry),
     /// A block of the content of the entry at the path.
-    Block(&'a Path, Ref, tree::Level),
+    Block(&'a Path, Ref, Level),
 }
 
 /// What to do after a visit.
@@ -134,7 +135,7 @@ fn content_blocks(
     };
     let mut flow = Flow::Continue;
     let mut failed: Option<anyhow::Error> = None;
-    tree::for_each_block(store, &content, &mut |r, level| {
+    stream::for_each_block(store, &content, &mut |r, level| {
         match visit(Visit::Block(path, r, level)) {
             Ok(Flow::Stop) => flow = Flow::Stop,
             Ok(_) => return Ok(true),

@@ -760,7 +760,8 @@ fn a_missing_block_names_the_path_and_the_rest_is_restored() {
     // removed from the embedded store's index: the store no longer has it.
     let secrets = secrets(&home);
     let content = fs::read(src.join("file07")).unwrap();
-    let (_, r) = eventi::block::seal(&secrets.convergence, &eventi::chunk::pack(&content));
+    let (_, r) =
+        eventi::format::block::seal(&secrets.convergence, &eventi::format::chunk::pack(&content));
     let mut key = r.score.as_bytes().to_vec();
     key.push(eventi_shared::BlockType::DATA.to_wire());
     let index = rocksdb::DB::open_default(home.join("store/index")).unwrap();
@@ -1038,8 +1039,8 @@ fn a_root_signed_by_another_key_is_listed_as_such() {
     let owner = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secrets.snapshot));
     let other = eventi_tests::new_key();
     let store = eventi::store::local::LocalStore::open(&home.join("store")).unwrap();
-    let snap = eventi::snapshot::Snapshot {
-        tree: eventi::block::seal(&[0; 32], b"x").1,
+    let snap = eventi::format::snapshot::Snapshot {
+        tree: eventi::format::block::seal(&[0; 32], b"x").1,
         parent: Some(first.parse().unwrap()),
         time_ns: 0,
         host: "elsewhere".into(),

@@ -1,9 +1,10 @@
 //! Files as trees of encrypted blocks, through the embedded store.
 
-use eventi::block::Ref;
+use eventi::format::block::Ref;
+use eventi::format::tree::REFS_PER_POINTER;
 use eventi::store::local::LocalStore;
 use eventi::store::put_wait;
-use eventi::tree::{self, StoreSink, TreeError, REFS_PER_POINTER};
+use eventi::stream::{self, StoreSink, TreeError};
 use eventi_shared::BlockType;
 use eventi_tests::pattern;
 
@@ -11,7 +12,7 @@ const SECRET: [u8; 32] = [3; 32];
 
 fn write(store: &LocalStore, data: &[u8]) -> (Ref, u64) {
     let sink = StoreSink::new(store);
-    let written = tree::write(&sink, &SECRET, data).unwrap();
+    let written = stream::write(&sink, &SECRET, data).unwrap();
     sink.finish().unwrap();
     written
 }
@@ -21,7 +22,7 @@ fn round_trip(store: &LocalStore, data: &[u8]) -> Ref {
     assert_eq!(len, data.len() as u64);
     let mut out = Vec::new();
     assert_eq!(
-        tree::read(store, &root, &mut out).unwrap(),
+        stream::read(store, &root, &mut out).unwrap(),
         data.len() as u64
     );
     assert!(
@@ -58,21 +59,21 @@ fn a_missing_or_substituted_block_is_named_not_written() {
     let (root, _) = write(&store, &data[..]);
 
     // A reference whose block is not stored.
-    let (_, absent) = eventi::block::seal(&SECRET, b"never stored");
-    let err = tree::read(&store, &absent, &mut Vec::new()).unwrap_err();
+    let (_, absent) = eventi::format::block::seal(&SECRET, b"never stored");
+    let err = stream::read(&store, &absent, &mut Vec::new()).unwrap_err();
     assert!(matches!(err, TreeError::Store(_)), "{err}");
     assert!(err.to_string().contains(&absent.score.to_string()), "{err}");
 
     // A block stored under the root's score by someone else is refused
     // (here: another block's bytes presented with the root's reference).
-    let (other_block, _) = eventi::block::seal(&SECRET, b"impostor");
+    let (other_block, _) = eventi::format::block::seal(&SECRET, b"impostor");
     put_wait(&store, BlockType::DATA, other_block.clone()).unwrap();
     let impostor = Ref {
         score: eventi_shared::Score::of(&other_block),
         ..root
     };
     let mut out = Vec::new();
-    let err = tree::read(&store, &impostor, &mut out).unwrap_err();
+    let err = stream::read(&store, &impostor, &mut out).unwrap_err();
     assert!(matches!(err, TreeError::Block(_)), "{err}");
     assert!(out.is_empty(), "nothing may be written from a bad block");
 }
@@ -83,7 +84,7 @@ fn a_missing_or_substituted_block_is_named_not_written() {
 /// Skip and Stop.
 #[test]
 fn the_walker_visits_every_entry_and_block_in_order() {
-    use eventi::dirent::{self, Entry, Kind};
+    use eventi::format::dirent::{self, Entry, Kind};
     use eventi::walk::{self, Blocks, Flow, Visit};
     use std::path::Path;
 
@@ -107,7 +108,7 @@ fn the_walker_visits_every_entry_and_block_in_order() {
 
     let mut chunks = 0usize;
     let a = walk::children(&store, &root).unwrap().remove(0);
-    tree::for_each_leaf(&store, &a.content.unwrap(), &mut |_, _| {
+    stream::for_each_leaf(&store, &a.content.unwrap(), &mut |_, _| {
         chunks += 1;
         Ok(())
     })
@@ -204,7 +205,7 @@ fn a_range_costs_one_fetch_per_level() {
     ] {
         counting.gets.store(0, std::sync::atomic::Ordering::Relaxed);
         let mut out = Vec::new();
-        let n = tree::read_range(&counting, &root, offset, want, &mut out).unwrap();
+        let n = stream::read_range(&counting, &root, offset, want, &mut out).unwrap();
         let end = (offset + want).min(len) as usize;
         assert_eq!(n as usize, end - offset as usize);
         assert!(out == data[offset as usize..end], "range at {offset}");
@@ -214,7 +215,7 @@ fn a_range_costs_one_fetch_per_level() {
     }
     // A range across chunk boundaries.
     let mut out = Vec::new();
-    tree::read_range(&store, &root, 1_000_000, 300_000, &mut out).unwrap();
+    stream::read_range(&store, &root, 1_000_000, 300_000, &mut out).unwrap();
     assert!(out == data[1_000_000..1_300_000]);
 }
 
@@ -249,23 +250,23 @@ fn v1_trees_still_read() {
         .map(|i| format!("eventi v1 fixture line {i}\n"))
         .collect();
     let mut out = Vec::new();
-    tree::read(&store, &root, &mut out).unwrap();
+    stream::read(&store, &root, &mut out).unwrap();
     assert!(out == want.as_bytes(), "the v1 stream reads back");
     let mut part = Vec::new();
-    tree::read_range(&store, &root, 300_000, 1000, &mut part).unwrap();
+    stream::read_range(&store, &root, 300_000, 1000, &mut part).unwrap();
     assert!(part == want.as_bytes()[300_000..301_000]);
     // Written again today under the fixture's secret, the same chunks
     // (the same data blocks) hang from a v2 pointer block instead.
     let sink = StoreSink::new(&store);
-    let (again, _) = tree::write(&sink, &[9; 32], want.as_bytes()).unwrap();
+    let (again, _) = stream::write(&sink, &[9; 32], want.as_bytes()).unwrap();
     sink.finish().unwrap();
     assert_ne!(again, root, "v2 pointer blocks differ from v1");
     let mut out = Vec::new();
-    tree::read(&store, &again, &mut out).unwrap();
+    stream::read(&store, &again, &mut out).unwrap();
     assert!(out == want.as_bytes());
     let leaves = |root: &Ref| {
         let mut refs = Vec::new();
-        tree::for_each_leaf(&store, root, &mut |r, _| {
+        stream::for_each_leaf(&store, root, &mut |r, _| {
             refs.push(r);
             Ok(())
         })

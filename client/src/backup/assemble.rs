@@ -11,11 +11,11 @@ use std::sync::mpsc::Receiver;
 
 use super::files::FileDone;
 use super::uploader::Uploader;
-use crate::block::Ref;
-use crate::cache::FileRecord;
-use crate::dirent::{self, Entry};
+use crate::format::block::Ref;
+use crate::format::dirent::{self, Entry};
+use crate::home::cache::FileRecord;
 use crate::progress::Counters;
-use crate::tree;
+use crate::stream;
 
 /// An entry whose content may still be in the works.
 pub enum Slot {
@@ -88,7 +88,7 @@ pub fn run(
                 let mut entries = stack.pop().expect("an open directory");
                 let stream = dirent::encode(&mut entries);
                 drop(entries);
-                let (r, _) = tree::write(uploader, convergence, &stream[..])
+                let (r, _) = stream::write(uploader, convergence, &stream[..])
                     .expect("writing from memory cannot fail");
                 entry.content = Some(r);
                 match top {

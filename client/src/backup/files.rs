@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use super::uploader::Uploader;
 use rayon::prelude::*;
 
-use crate::block::{self, Ref};
-use crate::chunk;
+use crate::format::block::{self, Ref};
+use crate::format::chunk;
+use crate::format::tree::{BlockSink, TreeWriter};
 use crate::fsmeta;
 use crate::progress::Counters;
-use crate::tree::{BlockSink, TreeWriter};
 
 /// A file stored.
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 //! what was backed up, not on unrelated changes to `/home`.
 
 mod assemble;
+pub mod exclude;
 mod files;
 mod prefetch;
 pub mod uploader;
@@ -22,14 +23,14 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use eventi_shared::Score;
 
-use crate::block::Ref;
-use crate::cache::Cache;
-use crate::dirent::{self, Entry};
-use crate::exclude::Excluder;
+use crate::backup::exclude::Excluder;
+use crate::format::block::Ref;
+use crate::format::dirent::{self, Entry};
+use crate::format::snapshot::{Counts, Snapshot};
+use crate::home::cache::Cache;
 use crate::progress::Counters;
 use crate::repo::Repo;
-use crate::snapshot::{Counts, Snapshot};
-use crate::tree;
+use crate::stream;
 use uploader::Uploader;
 
 /// What to back up and how.
@@ -143,7 +144,7 @@ impl Synthetic {
             })
             .collect();
         let stream = dirent::encode(&mut entries);
-        tree::write(uploader, convergence, &stream[..])
+        stream::write(uploader, convergence, &stream[..])
             .expect("writing to memory cannot fail")
             .0
     }

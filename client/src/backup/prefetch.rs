@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::exclude::Excluder;
+use crate::backup::exclude::Excluder;
 use crate::progress::Counters;
 
 /// Running prefetch threads; they stop when dropped.

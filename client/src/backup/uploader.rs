@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use eventi_shared::{BlockType, Score};
 
-use crate::cache::{Cache, FileRecord, Pending};
+use crate::format::tree::BlockSink;
+use crate::home::cache::{Cache, FileRecord, Pending};
 use crate::store::BlockStore;
-use crate::tree::BlockSink;
 
 /// Sent bytes after which the store is synced and the cache committed
 /// (`eventi backup --checkpoint`), so an interrupted backup loses at most

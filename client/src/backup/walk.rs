@@ -17,12 +17,12 @@ use std::sync::Arc;
 use super::assemble::{Event, Slot, NO_REF};
 use super::files::Pool;
 use super::uploader::Uploader;
-use crate::cache::FileRecord;
-use crate::dirent::{Entry, Kind};
-use crate::exclude::{self, Excluder};
+use crate::backup::exclude::{self, Excluder};
+use crate::format::dirent::{Entry, Kind};
+use crate::format::snapshot::Counts;
 use crate::fsmeta::{self, Names};
+use crate::home::cache::FileRecord;
 use crate::progress::Counters;
-use crate::snapshot::Counts;
 
 /// The walk stopped: the store failed, or the assembler is gone.
 #[derive(Debug)]

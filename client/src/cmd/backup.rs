@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use eventi::backup::exclude::Excluder;
 use eventi::backup::{self, Options};
-use eventi::exclude::Excluder;
 use eventi::home::Home;
 use eventi::progress::{Counters, Reporter, Style};
 use eventi::repo::{Access, Repo};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use eventi::dirent::Kind;
+use eventi::format::dirent::Kind;
 use eventi::walk;
 
 /// Options of `eventi cat`.
@@ -41,10 +41,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     if args.offset == 0 && args.length.is_none() {
-        eventi::tree::read(store, &content, &mut out)
+        eventi::stream::read(store, &content, &mut out)
     } else {
         let length = args.length.unwrap_or(u64::MAX);
-        eventi::tree::read_range(store, &content, args.offset, length, &mut out)
+        eventi::stream::read_range(store, &content, args.offset, length, &mut out)
     }
     .with_context(|| format!("reading {path}"))?;
     out.flush()?;

@@ -50,7 +50,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             )?;
             let secrets = keyfile::open(&text, pass.as_bytes(), &name)?;
             let home = eventi::home::Home::locate()?;
-            let timeout = eventi::config::Config::load(&home.config_file())?.timeout()?;
+            let timeout = eventi::home::config::Config::load(&home.config_file())?.timeout()?;
             let options = eventi_shared::client::ClientOptions {
                 write_key: Some(secrets.signing_key()),
                 timeout,

@@ -4,7 +4,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use eventi::dirent::{Entry, Kind};
+use eventi::format::dirent::{Entry, Kind};
 use eventi::walk::{self, Blocks, Flow, Visit};
 
 /// Options of `eventi ls`.

@@ -16,9 +16,9 @@ pub fn open_spec(
     passphrase_file: Option<&std::path::Path>,
 ) -> anyhow::Result<(
     eventi::repo::Repo,
-    eventi::snapshot::Snapshot,
+    eventi::format::snapshot::Snapshot,
     std::path::PathBuf,
-    eventi::dirent::Entry,
+    eventi::format::dirent::Entry,
 )> {
     let (snap, path) = eventi::walk::split_spec(spec);
     let repo = eventi::repo::Repo::open(passphrase_file, eventi::repo::Access::Read)?;

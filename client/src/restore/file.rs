@@ -11,10 +11,10 @@ use rayon::prelude::*;
 
 use super::meta::set_metadata;
 use super::Ctx;
-use crate::block::Ref;
-use crate::dirent::Entry;
+use crate::format::block::Ref;
+use crate::format::dirent::Entry;
 use crate::fsmeta;
-use crate::tree;
+use crate::stream;
 
 /// Blocks fetched in parallel per batch of a file.
 const BATCH: usize = 64;
@@ -156,7 +156,7 @@ fn each_chunk(
             .into_par_iter()
             .map(|(r, data)| match data {
                 Some(d) => Ok(d),
-                None => tree::fetch_chunk(ctx.store, &r),
+                None => stream::fetch_chunk(ctx.store, &r),
             })
             .collect::<Result<_, _>>()?;
         for c in chunks {
@@ -166,12 +166,12 @@ fn each_chunk(
         Ok(())
     };
     let mut failed: Option<anyhow::Error> = None;
-    tree::for_each_leaf(ctx.store, content, &mut |r, data| {
+    stream::for_each_leaf(ctx.store, content, &mut |r, data| {
         batch.push((r, data));
         if batch.len() == BATCH {
             if let Err(e) = flush(&mut batch) {
                 failed = Some(e);
-                return Err(tree::TreeError::Io(std::io::Error::other("stopped")));
+                return Err(stream::TreeError::Io(std::io::Error::other("stopped")));
             }
         }
         Ok(())

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::file::restore_file;
 use super::Ctx;
-use crate::dirent::Entry;
+use crate::format::dirent::Entry;
 use crate::walk;
 
 /// Where the file a hard link names was restored; `None` if outside.

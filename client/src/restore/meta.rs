@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::Ctx;
-use crate::dirent::{Entry, Kind};
+use crate::format::dirent::{Entry, Kind};
 use crate::fsmeta;
 
 fn owner(entry: &Entry) -> (u32, u32) {

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use crate::block::Ref;
-use crate::dirent::{Entry, Kind};
+use crate::format::block::Ref;
+use crate::format::dirent::{Entry, Kind};
 use crate::progress::Counters;
 use crate::store::{BlockStore, InFlight};
 use crate::walk;

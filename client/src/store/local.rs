@@ -17,7 +17,7 @@ const MAX_IN_FLIGHT: usize = 1024;
 pub struct LocalStore {
     store: Store,
     /// One eventi command at a time on this store.
-    _lock: crate::lockfile::DirLock,
+    _lock: crate::home::lockfile::DirLock,
     name: String,
     in_flight: Arc<InFlight>,
     closed: std::sync::atomic::AtomicBool,
@@ -38,7 +38,7 @@ impl LocalStore {
             message,
         };
         eventi_store::private::create_dir(dir).map_err(|e| failed(e.to_string()))?;
-        let lock = crate::lockfile::DirLock::take(dir).map_err(|e| failed(e.to_string()))?;
+        let lock = crate::home::lockfile::DirLock::take(dir).map_err(|e| failed(e.to_string()))?;
         let store = Store::open(dir, &options).map_err(|e| failed(e.to_string()))?;
         Ok(LocalStore {
             store,

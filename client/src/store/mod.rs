@@ -1,14 +1,16 @@
 //! Where the client's blocks go: one small trait, a backend per kind of
 //! store (`local`: the embedded store, the server's engine linked in;
 //! `venti`: any venti server, authenticating with the write key when the
-//! server offers it; `multi`: several stores at once). Backup and restore
-//! speak only this trait.
+//! server offers it; `multi`: several stores at once), and `destination`,
+//! what a home knows about where its blocks go. Backup and restore speak
+//! only the trait.
 //!
 //! The trait is synchronous and object-safe because backup and restore
 //! run on worker threads: `put` hands the block over and reports later
 //! through a callback, so a worker never waits for a round trip, while
 //! `get` and `sync` block.
 
+pub mod destination;
 pub mod local;
 pub mod multi;
 pub mod venti;
@@ -69,7 +71,7 @@ pub trait BlockStore: Send + Sync {
     /// Reads a block, verified against its score. Blocking.
     fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError>;
     /// Reads a block that the caller checks itself against a stronger
-    /// hash (every block a [`crate::block::Ref`] names: its SHA-256), so a
+    /// hash (every block a [`crate::format::block::Ref`] names: its SHA-256), so a
     /// store may skip re-hashing its SHA-1. Blocking.
     fn get_checked_by_caller(
         &self,

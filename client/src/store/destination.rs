@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use eventi_shared::Score;
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
+use crate::home::config::Config;
 use crate::home::{self, Home};
 use crate::store::local::LocalStore;
 use crate::store::multi::MultiStore;

@@ -14,7 +14,7 @@
 //! Readers skip bytes after the last field they know, so later versions
 //! can append fields. Names are raw bytes: non-UTF-8 names survive.
 
-use crate::block::Ref;
+use crate::format::block::Ref;
 
 /// The version byte at the start of a directory stream.
 pub const DIR_VERSION: u8 = 1;

@@ -30,7 +30,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::block::Ref;
+use crate::format::block::Ref;
 
 /// First bytes of every snapshot root.
 pub const MAGIC: &[u8; 18] = b"eventi snapshot 1\n";
@@ -287,7 +287,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Snapshot {
-        let (_, tree) = crate::block::seal(&[1; 32], b"a tree");
+        let (_, tree) = crate::format::block::seal(&[1; 32], b"a tree");
         Snapshot {
             tree,
             parent: Some(Score::of(b"the parent root")),

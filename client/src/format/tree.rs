@@ -5,7 +5,7 @@
 //! a kind byte: 0 raw chunk, 1 zstd chunk (both from `chunk.rs`), 3
 //! pointer block (format v2): `3 count[2] {ref[84] size[8]} x count`, each
 //! reference with the bytes of stream below it, so that any offset is
-//! reached in one fetch per level ([`read_range`]). Kind 2 is the v1
+//! reached in one fetch per level (`stream::read_range`). Kind 2 is the v1
 //! pointer block, `2 count[2] ref[84] x count`, without sizes: still read,
 //! never written.
 //!
@@ -16,14 +16,15 @@
 //! empty data block. [`TreeWriter`] builds that shape while streaming, so
 //! a file of any size needs memory only for one partial block per level.
 
-use std::io::{Read, Write};
+//!
+//! This module is the format alone, bytes in and out; reading and
+//! writing trees through a store is `crate::stream`.
 
 use bytes::Bytes;
-use eventi_shared::{BlockType, Score};
+use eventi_shared::Score;
 
-use crate::block::{self, Ref, BLOCK_OVERHEAD};
-use crate::chunk;
-use crate::store::{BlockStore, StoreError};
+use crate::format::block::{self, Ref, BLOCK_OVERHEAD};
+use crate::format::chunk;
 
 /// Kind byte of a v1 pointer block (references only).
 const POINTER_V1: u8 = 2;
@@ -34,26 +35,14 @@ const CHILD_LEN: usize = Ref::LEN + 8;
 /// References per pointer block: as many as fit a 56 KiB venti block.
 pub const REFS_PER_POINTER: usize = (eventi_shared::MAX_BLOCK_V02 - BLOCK_OVERHEAD - 3) / CHILD_LEN;
 
-/// Why a tree could not be written or read. Messages name the block.
-#[derive(Debug, thiserror::Error)]
-pub enum TreeError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A block is not the one its reference names, or does not decrypt.
-    #[error(transparent)]
-    Block(#[from] block::BlockError),
-    /// A block decrypted but is not a valid data or pointer block.
-    #[error("block {score} is malformed: {why}")]
-    Malformed {
-        /// Its score.
-        score: Score,
-        /// What is wrong.
-        why: String,
-    },
-    /// Reading the source or writing the output failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+/// A block that decrypted but is not a valid data or pointer block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("block {score} is malformed: {why}")]
+pub struct Malformed {
+    /// Its score.
+    pub score: Score,
+    /// What is wrong.
+    pub why: String,
 }
 
 /// Where sealed blocks go while a tree is written. Implementations store
@@ -143,69 +132,6 @@ impl TreeWriter {
     }
 }
 
-/// A sink that puts straight into a store and remembers the first error.
-pub struct StoreSink<'a> {
-    store: &'a dyn BlockStore,
-    error: std::sync::Arc<std::sync::Mutex<Option<StoreError>>>,
-}
-
-impl<'a> StoreSink<'a> {
-    /// Puts into `store`.
-    pub fn new(store: &'a dyn BlockStore) -> StoreSink<'a> {
-        StoreSink {
-            store,
-            error: Default::default(),
-        }
-    }
-
-    /// Syncs the store and returns the first error of any put.
-    pub fn finish(self) -> Result<(), StoreError> {
-        self.store.sync()?;
-        match self.error.lock().expect("sink error").take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-impl BlockSink for StoreSink<'_> {
-    fn put_block(&self, _score: Score, sealed: Bytes) {
-        let error = std::sync::Arc::clone(&self.error);
-        self.store.put(
-            BlockType::DATA,
-            sealed,
-            Box::new(move |r| {
-                if let Err(e) = r {
-                    error.lock().expect("sink error").get_or_insert(e);
-                }
-            }),
-        );
-    }
-}
-
-/// Stores a stream as a tree (single-threaded); returns its root and length.
-pub fn write(
-    sink: &dyn BlockSink,
-    convergence: &[u8; 32],
-    source: impl Read,
-) -> Result<(Ref, u64), TreeError> {
-    let mut tree = TreeWriter::new(convergence);
-    let mut len = 0u64;
-    for c in chunk::chunks(source, chunk::seed_for(convergence)) {
-        let c = c?;
-        len += c.len() as u64;
-        let r = put_sealed(sink, convergence, &chunk::pack(&c));
-        tree.push(sink, r, c.len());
-    }
-    Ok((tree.finish(sink), len))
-}
-
-/// Fetches a block and opens it: its plaintext.
-pub fn fetch(store: &dyn BlockStore, r: &Ref) -> Result<Vec<u8>, TreeError> {
-    let sealed = store.get_checked_by_caller(r.score, BlockType::DATA)?;
-    Ok(block::open(r, &sealed)?)
-}
-
 /// One entry of a pointer block: a block below, and the bytes of stream
 /// under it (`None` in a v1 pointer block, which does not record them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,14 +162,15 @@ pub fn encode_pointer(children: &[Child]) -> Vec<u8> {
     plain
 }
 
-fn is_pointer(plain: &[u8]) -> bool {
+/// Whether a block plaintext is a pointer block (of either version).
+pub fn is_pointer(plain: &[u8]) -> bool {
     matches!(plain.first(), Some(&POINTER) | Some(&POINTER_V1))
 }
 
 /// Decodes a block plaintext fetched by `r`: data, or a pointer block of
 /// either version.
-pub fn decode(r: &Ref, plain: &[u8]) -> Result<Node, TreeError> {
-    let malformed = |why: &str| TreeError::Malformed {
+pub fn decode(r: &Ref, plain: &[u8]) -> Result<Node, Malformed> {
+    let malformed = |why: &str| Malformed {
         score: r.score,
         why: why.to_string(),
     };
@@ -275,49 +202,6 @@ pub fn decode(r: &Ref, plain: &[u8]) -> Result<Node, TreeError> {
     }
 }
 
-/// Calls `each` with every data block's reference, in order, together
-/// with its chunk when this walk had to fetch it anyway, so a caller can
-/// fetch the others in parallel. Pointer blocks are fetched and checked
-/// here. All data blocks are at one depth, so fetching the first child of
-/// a pointer block tells what all of its children are; a tree that breaks
-/// that rule fails later, when a pointer block does not unpack as a chunk.
-pub fn for_each_leaf(
-    store: &dyn BlockStore,
-    root: &Ref,
-    each: &mut dyn FnMut(Ref, Option<Vec<u8>>) -> Result<(), TreeError>,
-) -> Result<(), TreeError> {
-    visit(store, root, fetch(store, root)?, each)
-}
-
-fn visit(
-    store: &dyn BlockStore,
-    r: &Ref,
-    plain: Vec<u8>,
-    each: &mut dyn FnMut(Ref, Option<Vec<u8>>) -> Result<(), TreeError>,
-) -> Result<(), TreeError> {
-    let refs: Vec<Ref> = match decode(r, &plain)? {
-        Node::Data(d) => return each(*r, Some(d)),
-        Node::Pointers(children) => children.iter().map(|c| c.r).collect(),
-    };
-    let first = fetch(store, &refs[0])?;
-    if is_pointer(&first) {
-        visit(store, &refs[0], first, each)?;
-        for c in &refs[1..] {
-            visit(store, c, fetch(store, c)?, each)?;
-        }
-        Ok(())
-    } else {
-        match decode(&refs[0], &first)? {
-            Node::Data(d) => each(refs[0], Some(d))?,
-            Node::Pointers(_) => unreachable!("checked above"),
-        }
-        for c in &refs[1..] {
-            each(*c, None)?;
-        }
-        Ok(())
-    }
-}
-
 /// What a block is in a tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -325,125 +209,6 @@ pub enum Level {
     Pointer,
     /// A data block: a chunk of the stream.
     Data,
-}
-
-/// Calls `each` with every block of the tree rooted at `root`, pointer
-/// blocks before the blocks below them, data blocks in stream order;
-/// every block is fetched, opened and decoded (a check of the whole tree).
-/// `each` answers whether to go on; the answer is whether it always did.
-pub fn for_each_block(
-    store: &dyn BlockStore,
-    root: &Ref,
-    each: &mut dyn FnMut(Ref, Level) -> Result<bool, TreeError>,
-) -> Result<bool, TreeError> {
-    match decode(root, &fetch(store, root)?)? {
-        Node::Data(_) => each(*root, Level::Data),
-        Node::Pointers(children) => {
-            if !each(*root, Level::Pointer)? {
-                return Ok(false);
-            }
-            for c in &children {
-                if !for_each_block(store, &c.r, each)? {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        }
-    }
-}
-
-/// Fetches, checks and unpacks one data block.
-pub fn fetch_chunk(store: &dyn BlockStore, r: &Ref) -> Result<Vec<u8>, TreeError> {
-    match decode(r, &fetch(store, r)?)? {
-        Node::Data(d) => Ok(d),
-        Node::Pointers(_) => Err(TreeError::Malformed {
-            score: r.score,
-            why: "a pointer block where data was expected".into(),
-        }),
-    }
-}
-
-/// Writes the stream rooted at `root` to `out`, checking every block.
-/// Returns the number of bytes written.
-pub fn read(store: &dyn BlockStore, root: &Ref, out: &mut dyn Write) -> Result<u64, TreeError> {
-    let mut written = 0u64;
-    for_each_leaf(store, root, &mut |r, data| {
-        let data = match data {
-            Some(d) => d,
-            None => fetch_chunk(store, &r)?,
-        };
-        out.write_all(&data)?;
-        written += data.len() as u64;
-        Ok(())
-    })?;
-    Ok(written)
-}
-
-/// Writes `len` bytes of the stream rooted at `root`, from `offset` on
-/// (fewer if the stream ends first), to `out`; returns how many. In a v2
-/// tree the blocks before `offset` are skipped by their recorded sizes,
-/// so the first byte costs one fetch per level; a v1 tree's blocks before
-/// it must be fetched to learn their sizes.
-pub fn read_range(
-    store: &dyn BlockStore,
-    root: &Ref,
-    offset: u64,
-    len: u64,
-    out: &mut dyn Write,
-) -> Result<u64, TreeError> {
-    let mut range = Range {
-        skip: offset,
-        left: len,
-    };
-    read_range_at(store, root, &mut range, out)?;
-    Ok(len - range.left)
-}
-
-/// What [`read_range`] has still to skip and to write.
-struct Range {
-    skip: u64,
-    left: u64,
-}
-
-fn read_range_at(
-    store: &dyn BlockStore,
-    r: &Ref,
-    range: &mut Range,
-    out: &mut dyn Write,
-) -> Result<(), TreeError> {
-    match decode(r, &fetch(store, r)?)? {
-        Node::Data(d) => {
-            let len = d.len() as u64;
-            if range.skip >= len {
-                range.skip -= len;
-                return Ok(());
-            }
-            let from = range.skip as usize;
-            let n = (len - range.skip).min(range.left) as usize;
-            out.write_all(&d[from..from + n])?;
-            range.skip = 0;
-            range.left -= n as u64;
-        }
-        Node::Pointers(children) => {
-            for c in &children {
-                if range.left == 0 {
-                    break;
-                }
-                match c.size {
-                    Some(size) if range.skip >= size => range.skip -= size,
-                    _ => read_range_at(store, &c.r, range, out)?,
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads a whole (small) stream into memory.
-pub fn read_all(store: &dyn BlockStore, root: &Ref) -> Result<Vec<u8>, TreeError> {
-    let mut out = Vec::new();
-    read(store, root, &mut out)?;
-    Ok(out)
 }
 
 /// Pointer blocks a tree of `chunks` data blocks needs.

@@ -19,7 +19,7 @@ use std::path::Path;
 use eventi_shared::Score;
 use rocksdb::{Options, WriteBatch, DB};
 
-use crate::block::Ref;
+use crate::format::block::Ref;
 
 const FILE: u8 = b'f';
 const BLOCK: u8 = b'b';
@@ -82,7 +82,7 @@ pub enum CacheError {
         /// The cache directory.
         path: String,
         /// Who holds it, or why it could not be locked.
-        source: crate::lockfile::LockError,
+        source: crate::home::lockfile::LockError,
     },
     /// RocksDB failed. Nobody else holds the cache (its lock is ours),
     /// so deleting it loses nothing but the time to rebuild it.
@@ -101,7 +101,7 @@ pub struct Cache {
     path: String,
     generation: u64,
     /// Held while the cache is open.
-    _lock: crate::lockfile::DirLock,
+    _lock: crate::home::lockfile::DirLock,
 }
 
 /// Cache entries waiting for the store to sync the blocks they name.
@@ -153,10 +153,11 @@ impl Cache {
     /// Opens (creating) the cache in `dir` and starts a new generation.
     pub fn open(dir: &Path) -> Result<Cache, CacheError> {
         let path = dir.display().to_string();
-        let lock = crate::lockfile::DirLock::take(dir).map_err(|source| CacheError::Lock {
-            path: path.clone(),
-            source,
-        })?;
+        let lock =
+            crate::home::lockfile::DirLock::take(dir).map_err(|source| CacheError::Lock {
+                path: path.clone(),
+                source,
+            })?;
         let err = |source| CacheError::Rocks {
             path: path.clone(),
             source,
@@ -254,7 +255,7 @@ mod tests {
     #[test]
     fn records_and_blocks_survive_reopening_and_sweep_drops_stale_files() {
         let dir = tempfile::tempdir().unwrap();
-        let (_, content) = crate::block::seal(&[1; 32], b"x");
+        let (_, content) = crate::format::block::seal(&[1; 32], b"x");
         let record = FileRecord {
             ino: 7,
             size: 1,

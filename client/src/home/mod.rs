@@ -5,6 +5,14 @@
 //! the snapshot heads under `$XDG_DATA_HOME/eventi`
 //! (`~/.local/share/eventi`), and the cache, which can always be rebuilt,
 //! under `$XDG_CACHE_HOME/eventi` (`~/.cache/eventi`).
+//!
+//! Beside it: `config` (`config.toml`), `cache` (the per-destination
+//! cache of files and blocks already stored) and `lockfile` (one eventi
+//! command at a time on a cache or an embedded store).
+
+pub mod cache;
+pub mod config;
+pub mod lockfile;
 
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,7 @@
 
 use std::io::Read;
 
-use crate::block::BLOCK_OVERHEAD;
+use crate::format::block::BLOCK_OVERHEAD;
 
 /// Smallest chunk (except a file's last).
 pub const MIN_CHUNK: u32 = 16 * 1024;
