@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// How long a server may stay silent before the command gives up on
     /// it (30s, 2m; default: the config's `timeout`, else 60s).
-    #[arg(long, global = true, value_name = "DURATION", value_parser = eventi::home::config::parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = eventi_shared::time::parse_duration)]
     timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Command,

@@ -1,17 +1,22 @@
 //! Byte sizes written the way people write them: `8192`, `56KiB`, `2GiB`, `1.5GB`.
 
-/// Parses a size with an optional binary (KiB, MiB, GiB, TiB) or decimal
-/// (KB, MB, GB, TB) suffix; `K`, `M`, `G`, `T` alone are binary.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+/// Splits `12.5GiB` into 12.5 and `GiB` (the unit trimmed, maybe empty);
+/// `None` if it does not start with a number.
+pub(crate) fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (try 8192, 56KiB, 2GiB)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    Some((num.parse().ok()?, unit.trim()))
+}
+
+/// Parses a size with an optional binary (KiB, MiB, GiB, TiB) or decimal
+/// (KB, MB, GB, TB) suffix; `K`, `M`, `G`, `T` alone are binary.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (value, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("{text:?} is not a size (try 8192, 56KiB, 2GiB)"))?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
         "m" | "mib" => 1024.0 * 1024.0,

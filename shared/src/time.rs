@@ -25,9 +25,44 @@ pub fn format_utc(secs: i64) -> String {
     )
 }
 
+/// Parses a duration: a number with `ms`, `s`, `m` or `h` (bare: seconds).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = crate::size::number_and_unit(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (say 30s, 2m, 1h)"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = n * scale;
+    if !(secs > 0.0 && secs < 1e9) {
+        return Err(format!("{text:?} is not a positive duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::format_utc;
+    use super::{format_utc, parse_duration};
+    use std::time::Duration;
+
+    #[test]
+    fn durations_as_people_write_them() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration(" 90 "), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "s", "0s", "3 days", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn known_dates() {

@@ -28,34 +28,6 @@ pub fn override_timeout(timeout: Duration) {
     let _ = TIMEOUT_OVERRIDE.set(timeout);
 }
 
-/// Parses a duration: a number with `ms`, `s`, `m` or `h` (bare: seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (say 30s, 2m, 1h)"))?;
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    let secs = n * scale;
-    if !(secs > 0.0 && secs < 1e9) {
-        return Err(format!("{text:?} is not a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 impl Config {
     /// The server deadline: `--timeout`, else the config's, else the default.
     pub fn timeout(&self) -> anyhow::Result<Duration> {
@@ -63,7 +35,8 @@ impl Config {
             return Ok(*t);
         }
         match &self.timeout {
-            Some(t) => parse_duration(t).map_err(|e| anyhow::anyhow!("config timeout: {e}")),
+            Some(t) => eventi_shared::time::parse_duration(t)
+                .map_err(|e| anyhow::anyhow!("config timeout: {e}")),
             None => Ok(eventi_shared::client::DEFAULT_TIMEOUT),
         }
     }

@@ -34,16 +34,7 @@ pub fn into_index(engine: &LogEngine, start: Meta) -> Result<Meta, StoreError> {
     let mut fresh = HashSet::new();
     let mut charges: Vec<(u32, u64)> = Vec::new();
     for (seg, file) in segments {
-        let path = engine.segments.path(seg);
-        let from = if seg == start.segment {
-            start.offset
-        } else {
-            0
-        };
-        let file_len = file
-            .metadata()
-            .map_err(|e| StoreError::io("reading size of", &path, e))?
-            .len();
+        let (path, from, file_len) = unindexed(engine, seg, &file, start)?;
         let mut batch = WriteBatch::default();
         let mut scan = Scan::new(&file, from);
         let mut bad_at: Option<u64> = None;
@@ -115,16 +106,7 @@ pub fn in_memory(
     let mut tail = HashMap::new();
     let mut meta = start;
     for (seg, file) in engine.segments.from(start.segment) {
-        let path = engine.segments.path(seg);
-        let from = if seg == start.segment {
-            start.offset
-        } else {
-            0
-        };
-        let file_len = file
-            .metadata()
-            .map_err(|e| StoreError::io("reading size of", &path, e))?
-            .len();
+        let (path, from, file_len) = unindexed(engine, seg, &file, start)?;
         let mut scan = Scan::new(&file, from);
         while scan.pos < file_len {
             let Some(record) = scan.next_record() else {
@@ -144,6 +126,27 @@ pub fn in_memory(
         );
     }
     Ok((tail, meta))
+}
+
+/// Segment `seg`'s path, where its unindexed records start, and its
+/// length.
+fn unindexed(
+    engine: &LogEngine,
+    seg: u32,
+    file: &File,
+    start: Meta,
+) -> Result<(std::path::PathBuf, u64, u64), StoreError> {
+    let path = engine.segments.path(seg);
+    let from = if seg == start.segment {
+        start.offset
+    } else {
+        0
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::io("reading size of", &path, e))?
+        .len();
+    Ok((path, from, len))
 }
 
 /// Looks for a record that parses and verifies after `from`: if one
