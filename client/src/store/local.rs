@@ -1,5 +1,6 @@
-//! The embedded store: the server's storage engine in the client process,
-//! in a directory under the eventi home. No server needed.
+//! The embedded store: the eventi-store crate, which the server stores
+//! in, in the client process, in a directory under the eventi home. No
+//! server needed.
 
 use std::path::Path;
 use std::sync::Arc;
