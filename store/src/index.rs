@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use rocksdb::{DBPinnableSlice, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{DBPinnableSlice, IteratorMode, WriteBatch, WriteOptions, DB};
 
 use crate::keyspace::Table;
 use crate::usage::{Usage, UsageBook};
@@ -152,7 +152,7 @@ impl Index {
 
     /// Every record of `table`, as (id, value), in id order.
     pub fn scan(&self, table: Table) -> Result<Vec<Record>, StoreError> {
-        scan(&self.db, table)
+        rocks::scan(&self.db, table)
     }
 
     /// Calls `visit` for every block key until it returns `false`; the
@@ -203,20 +203,6 @@ impl Index {
             None => Ok(()),
         }
     }
-}
-
-/// Every record of `table` in `db`.
-pub(crate) fn scan(db: &DB, table: Table) -> Result<Vec<Record>, StoreError> {
-    let prefix = table.prefix();
-    let mut out = Vec::new();
-    let mut ro = ReadOptions::default();
-    ro.set_total_order_seek(true);
-    for item in db.iterator_opt(IteratorMode::From(prefix, rocksdb::Direction::Forward), ro) {
-        let (k, v) = item?;
-        let Some(id) = table.id_of(&k) else { break };
-        out.push((id.to_vec(), v.to_vec()));
-    }
-    Ok(out)
 }
 
 /// The meta record: how far the data log is indexed and the totals,

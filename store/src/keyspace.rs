@@ -7,7 +7,7 @@
 //! | table      | key                       | value                        |
 //! |------------|---------------------------|------------------------------|
 //! | (blocks)   | score[20] type[1]         | engine's own (location/data) |
-//! | `Meta`     | `\0meta`                  | [`crate::index::Meta`]       |
+//! | `Meta`     | `\0meta`                  | the meta record (`index.rs`) |
 //! | `WriteKeys`| `\x01k` id[4]             | the server's key entry, JSON |
 //! | `Usage`    | `\x02u` writer[4]         | bytes, blocks, last write    |
 //!

@@ -1,13 +1,17 @@
-//! RocksDB tuning shared by both engines. The reasons for each setting are
+//! RocksDB for both engines: tuning, opening, and scanning one table of
+//! records (`keyspace`). The reasons for each setting are
 //! in `docs/STORAGE.md`; in short: keys are random 21-byte scores, looked
 //! up mostly to learn that they are *absent* (every new write), so bloom
 //! filters on every level and in the memtable matter most.
 
 use std::path::Path;
 
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, DBCompressionType, IteratorMode, Options, ReadOptions, DB,
+};
 
-use crate::{StoreError, StoreOptions};
+use crate::keyspace::Table;
+use crate::{Record, StoreError, StoreOptions};
 
 /// Options for a database of block keys.
 pub fn options(store: &StoreOptions) -> (Options, Cache) {
@@ -60,4 +64,18 @@ pub fn open_read_only(opts: &Options, path: &Path) -> Result<DB, StoreError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+/// Every record of `table` in `db`.
+pub fn scan(db: &DB, table: Table) -> Result<Vec<Record>, StoreError> {
+    let prefix = table.prefix();
+    let mut out = Vec::new();
+    let mut ro = ReadOptions::default();
+    ro.set_total_order_seek(true);
+    for item in db.iterator_opt(IteratorMode::From(prefix, rocksdb::Direction::Forward), ro) {
+        let (k, v) = item?;
+        let Some(id) = table.id_of(&k) else { break };
+        out.push((id.to_vec(), v.to_vec()));
+    }
+    Ok(out)
 }

@@ -57,7 +57,7 @@ impl UsageBook {
     /// Loads every writer's usage from `db`.
     pub fn load(db: &DB) -> Result<UsageBook, StoreError> {
         let mut map = HashMap::new();
-        for (id, v) in crate::index::scan(db, Table::Usage)? {
+        for (id, v) in crate::rocks::scan(db, Table::Usage)? {
             let writer = id.as_slice().try_into().ok().map(u32::from_be_bytes);
             if let (Some(w), Some(u)) = (writer, Usage::decode(&v)) {
                 map.insert(w, u);

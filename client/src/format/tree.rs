@@ -18,7 +18,7 @@
 
 //!
 //! This module is the format alone, bytes in and out; reading and
-//! writing trees through a store is `crate::stream`.
+//! writing trees through a store is the `stream` module.
 
 use bytes::Bytes;
 use eventi_shared::Score;
