@@ -8,23 +8,64 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{bail, Context};
+use eventi_shared::Score;
 
 use crate::format::block::Ref;
-use crate::format::dirent::{self, Entry, Kind};
+use crate::format::dirent::{self, DirError, Entry, Kind};
 use crate::format::tree::Level;
 use crate::store::BlockStore;
 use crate::stream;
 
+/// Why a walk or a lookup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    /// A block of a content tree could not be read or opened.
+    #[error(transparent)]
+    Tree(#[from] stream::TreeError),
+    /// A block of the content of the entry at `path` could not be read.
+    #[error("{}: {source}", path.display())]
+    Content {
+        /// The entry's path in the snapshot.
+        path: PathBuf,
+        /// What failed.
+        source: stream::TreeError,
+    },
+    /// A directory's stream does not decode.
+    #[error("directory block {score}: {source}")]
+    Directory {
+        /// The directory stream's root.
+        score: Score,
+        /// What is wrong with it.
+        source: DirError,
+    },
+    /// A directory entry without content.
+    #[error("directory {0:?} has no content")]
+    NoContent(String),
+    /// A path goes through something that is not a directory.
+    #[error("{0} is not a directory in the snapshot")]
+    NotADirectory(PathBuf),
+    /// A path names nothing.
+    #[error("{0} is not in the snapshot")]
+    NotFound(PathBuf),
+    /// A path with `..` in it.
+    #[error("{0}: `..` is not allowed in a snapshot path")]
+    DotDot(PathBuf),
+}
+
 /// The entries of directory `dir`, in name order (none if it is not a
 /// directory).
-pub fn children(store: &dyn BlockStore, dir: &Entry) -> anyhow::Result<Vec<Entry>> {
+pub fn children(store: &dyn BlockStore, dir: &Entry) -> Result<Vec<Entry>, WalkError> {
     if dir.kind != Kind::Dir {
         return Ok(Vec::new());
     }
-    let content = dir.content.context("directory without content")?;
+    let content = dir
+        .content
+        .ok_or_else(|| WalkError::NoContent(String::from_utf8_lossy(&dir.name).into_owned()))?;
     let stream = stream::read_all(store, &content)?;
-    dirent::decode(&stream).with_context(|| format!("directory block {}", content.score))
+    dirent::decode(&stream).map_err(|source| WalkError::Directory {
+        score: content.score,
+        source,
+    })
 }
 
 /// The root of a snapshot's tree as an entry (a directory with no name).
@@ -33,24 +74,24 @@ pub fn root_entry(tree: Ref) -> Entry {
 }
 
 /// The entry at `path` (absolute within the snapshot, `/` for the root).
-pub fn lookup(store: &dyn BlockStore, tree: Ref, path: &Path) -> anyhow::Result<Entry> {
+pub fn lookup(store: &dyn BlockStore, tree: Ref, path: &Path) -> Result<Entry, WalkError> {
     let mut here = root_entry(tree);
     let mut walked = PathBuf::from("/");
     for c in path.components() {
         let name = match c {
             Component::Normal(n) => n.as_bytes(),
             Component::RootDir | Component::CurDir => continue,
-            _ => bail!("{}: `..` is not allowed in a snapshot path", path.display()),
+            _ => return Err(WalkError::DotDot(path.to_path_buf())),
         };
         if here.kind != Kind::Dir {
-            bail!("{} is not a directory in the snapshot", walked.display());
+            return Err(WalkError::NotADirectory(walked));
         }
         let entries = children(store, &here)?;
         walked.push(std::ffi::OsStr::from_bytes(name));
-        here = entries
-            .into_iter()
-            .find(|e| e.name == name)
-            .with_context(|| format!("{} is not in the snapshot", walked.display()))?;
+        here = match entries.into_iter().find(|e| e.name == name) {
+            Some(e) => e,
+            None => return Err(WalkError::NotFound(walked)),
+        };
     }
     Ok(here)
 }
@@ -97,14 +138,15 @@ pub enum Flow {
 
 /// Visits every entry below directory `dir` (not `dir` itself), whose
 /// path is `path`, depth-first in name order. Returns `Flow::Stop` if the
-/// visitor stopped it.
-pub fn walk(
+/// visitor stopped it. The visitor's errors are its own type, which the
+/// walk's own failures convert into.
+pub fn walk<E: From<WalkError>>(
     store: &dyn BlockStore,
     dir: &Entry,
     path: &Path,
     blocks: Blocks,
-    visit: &mut dyn FnMut(Visit<'_>) -> anyhow::Result<Flow>,
-) -> anyhow::Result<Flow> {
+    visit: &mut dyn FnMut(Visit<'_>) -> Result<Flow, E>,
+) -> Result<Flow, E> {
     for e in children(store, dir)? {
         let p = path.join(std::ffi::OsStr::from_bytes(&e.name));
         match visit(Visit::Entry(&p, &e))? {
@@ -124,17 +166,17 @@ pub fn walk(
 
 /// Reports the blocks of `e`'s content (a file's data, a directory's
 /// stream); nothing for entries without content.
-fn content_blocks(
+fn content_blocks<E: From<WalkError>>(
     store: &dyn BlockStore,
     e: &Entry,
     path: &Path,
-    visit: &mut dyn FnMut(Visit<'_>) -> anyhow::Result<Flow>,
-) -> anyhow::Result<Flow> {
+    visit: &mut dyn FnMut(Visit<'_>) -> Result<Flow, E>,
+) -> Result<Flow, E> {
     let Some(content) = e.content else {
         return Ok(Flow::Continue);
     };
     let mut flow = Flow::Continue;
-    let mut failed: Option<anyhow::Error> = None;
+    let mut failed: Option<E> = None;
     stream::for_each_block(store, &content, &mut |r, level| {
         match visit(Visit::Block(path, r, level)) {
             Ok(Flow::Stop) => flow = Flow::Stop,
@@ -143,7 +185,12 @@ fn content_blocks(
         }
         Ok(false)
     })
-    .with_context(|| format!("{}: content", path.display()))?;
+    .map_err(|source| {
+        E::from(WalkError::Content {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
     match failed {
         Some(e) => Err(e),
         None => Ok(flow),

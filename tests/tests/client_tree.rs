@@ -116,7 +116,7 @@ fn the_walker_visits_every_entry_and_block_in_order() {
     assert!(chunks > 1, "the big file needs a pointer block");
 
     let mut seen = Vec::new();
-    walk::walk(&store, &root, Path::new("/"), Blocks::All, &mut |v| {
+    walk::walk::<walk::WalkError>(&store, &root, Path::new("/"), Blocks::All, &mut |v| {
         seen.push(match v {
             Visit::Entry(p, _) => format!("entry {}", p.display()),
             Visit::Block(p, _, level) => format!("{level:?} {}", p.display()),
@@ -140,20 +140,42 @@ fn the_walker_visits_every_entry_and_block_in_order() {
     assert_eq!(seen, want);
 
     let mut entries = Vec::new();
-    let flow = walk::walk(&store, &root, Path::new("/"), Blocks::None, &mut |v| {
-        let Visit::Entry(p, _) = v else {
-            panic!("a block without Blocks::All")
-        };
-        entries.push(p.display().to_string());
-        Ok(match entries.len() {
-            1 => Flow::Skip,
-            3 => Flow::Stop,
-            _ => Flow::Continue,
+    let flow =
+        walk::walk::<walk::WalkError>(&store, &root, Path::new("/"), Blocks::None, &mut |v| {
+            let Visit::Entry(p, _) = v else {
+                panic!("a block without Blocks::All")
+            };
+            entries.push(p.display().to_string());
+            Ok(match entries.len() {
+                1 => Flow::Skip,
+                3 => Flow::Stop,
+                _ => Flow::Continue,
+            })
         })
-    })
-    .unwrap();
+        .unwrap();
     assert_eq!(flow, Flow::Stop);
     assert_eq!(entries, ["/a", "/b", "/sub"]);
+
+    // Lookups say what is wrong with a path, as typed errors.
+    let tree = root.content.unwrap();
+    assert_eq!(
+        walk::lookup(&store, tree, Path::new("/sub/c"))
+            .unwrap()
+            .size,
+        3
+    );
+    let err = walk::lookup(&store, tree, Path::new("/sub/d")).unwrap_err();
+    assert!(
+        matches!(&err, walk::WalkError::NotFound(p) if p == Path::new("/sub/d")),
+        "{err}"
+    );
+    let err = walk::lookup(&store, tree, Path::new("/b/x")).unwrap_err();
+    assert!(
+        matches!(&err, walk::WalkError::NotADirectory(p) if p == Path::new("/b")),
+        "{err}"
+    );
+    let err = walk::lookup(&store, tree, Path::new("/sub/../a")).unwrap_err();
+    assert!(matches!(err, walk::WalkError::DotDot(_)), "{err}");
 }
 
 /// Counts the blocks read through it.

@@ -50,7 +50,7 @@ fn list_below(
     sign: char,
     count: &mut u64,
 ) -> anyhow::Result<()> {
-    walk::walk(store, dir, path, Blocks::None, &mut |visit| {
+    walk::walk::<anyhow::Error>(store, dir, path, Blocks::None, &mut |visit| {
         if let Visit::Entry(p, e) = visit {
             println!("{sign} {}{}", p.display(), slash(e));
             *count += 1;

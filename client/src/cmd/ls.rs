@@ -99,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path = path.as_path();
     if entry.kind == Kind::Dir {
         let store = repo.store().as_ref();
-        walk::walk(store, &entry, path, Blocks::None, &mut |visit| {
+        walk::walk::<anyhow::Error>(store, &entry, path, Blocks::None, &mut |visit| {
             if let Visit::Entry(p, e) = visit {
                 print(e, p, args.json);
             }
