@@ -8,7 +8,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 /// The signature a CACHEDIR.TAG file starts with (bford.info/cachedir).
@@ -21,21 +20,53 @@ pub struct Excluder {
     exact: Vec<std::path::PathBuf>,
 }
 
-fn glob(pattern: &str, literal_separator: bool) -> anyhow::Result<Glob> {
+/// Why the exclusions could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ExcludeError {
+    /// An `--exclude-file` could not be read.
+    #[error("reading exclude file {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A pattern is not a valid glob.
+    #[error("bad exclude pattern {pattern:?}: {source}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        source: globset::Error,
+    },
+    /// The patterns could not be compiled together.
+    #[error("exclude patterns: {0}")]
+    Set(#[from] globset::Error),
+}
+
+fn glob(pattern: &str, literal_separator: bool) -> Result<Glob, ExcludeError> {
     GlobBuilder::new(pattern)
         .literal_separator(literal_separator)
         .backslash_escape(true)
         .build()
-        .with_context(|| format!("bad exclude pattern {pattern:?}"))
+        .map_err(|source| ExcludeError::Pattern {
+            pattern: pattern.to_string(),
+            source,
+        })
 }
 
 impl Excluder {
     /// From `--exclude` patterns and `--exclude-file` files.
-    pub fn new(patterns: &[String], files: &[std::path::PathBuf]) -> anyhow::Result<Excluder> {
+    pub fn new(
+        patterns: &[String],
+        files: &[std::path::PathBuf],
+    ) -> Result<Excluder, ExcludeError> {
         let mut all: Vec<String> = patterns.to_vec();
         for f in files {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("reading exclude file {}", f.display()))?;
+            let text = std::fs::read_to_string(f).map_err(|source| ExcludeError::File {
+                path: f.display().to_string(),
+                source,
+            })?;
             all.extend(
                 text.lines()
                     .map(str::trim)
@@ -88,6 +119,26 @@ pub fn is_cache_dir(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_patterns_and_missing_files_are_named() {
+        let err = Excluder::new(&["a[".to_string()], &[])
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&err, ExcludeError::Pattern { pattern, .. } if pattern == "a["),
+            "{err}"
+        );
+        let missing = std::path::PathBuf::from("/nonexistent/eventi-excludes");
+        let err = Excluder::new(&[], std::slice::from_ref(&missing))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, ExcludeError::File { .. }), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/eventi-excludes"),
+            "{err}"
+        );
+    }
     use std::ffi::OsStr;
 
     #[test]

@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
-
 /// `config.toml`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,15 +26,38 @@ pub fn override_timeout(timeout: Duration) {
     let _ = TIMEOUT_OVERRIDE.set(timeout);
 }
 
+/// Why the config could not be used. Messages name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid config.
+    #[error("in {path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with its line.
+        source: toml::de::Error,
+    },
+    /// The `timeout` setting is not a duration.
+    #[error("config timeout: {0}")]
+    Timeout(String),
+}
+
 impl Config {
     /// The server deadline: `--timeout`, else the config's, else the default.
-    pub fn timeout(&self) -> anyhow::Result<Duration> {
+    pub fn timeout(&self) -> Result<Duration, ConfigError> {
         if let Some(t) = TIMEOUT_OVERRIDE.get() {
             return Ok(*t);
         }
         match &self.timeout {
-            Some(t) => eventi_shared::time::parse_duration(t)
-                .map_err(|e| anyhow::anyhow!("config timeout: {e}")),
+            Some(t) => eventi_shared::time::parse_duration(t).map_err(ConfigError::Timeout),
             None => Ok(eventi_shared::client::DEFAULT_TIMEOUT),
         }
     }
@@ -44,11 +65,45 @@ impl Config {
 
 impl Config {
     /// Reads the config file; a missing one is the default config.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = || path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("in {}", path.display())),
+            Ok(text) => toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: name(),
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(source) => Err(ConfigError::Read {
+                path: name(),
+                source,
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_load_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Config::load(&dir.path().join("none.toml")).unwrap();
+        assert!(missing.servers.is_empty());
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "servers = [\"127.0.0.1:17034\"]\ntimeout = \"5s\"\n").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.servers, ["127.0.0.1:17034"]);
+        // (No test in this binary sets the process-wide --timeout.)
+        assert_eq!(config.timeout().unwrap(), Duration::from_secs(5));
+        std::fs::write(&path, "servers = 3\n").unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("config.toml"), "{err}");
+        let bad = Config {
+            timeout: Some("soon".into()),
+            ..Config::default()
+        };
+        assert!(matches!(bad.timeout(), Err(ConfigError::Timeout(_))));
     }
 }
