@@ -24,12 +24,12 @@ pub struct Args {
 
 /// Asks for the passphrase of a new key file (twice on a terminal).
 pub fn new_passphrase(file: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    passphrase::get(
+    Ok(passphrase::get(
         file,
         "EVENTI_PASSPHRASE",
         "New passphrase for the key file",
         true,
-    )
+    )?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
