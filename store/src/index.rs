@@ -93,14 +93,17 @@ impl Index {
         wal: Wal,
     ) -> Result<(), StoreError> {
         self.refuse_if_read_only()?;
-        let mut current = self.meta.lock().expect("meta lock");
         batch.put(Table::Meta.prefix(), meta.encode());
         let charged = self.usage.charge(charges, &mut batch);
         let mut wo = WriteOptions::default();
         wo.disable_wal(wal == Wal::Off);
+        // Commits come from one thread at a time (the committer, or
+        // recovery before it starts), so the lock guards only the copy
+        // that readers of totals see, not the write: a metrics scrape never
+        // waits for the disk.
         self.db.write_opt(batch, &wo)?;
         self.usage.commit(charged);
-        *current = meta;
+        *self.meta.lock().expect("meta lock") = meta;
         Ok(())
     }
 
