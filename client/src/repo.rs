@@ -19,6 +19,8 @@ use crate::store::{self, BlockStore};
 pub struct Repo {
     /// eventi's directories.
     pub home: Home,
+    /// The config the destination was opened from.
+    pub config: Config,
     /// The key file's keys.
     pub key: FullKey,
     /// Where blocks go.
@@ -51,9 +53,19 @@ impl Repo {
         let destination = Destination::open(&home, &config, key.write().signing_key(), access)?;
         Ok(Repo {
             home,
+            config,
             key,
             destination,
         })
+    }
+
+    /// Each configured server's name, by address.
+    pub fn server_names(&self) -> std::collections::HashMap<String, String> {
+        self.config
+            .servers
+            .iter()
+            .map(|s| (s.address().to_string(), s.name().to_string()))
+            .collect()
     }
 
     /// The store blocks go to and come from.

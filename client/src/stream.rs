@@ -91,8 +91,8 @@ pub fn write(
 
 /// Fetches a block and opens it: its plaintext.
 pub fn fetch(store: &dyn BlockStore, r: &Ref) -> Result<Vec<u8>, TreeError> {
-    let sealed = store.get_checked_by_caller(r.score, BlockType::DATA)?;
-    Ok(block::open(r, &sealed)?)
+    let sealed = store.get_checked(r.score, BlockType::DATA, &r.check)?;
+    Ok(block::decrypt_checked(r, &sealed)?)
 }
 
 /// Calls `each` with every data block's reference, in order, together

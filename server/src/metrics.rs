@@ -25,18 +25,21 @@ pub enum Kind {
     Sync,
     /// Tauth0.
     Auth,
+    /// eventi's queries (Thas, Tkeyinfo).
+    Query,
     /// Anything else (answered with Rerror).
     Other,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::Hello,
         Kind::Ping,
         Kind::Read,
         Kind::Write,
         Kind::Sync,
         Kind::Auth,
+        Kind::Query,
         Kind::Other,
     ];
 
@@ -48,6 +51,7 @@ impl Kind {
             Kind::Write => "write",
             Kind::Sync => "sync",
             Kind::Auth => "auth",
+            Kind::Query => "query",
             Kind::Other => "other",
         }
     }

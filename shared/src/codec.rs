@@ -34,7 +34,14 @@ pub mod msg_type {
     pub const RWRITE: u8 = 15;
     pub const TSYNC: u8 = 16;
     pub const RSYNC: u8 = 17;
+    // eventi's extensions (see `extension`).
+    pub const THAS: u8 = 64;
+    pub const RHAS: u8 = 65;
+    pub const TKEYINFO: u8 = 66;
+    pub const RKEYINFO: u8 = 67;
 }
+
+pub mod extension;
 
 /// One venti message, without its tag.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +121,30 @@ pub enum Message {
     Tsync,
     /// Reply to [`Message::Tsync`].
     Rsync,
+    /// eventi extension: which of these blocks does the server hold?
+    /// (Without reading them: `eventi check`.)
+    Thas {
+        /// At most [`extension::MAX_HAS`] (score, type) keys.
+        keys: Vec<(Score, BlockType)>,
+    },
+    /// Reply to [`Message::Thas`]: one flag per key asked about, in order.
+    Rhas {
+        /// Whether each is stored.
+        present: Vec<bool>,
+    },
+    /// eventi extension: the session's write key as the server sees it.
+    Tkeyinfo,
+    /// Reply to [`Message::Tkeyinfo`].
+    Rkeyinfo {
+        /// The key's name on the server (`anonymous` before auth).
+        name: String,
+        /// Its quota in bytes (`u64::MAX`: none set; 0: may not write).
+        quota: u64,
+        /// Bytes it has stored.
+        used: u64,
+        /// Blocks it has stored.
+        blocks: u64,
+    },
 }
 
 impl Message {
@@ -135,6 +166,10 @@ impl Message {
             Message::Rwrite { .. } => RWRITE,
             Message::Tsync => TSYNC,
             Message::Rsync => RSYNC,
+            Message::Thas { .. } => THAS,
+            Message::Rhas { .. } => RHAS,
+            Message::Tkeyinfo => TKEYINFO,
+            Message::Rkeyinfo { .. } => RKEYINFO,
         }
     }
 
@@ -165,6 +200,10 @@ pub fn type_name(t: u8) -> &'static str {
         RWRITE => "rwrite",
         TSYNC => "sync",
         RSYNC => "rsync",
+        THAS => "has",
+        RHAS => "rhas",
+        TKEYINFO => "keyinfo",
+        RKEYINFO => "rkeyinfo",
         _ => "unknown",
     }
 }
@@ -216,6 +255,9 @@ pub enum CodecError {
     /// A message too large for the `02` framing's 2-byte length.
     #[error("message of {0} bytes does not fit protocol 02's 2-byte length")]
     TooLargeForV02(usize),
+    /// A Thas or Rhas over [`extension::MAX_HAS`] keys on encode.
+    #[error("{0} scores in one presence query; at most {max}", max = extension::MAX_HAS)]
+    TooManyScores(usize),
 }
 
 impl CodecError {
@@ -386,7 +428,10 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, CodecError> {
         }
         TSYNC => Message::Tsync,
         RSYNC => Message::Rsync,
-        _ => return Err(CodecError::UnknownType { msg_type, tag }),
+        _ => match extension::decode(msg_type, &mut body) {
+            Some(decoded) => decoded.map_err(bad)?,
+            None => return Err(CodecError::UnknownType { msg_type, tag }),
+        },
     };
     if body.has_remaining() {
         return Err(bad("trailing bytes"));
@@ -483,6 +528,10 @@ fn encode_body(tag: u8, message: &Message, out: &mut BytesMut) -> Result<(), Cod
             out.put_slice(data);
         }
         Message::Rwrite { score } => out.put_slice(score.as_bytes()),
+        other => {
+            let encoded = extension::encode(other, out)?;
+            debug_assert!(encoded, "every message kind has an encoder");
+        }
     }
     Ok(())
 }

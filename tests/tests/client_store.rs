@@ -2,8 +2,8 @@
 //! and a real eventi-server over loopback, with and without a write key.
 
 use bytes::Bytes;
+use eventi::store::circle::{Circle, Joined};
 use eventi::store::local::LocalStore;
-use eventi::store::multi::MultiStore;
 use eventi::store::venti::VentiStore;
 use eventi::store::{put_wait, BlockStore, StoreError};
 use eventi_shared::client::DEFAULT_TIMEOUT;
@@ -76,18 +76,47 @@ fn venti_store_with_a_write_key_and_anonymously() {
     );
 }
 
-/// Several stores as one pass the same contract; a block in one of them
-/// is read from it; a failure names every store that failed.
+/// A circle of `stores` needing `copies`; its warnings are collected.
+fn circle_of(
+    stores: Vec<std::sync::Arc<dyn BlockStore>>,
+    copies: usize,
+) -> (Circle, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&heard);
+    let joined = stores
+        .into_iter()
+        .map(|s| Joined {
+            name: s.name(),
+            address: s.name(),
+            store: Ok((s, None)),
+        })
+        .collect();
+    let warn = Box::new(move |m: &str| log.lock().unwrap().push(m.to_string()));
+    (Circle::new(joined, copies, warn), heard)
+}
+
+/// Several stores as a circle pass the same contract; a block in one of
+/// them is read from it; a member that refuses is marked down and named,
+/// and the circle fails only below its copies.
 #[test]
-fn a_multi_store_reads_from_any_and_names_every_failure() {
+fn a_circle_reads_from_any_and_fails_only_below_its_copies() {
     let dir = tempfile::tempdir().unwrap();
     let a = std::sync::Arc::new(LocalStore::open(&dir.path().join("a")).unwrap());
     let b = std::sync::Arc::new(LocalStore::open(&dir.path().join("b")).unwrap());
     let only_b = Bytes::from_static(b"a block only the second store has");
     let score = put_wait(b.as_ref(), BlockType::DATA, only_b.clone()).unwrap();
-    let both = MultiStore::new(vec![a.clone(), b.clone()]);
+    let (both, heard) = circle_of(vec![a.clone(), b.clone()], 2);
     contract(&both, 2000);
     assert!(both.get(score, BlockType::DATA).unwrap() == only_b);
+    assert!(
+        heard
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("lacks block")),
+        "the member without it is named once: {:?}",
+        heard.lock().unwrap()
+    );
     let err = both
         .get(Score::of(b"nowhere"), BlockType::DATA)
         .unwrap_err();
@@ -95,8 +124,17 @@ fn a_multi_store_reads_from_any_and_names_every_failure() {
         matches!(&err, StoreError::Missing { store, .. } if store.contains(" + ")),
         "{err}"
     );
+    // A check the stored copy fails is a damaged block, not a good one.
+    let err = both
+        .get_checked(score, BlockType::DATA, &[0; 32])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is damaged") && err.to_string().contains("/b"),
+        "{err}"
+    );
 
-    // Two servers that both refuse anonymous writes: both are named.
+    // Two servers that both refuse anonymous writes: with copies = 2 the
+    // put fails naming both.
     let servers: Vec<Server> = (0..2)
         .map(|i| Server::start_strict(&dir.path().join(format!("data{i}")), &[]))
         .collect();
@@ -107,21 +145,29 @@ fn a_multi_store_reads_from_any_and_names_every_failure() {
             std::sync::Arc::new(v) as std::sync::Arc<dyn BlockStore>
         })
         .collect();
-    let refused = MultiStore::new(remote.clone());
+    let (refused, _) = circle_of(remote.clone(), 2);
     let err = put_wait(&refused, BlockType::DATA, Bytes::from_static(b"y")).unwrap_err();
     assert!(
-        matches!(err, StoreError::Several(ref all) if all.len() == 2),
+        matches!(
+            err,
+            StoreError::TooFewCopies {
+                copies: 2,
+                up: 0,
+                ..
+            }
+        ),
         "{err}"
     );
     for s in &servers {
         assert!(err.to_string().contains(&s.addr.to_string()), "{err}");
     }
-    // One refusing, one taking it: the error is the refusing one's alone.
-    let mixed = MultiStore::new(vec![a.clone(), remote[0].clone()]);
-    let err = put_wait(&mixed, BlockType::DATA, Bytes::from_static(b"z")).unwrap_err();
-    assert!(!matches!(err, StoreError::Several(_)), "{err}");
-    assert!(
-        err.to_string().contains(&servers[0].addr.to_string()),
-        "{err}"
-    );
+    // One refusing, one taking it, copies = 1: the put succeeds, the
+    // refusing one is down and named, and it gets no more writes.
+    let (mixed, heard) = circle_of(vec![a.clone(), remote[0].clone()], 1);
+    put_wait(&mixed, BlockType::DATA, Bytes::from_static(b"z")).unwrap();
+    assert_eq!(mixed.up_count(), 1);
+    let said = heard.lock().unwrap().join("\n");
+    assert!(said.contains(&servers[0].addr.to_string()), "{said}");
+    assert!(said.contains("write needs an authorized key"), "{said}");
+    mixed.sync().unwrap();
 }

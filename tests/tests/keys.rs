@@ -349,3 +349,49 @@ async fn anonymous_reads_can_be_turned_off() {
     assert_eq!(err, "read needs an authorized key");
     anon.ping().await.unwrap();
 }
+
+/// eventi's presence query and key info against the real server: which
+/// blocks are stored (many per request, more than one request's worth),
+/// and the key's quota and usage; an anonymous session is told it is one.
+#[tokio::test]
+async fn presence_queries_and_key_info_answer_without_reading_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let alice = new_key();
+    keys(
+        &data,
+        &["add", "alice", &public_line(&alice), "--quota", "10MiB"],
+    );
+    let server = Server::start_strict(&data, &[]);
+    let client = as_key(&server, &alice).await.unwrap();
+    assert!(client.speaks_eventi());
+    let mut keys_asked = Vec::new();
+    for i in 0..1500u64 {
+        let data = Bytes::from(pattern(i, 100));
+        let score = eventi_shared::Score::of(&data);
+        if i % 3 == 0 {
+            client.write(BlockType::DATA, data).await.unwrap();
+        }
+        keys_asked.push((score, BlockType::DATA));
+    }
+    // The same bytes under another type are another block.
+    keys_asked.push((keys_asked[0].0, BlockType::ROOT));
+    client.sync().await.unwrap();
+    let present = client.has(&keys_asked).await.unwrap();
+    assert_eq!(present.len(), keys_asked.len());
+    for (i, p) in present.iter().enumerate().take(1500) {
+        assert_eq!(*p, i % 3 == 0, "block {i}");
+    }
+    assert!(!present[1500], "type is part of the key");
+
+    let info = client.keyinfo().await.unwrap();
+    assert_eq!(info.name, "alice");
+    assert_eq!(info.quota, 10 << 20);
+    assert_eq!((info.used, info.blocks), (500 * 100, 500));
+    let anon = VentiClient::connect(server.addr).await.unwrap();
+    let info = anon.keyinfo().await.unwrap();
+    assert_eq!((info.name.as_str(), info.quota), ("anonymous", 0));
+    // Two presence requests and two key infos, and no read at all.
+    assert_eq!(server.metric("eventi_requests_total{type=\"query\"}"), 4.0);
+    assert_eq!(server.metric("eventi_requests_total{type=\"read\"}"), 0.0);
+}

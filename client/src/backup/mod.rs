@@ -72,6 +72,9 @@ pub struct Summary {
     pub read_bytes: u64,
     /// Wall time.
     pub seconds: f64,
+    /// Servers of the circle that did not take every block (each was
+    /// named when it went down; `eventi repair` fills them).
+    pub short_on: Vec<String>,
 }
 
 /// Absolute, normalized (no `.`, `..` resolved lexically), sorted paths,
@@ -174,7 +177,7 @@ pub fn run(
     let cache = Arc::new(Cache::open(&cache_dir)?);
     let convergence = *repo.key.write().convergence();
     let uploader = Arc::new(Uploader::new(
-        Arc::clone(repo.store()),
+        Arc::clone(repo.destination.circle()),
         Arc::clone(&cache),
         !options.no_cache,
         options.checkpoint_bytes,
@@ -280,7 +283,9 @@ pub fn run(
         counts,
     };
     let root: Score = repo.commit_snapshot(&snapshot)?;
+    let short_on = repo.destination.record_shortfalls(&repo.home, &root)?;
     Ok(Summary {
+        short_on,
         snapshot: root.to_string(),
         tree: tree_ref.score.to_string(),
         counts,

@@ -1,6 +1,8 @@
-//! Where a backup's sealed blocks go: skips blocks the sent-block record
-//! knows, hands the rest to the store, and commits cache entries only
-//! after the store has synced the blocks they name.
+//! Where a backup's sealed blocks go: to each member of the circle that
+//! its sent-block record does not say holds the block, and cache entries
+//! committed only after the members have synced the blocks they name. A
+//! member that fails is left behind (its shortfall); the backup stops
+//! only when fewer than `copies` members are left.
 //!
 //! Checkpoints (a sync, then a commit of the sent-block record and the
 //! stat cache) run on their own thread and their own schedule, bytes sent
@@ -18,7 +20,7 @@ use eventi_shared::{BlockType, Score};
 
 use crate::format::tree::BlockSink;
 use crate::home::cache::{Cache, FileRecord, Pending};
-use crate::store::BlockStore;
+use crate::store::circle::{Circle, Member};
 
 /// Sent bytes after which the store is synced and the cache committed
 /// (`eventi backup --checkpoint`), so an interrupted backup loses at most
@@ -46,7 +48,7 @@ impl Shared {
 
 /// See the module documentation.
 pub struct Uploader {
-    store: Arc<dyn BlockStore>,
+    circle: Arc<Circle>,
     cache: Arc<Cache>,
     /// Whether to trust the sent-block record (off with `--no-cache`).
     skip_known: bool,
@@ -78,15 +80,15 @@ pub struct Checkpoint {
 const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
 
 impl Uploader {
-    /// Uploads to `store`, recording in `cache`.
+    /// Uploads to the members of `circle`, recording in `cache`.
     pub fn new(
-        store: Arc<dyn BlockStore>,
+        circle: Arc<Circle>,
         cache: Arc<Cache>,
         skip_known: bool,
         checkpoint_bytes: u64,
     ) -> Uploader {
         Uploader {
-            store,
+            circle,
             cache,
             skip_known,
             shared: Arc::default(),
@@ -161,15 +163,27 @@ impl Uploader {
             durable_blocks: self.sent_blocks.load(Relaxed),
         };
         self.since_flush.store(0, Relaxed);
-        self.store.sync()?;
+        self.circle.sync_members();
         let batch = std::mem::take(&mut *self.shared.pending.lock().expect("pending"));
-        self.store.sync()?;
-        if let Some(e) = self.error() {
-            // Keep what did get stored, so the rerun does not resend it.
-            self.cache.commit_blocks(batch)?;
+        let synced = self.circle.sync_members();
+        // Members that synced now hold everything in the batch that names
+        // them; keep that even when the backup fails, so the rerun does
+        // not resend it.
+        let durable = |id| {
+            let members = self.circle.members();
+            members.iter().zip(&synced).any(|(m, &s)| m.id == id && s)
+        };
+        let failed = self
+            .circle
+            .check_copies()
+            .err()
+            .map(|e| e.to_string())
+            .or_else(|| self.error());
+        self.cache.commit(batch, &durable, failed.is_none())?;
+        if let Some(e) = failed {
+            self.shared.fail(e.clone());
             anyhow::bail!("{e}");
         }
-        self.cache.commit(batch)?;
         *self.last_flush.lock().expect("flush time") = Instant::now();
         Ok(checkpoint)
     }
@@ -177,27 +191,40 @@ impl Uploader {
 
 impl BlockSink for Uploader {
     fn put_block(&self, score: Score, sealed: Bytes) {
+        // Members whose record says they hold it already.
+        let mut holders = Vec::new();
         if self.skip_known {
-            match self.cache.has_block(&score) {
-                Ok(true) => {
-                    self.known_blocks.fetch_add(1, Relaxed);
-                    return;
+            for m in self.circle.members().iter().filter(|m| m.is_up()) {
+                match self.cache.has_block(m.id, &score) {
+                    Ok(true) => holders.push(m.id),
+                    Ok(false) => {}
+                    Err(e) => return self.shared.fail(e.to_string()),
                 }
-                Ok(false) => {}
-                Err(e) => return self.shared.fail(e.to_string()),
+            }
+            if holders.len() == self.circle.up_count() {
+                self.known_blocks.fetch_add(1, Relaxed);
+                return;
             }
         }
         self.sent_blocks.fetch_add(1, Relaxed);
         self.sent_bytes.fetch_add(sealed.len() as u64, Relaxed);
         self.since_flush.fetch_add(sealed.len() as u64, Relaxed);
         let shared = Arc::clone(&self.shared);
-        self.store.put_scored(
+        let health = self.circle.health().clone();
+        self.circle.put_each(
             score,
             BlockType::DATA,
             sealed,
-            Box::new(move |r| match r {
-                Ok(s) => shared.pending.lock().expect("pending").block(&s),
-                Err(e) => shared.fail(e.to_string()),
+            &|m: &Member| holders.contains(&m.id),
+            Arc::new(move |member: &Member, r| match r {
+                Ok(s) => shared.pending.lock().expect("pending").block(member.id, &s),
+                // The circle marked the member down; the backup goes on
+                // while enough members are left.
+                Err(_) => {
+                    if let Err(e) = health.check_copies() {
+                        shared.fail(e.to_string());
+                    }
+                }
             }),
         );
     }

@@ -21,6 +21,17 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
     let chain = repo.signed_chain()?;
+    let book = repo.destination.shortfalls(&repo.home)?;
+    let names = repo.server_names();
+    let short_on = |score| -> Vec<(String, String)> {
+        book.short_on(score)
+            .into_iter()
+            .map(|(address, why)| {
+                let name = names.get(&address).cloned().unwrap_or(address);
+                (name, why)
+            })
+            .collect()
+    };
     if args.json {
         let list: Vec<serde_json::Value> = chain
             .iter()
@@ -38,6 +49,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "tags": s.tags,
                 });
                 v["counts"] = serde_json::to_value(s.counts).expect("counts");
+                v["short_on"] = short_on(score)
+                    .into_iter()
+                    .map(|(server, why)| serde_json::json!({"server": server, "why": why}))
+                    .collect();
                 v
             })
             .collect();
@@ -65,8 +80,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 format!(" [{}]", s.tags.join(","))
             };
+            let short: Vec<String> = short_on(score).into_iter().map(|(n, _)| n).collect();
+            let short = if short.is_empty() {
+                String::new()
+            } else {
+                format!("  (short on {}: run `eventi repair`)", short.join(", "))
+            };
             println!(
-                "{score}  {}  {}  {} files  {}{tags}  {}{foreign}",
+                "{score}  {}  {}  {} files  {}{tags}  {}{foreign}{short}",
                 super::format_time(s.time_ns),
                 s.host,
                 s.counts.files,

@@ -114,6 +114,12 @@ pub fn open(r: &Ref, block: &[u8]) -> Result<Vec<u8>, BlockError> {
     if check != r.check {
         return Err(BlockError::Mismatch(r.score));
     }
+    decrypt_checked(r, block)
+}
+
+/// [`open`] of a block whose SHA-256 the caller has already checked
+/// against `r.check` (a store's `get_checked`): only decrypts.
+pub fn decrypt_checked(r: &Ref, block: &[u8]) -> Result<Vec<u8>, BlockError> {
     XChaCha20Poly1305::new((&r.key).into())
         .decrypt(
             XNonce::from_slice(&[0u8; 24]),

@@ -3,9 +3,10 @@
 //! - The stat cache maps a file's absolute path to what it was last
 //!   time (inode, size, mtime, ctime) and the reference its content was
 //!   stored under. A file whose stat matches is not read at all.
-//! - The sent-block record lists scores known to be durable in the
-//!   destination, so neither an unchanged tree nor the rerun of an
-//!   interrupted backup sends a block twice.
+//! - The sent-block record lists, per server of the circle, scores known
+//!   to be durable there, so neither an unchanged tree nor the rerun of
+//!   an interrupted backup sends a block twice, and a server that joins
+//!   the circle is not assumed to hold anything.
 //!
 //! Both only ever name blocks after the store has synced them: entries
 //! are queued in a [`Pending`] batch and committed by
@@ -16,13 +17,18 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use eventi_shared::Score;
 use rocksdb::{Options, WriteBatch, DB};
 
 use crate::format::block::Ref;
+use crate::store::circle::MemberId;
 
 const FILE: u8 = b'f';
-const BLOCK: u8 = b'b';
+/// `B` + member id[8] + score[20]. (Caches before the circle used `b` +
+/// score for every server at once; those entries are ignored.)
+const BLOCK: u8 = b'B';
 const GENERATION: &[u8] = b"generation";
 
 /// What a file was when it was last stored.
@@ -107,17 +113,25 @@ pub struct Cache {
 /// Cache entries waiting for the store to sync the blocks they name.
 #[derive(Default)]
 pub struct Pending {
-    blocks: WriteBatch,
+    blocks: BTreeMap<MemberId, WriteBatch>,
     files: WriteBatch,
 }
 
+fn block_key(member: MemberId, score: &Score) -> [u8; 29] {
+    let mut k = [0u8; 29];
+    k[0] = BLOCK;
+    k[1..9].copy_from_slice(&member.0);
+    k[9..].copy_from_slice(score.as_bytes());
+    k
+}
+
 impl Pending {
-    /// Queues "this block is stored".
-    pub fn block(&mut self, score: &Score) {
-        let mut k = [0u8; 21];
-        k[0] = BLOCK;
-        k[1..].copy_from_slice(score.as_bytes());
-        self.blocks.put(k, []);
+    /// Queues "this block is stored on this member".
+    pub fn block(&mut self, member: MemberId, score: &Score) {
+        self.blocks
+            .entry(member)
+            .or_default()
+            .put(block_key(member, score), []);
     }
 
     /// Queues a file's record, stamped with the cache's generation.
@@ -128,17 +142,21 @@ impl Pending {
 
     /// Entries queued.
     pub fn len(&self) -> usize {
-        self.blocks.len() + self.files.len()
+        self.blocks.values().map(WriteBatch::len).sum::<usize>() + self.files.len()
     }
 
     /// Bytes queued.
     pub fn bytes(&self) -> usize {
-        self.blocks.size_in_bytes() + self.files.size_in_bytes()
+        self.blocks
+            .values()
+            .map(WriteBatch::size_in_bytes)
+            .sum::<usize>()
+            + self.files.size_in_bytes()
     }
 
     /// Nothing queued.
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty() && self.files.is_empty()
+        self.len() == 0
     }
 }
 
@@ -199,25 +217,56 @@ impl Cache {
         Ok(v.and_then(|v| FileRecord::decode(&v)).map(|(r, _)| r))
     }
 
-    /// Whether the block is known to be stored.
-    pub fn has_block(&self, score: &Score) -> Result<bool, CacheError> {
-        let mut k = [0u8; 21];
-        k[0] = BLOCK;
-        k[1..].copy_from_slice(score.as_bytes());
+    /// Whether the block is known to be stored on `member`.
+    pub fn has_block(&self, member: MemberId, score: &Score) -> Result<bool, CacheError> {
+        let k = block_key(member, score);
         Ok(self.db.get_pinned(k).map_err(|e| self.err(e))?.is_some())
     }
 
-    /// Commits queued entries. Call only after the store synced.
-    pub fn commit(&self, pending: Pending) -> Result<(), CacheError> {
-        self.db.write(pending.blocks).map_err(|e| self.err(e))?;
-        self.db.write(pending.files).map_err(|e| self.err(e))
+    /// Commits queued entries: the block entries of the members `synced`
+    /// says are durable, and, with `files`, the file records. Call only
+    /// after the store synced; a member whose sync failed holds blocks
+    /// that may not be durable, and a failed put leaves file records that
+    /// may name a block that is nowhere.
+    pub fn commit(
+        &self,
+        pending: Pending,
+        synced: &dyn Fn(MemberId) -> bool,
+        files: bool,
+    ) -> Result<(), CacheError> {
+        for (member, batch) in pending.blocks {
+            if synced(member) {
+                self.db.write(batch).map_err(|e| self.err(e))?;
+            }
+        }
+        if files {
+            self.db.write(pending.files).map_err(|e| self.err(e))?;
+        }
+        Ok(())
     }
 
-    /// Commits only the queued block entries: after a failed put, a file
-    /// record might name the block that failed, but every queued block
-    /// entry is a put that succeeded. Call only after the store synced.
-    pub fn commit_blocks(&self, pending: Pending) -> Result<(), CacheError> {
-        self.db.write(pending.blocks).map_err(|e| self.err(e))
+    /// Forgets every block record of `member` (its server lost them, as
+    /// `eventi check` found; `eventi repair` refills it).
+    pub fn forget_member(&self, member: MemberId) -> Result<u64, CacheError> {
+        let mut prefix = vec![BLOCK];
+        prefix.extend_from_slice(&member.0);
+        let mut n = 0;
+        let mut batch = WriteBatch::default();
+        for item in self.db.prefix_iterator(&prefix) {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            batch.delete(&k);
+            n += 1;
+            if batch.len() >= 100_000 {
+                self.db
+                    .write(std::mem::take(&mut batch))
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        self.db.write(batch).map_err(|e| self.err(e))?;
+        Ok(n)
     }
 
     /// Drops records under `root` (a directory path) that this generation
@@ -252,6 +301,9 @@ impl Cache {
 mod tests {
     use super::*;
 
+    const ONE: MemberId = MemberId([1; 8]);
+    const TWO: MemberId = MemberId([2; 8]);
+
     #[test]
     fn records_and_blocks_survive_reopening_and_sweep_drops_stale_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -269,20 +321,25 @@ mod tests {
             p.file(&cache, b"/a/old", &record);
             p.file(&cache, b"/a/kept", &record);
             p.file(&cache, b"/ab/other", &record);
-            p.block(&content.score);
+            p.block(ONE, &content.score);
+            p.block(TWO, &content.score);
             assert!(
                 cache.file(b"/a/old").unwrap().is_none(),
                 "not before commit"
             );
-            cache.commit(p).unwrap();
+            // The second member's sync failed: its entry is dropped.
+            cache.commit(p, &|m| m == ONE, true).unwrap();
         }
         let cache = Cache::open(dir.path()).unwrap();
         assert_eq!(cache.file(b"/a/old").unwrap(), Some(record));
-        assert!(cache.has_block(&content.score).unwrap());
-        assert!(!cache.has_block(&Score::of(b"other")).unwrap());
+        assert!(cache.has_block(ONE, &content.score).unwrap());
+        assert!(!cache.has_block(TWO, &content.score).unwrap());
+        assert!(!cache.has_block(ONE, &Score::of(b"other")).unwrap());
+        assert_eq!(cache.forget_member(ONE).unwrap(), 1);
+        assert!(!cache.has_block(ONE, &content.score).unwrap());
         let mut p = Pending::default();
         p.file(&cache, b"/a/kept", &record);
-        cache.commit(p).unwrap();
+        cache.commit(p, &|_| true, true).unwrap();
         assert_eq!(cache.sweep(b"/a").unwrap(), 1);
         assert!(cache.file(b"/a/old").unwrap().is_none());
         assert!(cache.file(b"/a/kept").unwrap().is_some());

@@ -1,5 +1,7 @@
-//! `config.toml`: where backups go and how long a server may be silent,
-//! and the global `--timeout` that overrides it.
+//! `config.toml`: where backups go (the circle of servers, and on how
+//! many of them every block must be), how long a server may be silent,
+//! and the global `--timeout` that overrides it. `eventi server add` and
+//! `remove` edit the file in place, keeping its comments.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,13 +10,50 @@ use std::time::Duration;
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Venti servers to back up to; empty means the embedded store.
+    /// Venti servers to back up to (the circle); empty means the embedded
+    /// store. Each is `"host:port"` or `{ name = "...", address = "host:port" }`.
     #[serde(default)]
-    pub servers: Vec<String>,
+    pub servers: Vec<ServerSpec>,
+    /// On how many servers every block must be stored and synced for a
+    /// backup to succeed (default: all of them).
+    #[serde(default)]
+    pub copies: Option<usize>,
     /// How long a server may stay silent ("60s", "2m"; default 60 s):
     /// connecting, each handshake step, and while requests are in flight.
     #[serde(default)]
     pub timeout: Option<String>,
+}
+
+/// One server of the circle as the config names it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum ServerSpec {
+    /// Only an address; the server's name is its address.
+    Address(String),
+    /// A name for messages and `eventi server remove`, and the address.
+    Named {
+        /// What the user calls it.
+        name: String,
+        /// `host:port`.
+        address: String,
+    },
+}
+
+impl ServerSpec {
+    /// What the user calls it (its address unless it was given a name).
+    pub fn name(&self) -> &str {
+        match self {
+            ServerSpec::Address(a) => a,
+            ServerSpec::Named { name, .. } => name,
+        }
+    }
+
+    /// `host:port`.
+    pub fn address(&self) -> &str {
+        match self {
+            ServerSpec::Address(a) | ServerSpec::Named { address: a, .. } => a,
+        }
+    }
 }
 
 /// `--timeout` from the command line, which wins over the config's.
@@ -48,6 +87,28 @@ pub enum ConfigError {
     /// The `timeout` setting is not a duration.
     #[error("config timeout: {0}")]
     Timeout(String),
+    /// `copies` asks for more servers than the circle has, or for none.
+    #[error("config copies = {copies}, but the circle has {servers} server(s)")]
+    Copies {
+        /// What was asked.
+        copies: usize,
+        /// Servers configured.
+        servers: usize,
+    },
+    /// Two servers share a name or an address.
+    #[error("config names server {0:?} twice")]
+    Duplicate(String),
+    /// An edit could not be made (`eventi server add`/`remove`).
+    #[error("{0}")]
+    Edit(String),
+    /// The file could not be written.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 impl Config {
@@ -64,21 +125,157 @@ impl Config {
 }
 
 impl Config {
+    /// On how many servers every block must be (all of them by default),
+    /// checked against the circle's size.
+    pub fn copies(&self) -> Result<usize, ConfigError> {
+        let servers = self.servers.len();
+        match self.copies {
+            None => Ok(servers),
+            Some(copies) if copies == 0 || copies > servers.max(1) => {
+                Err(ConfigError::Copies { copies, servers })
+            }
+            Some(copies) => Ok(copies),
+        }
+    }
+
+    /// Finds a server by its name or its address.
+    pub fn find(&self, name_or_address: &str) -> Option<&ServerSpec> {
+        self.servers
+            .iter()
+            .find(|s| s.name() == name_or_address)
+            .or_else(|| self.servers.iter().find(|s| s.address() == name_or_address))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        for (i, a) in self.servers.iter().enumerate() {
+            for b in &self.servers[..i] {
+                if a.name() == b.name() || a.address() == b.address() {
+                    return Err(ConfigError::Duplicate(a.name().to_string()));
+                }
+            }
+        }
+        self.copies().map(|_| ())
+    }
+
     /// Reads the config file; a missing one is the default config.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = || path.display().to_string();
-        match std::fs::read_to_string(path) {
+        let config: Config = match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text).map_err(|source| ConfigError::Parse {
                 path: name(),
                 source,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(source) => Err(ConfigError::Read {
-                path: name(),
-                source,
-            }),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: name(),
+                    source,
+                })
+            }
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+/// Adds a server to the config file (creating it), keeping everything
+/// else in it as it was. Refuses a name or address already there.
+pub fn add_server(path: &Path, spec: &ServerSpec) -> Result<(), ConfigError> {
+    let config = Config::load(path)?;
+    for word in [spec.name(), spec.address()] {
+        if config.find(word).is_some() {
+            return Err(ConfigError::Edit(format!(
+                "the circle already has a server called or at {word:?}"
+            )));
         }
     }
+    edit(path, |doc| {
+        let servers = doc
+            .entry("servers")
+            .or_insert(toml_edit::value(toml_edit::Array::new()));
+        let array = servers
+            .as_array_mut()
+            .ok_or_else(|| ConfigError::Edit("`servers` is not an array".into()))?;
+        let mut entry = toml_edit::InlineTable::new();
+        entry.insert("name", spec.name().into());
+        entry.insert("address", spec.address().into());
+        array.push(entry);
+        // One server per line: the list stays readable as it grows.
+        for item in array.iter_mut() {
+            item.decor_mut().set_prefix("\n    ");
+        }
+        array.set_trailing("\n");
+        array.set_trailing_comma(true);
+        Ok(())
+    })
+}
+
+/// Removes the server called (or at) `name_or_address` from the config
+/// file; returns it. Refuses to leave fewer servers than `copies`.
+pub fn remove_server(path: &Path, name_or_address: &str) -> Result<ServerSpec, ConfigError> {
+    let config = Config::load(path)?;
+    let spec = config
+        .find(name_or_address)
+        .cloned()
+        .ok_or_else(|| ConfigError::Edit(format!("no server called or at {name_or_address:?}")))?;
+    if let Some(copies) = config.copies {
+        if copies >= config.servers.len() && config.servers.len() > 1 {
+            return Err(ConfigError::Edit(format!(
+                "the config asks for copies = {copies}: lower it before removing a server"
+            )));
+        }
+    }
+    edit(path, |doc| {
+        let array = doc
+            .get_mut("servers")
+            .and_then(|s| s.as_array_mut())
+            .ok_or_else(|| ConfigError::Edit("`servers` is not an array".into()))?;
+        array.retain(|v| {
+            let address = v
+                .as_str()
+                .or_else(|| v.as_inline_table()?.get("address")?.as_str());
+            address != Some(spec.address())
+        });
+        Ok(())
+    })?;
+    Ok(spec)
+}
+
+/// Rewrites the config file through `change`, atomically.
+fn edit(
+    path: &Path,
+    change: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let name = || path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: name(),
+                source,
+            })
+        }
+    };
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| ConfigError::Edit(format!("in {}: {e}", name())))?;
+    change(&mut doc)?;
+    let out = doc.to_string();
+    // What we write must load: never leave a config the next command refuses.
+    toml::from_str::<Config>(&out)
+        .map_err(|source| ConfigError::Parse {
+            path: name(),
+            source,
+        })?
+        .check()?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, out)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| ConfigError::Write {
+            path: name(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -93,7 +290,10 @@ mod tests {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, "servers = [\"127.0.0.1:17034\"]\ntimeout = \"5s\"\n").unwrap();
         let config = Config::load(&path).unwrap();
-        assert_eq!(config.servers, ["127.0.0.1:17034"]);
+        assert_eq!(
+            config.servers,
+            [ServerSpec::Address("127.0.0.1:17034".into())]
+        );
         // (No test in this binary sets the process-wide --timeout.)
         assert_eq!(config.timeout().unwrap(), Duration::from_secs(5));
         std::fs::write(&path, "servers = 3\n").unwrap();
@@ -105,5 +305,63 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(bad.timeout(), Err(ConfigError::Timeout(_))));
+    }
+
+    #[test]
+    fn servers_are_added_and_removed_keeping_comments_and_copies_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "# mine\nservers = [\"127.0.0.1:1\"] # old form\ncopies = 1\n",
+        )
+        .unwrap();
+        let named = |n: &str, a: &str| ServerSpec::Named {
+            name: n.into(),
+            address: a.into(),
+        };
+        add_server(&path, &named("bo", "127.0.0.1:2")).unwrap();
+        add_server(&path, &named("cy", "127.0.0.1:3")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# mine\n"), "{text}");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.servers.len(), 3);
+        assert_eq!(config.servers[0].name(), "127.0.0.1:1");
+        assert_eq!(config.find("cy").unwrap().address(), "127.0.0.1:3");
+        assert_eq!(config.find("127.0.0.1:2").unwrap().name(), "bo");
+        assert_eq!(config.copies().unwrap(), 1);
+        let again = add_server(&path, &named("dee", "127.0.0.1:2")).unwrap_err();
+        assert!(again.to_string().contains("127.0.0.1:2"), "{again}");
+        assert_eq!(remove_server(&path, "bo").unwrap().address(), "127.0.0.1:2");
+        assert_eq!(
+            remove_server(&path, "127.0.0.1:1").unwrap().name(),
+            "127.0.0.1:1"
+        );
+        let left = Config::load(&path).unwrap();
+        assert_eq!(left.servers, [named("cy", "127.0.0.1:3")]);
+        assert!(remove_server(&path, "nobody").is_err());
+
+        // Asking for more copies than servers is refused at load.
+        std::fs::write(&path, "servers = [\"127.0.0.1:1\"]\ncopies = 2\n").unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Copies {
+                    copies: 2,
+                    servers: 1
+                }
+            ),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "servers = [\"127.0.0.1:1\", { name = \"x\", address = \"127.0.0.1:1\" }]\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Config::load(&path),
+            Err(ConfigError::Duplicate(_))
+        ));
     }
 }

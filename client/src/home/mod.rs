@@ -7,12 +7,14 @@
 //! under `$XDG_CACHE_HOME/eventi` (`~/.cache/eventi`).
 //!
 //! Beside it: `config` (`config.toml`), `cache` (the per-destination
-//! cache of files and blocks already stored) and `lockfile` (one eventi
-//! command at a time on a cache or an embedded store).
+//! cache of files and blocks already stored), `lockfile` (one eventi
+//! command at a time on a cache or an embedded store) and `shortfalls`
+//! (which servers lack which snapshots).
 
 pub mod cache;
 pub mod config;
 pub mod lockfile;
+pub mod shortfalls;
 
 use std::path::{Path, PathBuf};
 

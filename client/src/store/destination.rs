@@ -1,47 +1,102 @@
 //! Where a home's blocks go, and what the client keeps about it: the
-//! store (the embedded one, one venti server, or several as one), the
-//! name that keys its cache directory and its head, the head itself
-//! (the newest snapshot root there), and closing it. Per-server records
-//! and heads kept on the server will live here too.
+//! circle (the embedded store, or the configured servers with a number of
+//! copies), the name that keys its cache directory, its head and its
+//! shortfall book, the head itself (the newest snapshot root there), and
+//! closing it.
+//!
+//! The circle's name is `circle` whatever servers it holds, so adding or
+//! removing one keeps the chain, the caches and the stat cache. (Homes
+//! from before the circle used `servers-<hash of the server list>`; the
+//! first open renames those.)
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ed25519_dalek::SigningKey;
 use eventi_shared::Score;
 use sha2::{Digest, Sha256};
 
-use crate::home::config::Config;
+use crate::home::config::{Config, ServerSpec};
+use crate::home::shortfalls::Shortfalls;
 use crate::home::{self, Home};
+use crate::store::circle::{Circle, Joined};
 use crate::store::local::LocalStore;
-use crate::store::multi::MultiStore;
 use crate::store::venti::VentiStore;
 use crate::store::BlockStore;
 
 /// What a command will do with the destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Write a backup: every configured server must answer, or the backup
-    /// would silently miss one.
+    /// Write a backup: at least `copies` servers must take every block;
+    /// the others are named and their shortfall recorded.
     Write,
-    /// Read: any server that answers will do (the others are named on stderr).
+    /// Read: any server that answers will do (the others are named on
+    /// stderr). Reads are anonymous: they need no write key.
     Read,
 }
 
+/// The destination name of every home with servers.
+const CIRCLE: &str = "circle";
+
 /// See the module documentation.
 pub struct Destination {
+    circle: Arc<Circle>,
+    /// The circle as a store.
     store: Arc<dyn BlockStore>,
     /// Set for the embedded store, which must be closed.
     local: Option<Arc<LocalStore>>,
-    /// `local`, or `servers-` and a hash of the sorted server list.
+    /// `local` or `circle`.
     name: String,
     access: Access,
 }
 
+/// Connects to one server: the store and its measured round trip, or
+/// why not.
+pub fn connect(
+    spec: &ServerSpec,
+    write_key: Option<&SigningKey>,
+    timeout: Duration,
+) -> Result<(Arc<VentiStore>, Duration), String> {
+    let store = VentiStore::connect(spec.address(), write_key.cloned(), timeout)
+        .map_err(|e| strip_store(e.to_string(), spec.address()))?;
+    let latency = store
+        .ping()
+        .map_err(|e| strip_store(e.to_string(), spec.address()))?;
+    Ok((Arc::new(store), latency))
+}
+
+/// An error's text without the `address: ` it starts with (the member's
+/// label is printed beside it).
+fn strip_store(text: String, address: &str) -> String {
+    text.strip_prefix(&format!("{address}: "))
+        .map(str::to_string)
+        .unwrap_or(text)
+}
+
+/// Connects to every server at once (a silent one costs one timeout, not
+/// one each).
+pub fn connect_all(
+    servers: &[ServerSpec],
+    write_key: Option<&SigningKey>,
+    timeout: Duration,
+) -> Vec<Result<(Arc<VentiStore>, Duration), String>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = servers
+            .iter()
+            .map(|spec| scope.spawn(move || connect(spec, write_key, timeout)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("connect panicked".into())))
+            .collect()
+    })
+}
+
 impl Destination {
     /// Connects to what `config` names (the embedded store when it names no
-    /// server), authenticating with `write_key`.
+    /// server), authenticating writers with `write_key`.
     pub fn open(
         home: &Home,
         config: &Config,
@@ -51,46 +106,90 @@ impl Destination {
         if config.servers.is_empty() {
             home::create_private_dir(&home.data)?;
             let local = Arc::new(LocalStore::open(&home.store_dir())?);
+            let circle = Arc::new(Circle::single(local.clone()));
             return Ok(Destination {
-                store: local.clone(),
+                store: circle.clone(),
+                circle,
                 local: Some(local),
                 name: "local".to_string(),
                 access,
             });
         }
-        let mut stores: Vec<Arc<dyn BlockStore>> = Vec::new();
-        let mut unreachable = Vec::new();
+        migrate_legacy(home, config)?;
         let timeout = config.timeout()?;
-        for s in &config.servers {
-            match VentiStore::connect(s, Some(write_key.clone()), timeout) {
-                Ok(store) => stores.push(Arc::new(store)),
-                Err(e) if access == Access::Read => {
-                    eprintln!("eventi: skipping {s}: {e}");
-                    unreachable.push(e);
-                }
-                Err(e) => return Err(e.into()),
+        let copies = config.copies()?;
+        let key = (access == Access::Write).then_some(write_key);
+        let connected = connect_all(&config.servers, key, timeout);
+        let joined: Vec<Joined> = config
+            .servers
+            .iter()
+            .zip(connected)
+            .map(|(spec, c)| Joined {
+                name: spec.name().to_string(),
+                address: spec.address().to_string(),
+                store: c.map(|(s, latency)| (s as Arc<dyn BlockStore>, Some(latency))),
+            })
+            .collect();
+        let circle = Arc::new(Circle::new(
+            joined,
+            copies,
+            Box::new(|m| eprintln!("eventi: {m}")),
+        ));
+        for m in circle.members().iter().filter(|m| !m.is_up()) {
+            let why = m.why_down().unwrap_or_default();
+            match access {
+                Access::Read => eprintln!("eventi: skipping {}: {why}", m.label()),
+                Access::Write => eprintln!(
+                    "eventi: {} is down ({why}); what it misses is recorded for `eventi repair`",
+                    m.label()
+                ),
             }
         }
-        if stores.is_empty() {
-            bail!("no configured server answers: {}", unreachable[0]);
+        if circle.up_count() == 0 {
+            bail!("no configured server answers");
         }
-        let mut sorted = config.servers.clone();
-        sorted.sort();
-        let id = hex::encode(&Sha256::digest(sorted.join("\n").as_bytes())[..8]);
-        let store: Arc<dyn BlockStore> = if stores.len() == 1 {
-            stores.pop().expect("one")
-        } else {
-            Arc::new(MultiStore::new(stores))
-        };
+        if access == Access::Write {
+            circle.check_copies()?;
+        }
         Ok(Destination {
-            store,
+            store: circle.clone(),
+            circle,
             local: None,
-            name: format!("servers-{id}"),
+            name: CIRCLE.to_string(),
             access,
         })
     }
 
-    /// The store blocks go to and come from.
+    /// The circle blocks go to and come from.
+    pub fn circle(&self) -> &Arc<Circle> {
+        &self.circle
+    }
+
+    /// The shortfall book of this destination.
+    pub fn shortfalls(&self, home: &Home) -> anyhow::Result<Shortfalls> {
+        Shortfalls::load(&shortfalls_path(home, &self.name))
+    }
+
+    /// Records every member that is down as lacking snapshot `root`.
+    pub fn record_shortfalls(&self, home: &Home, root: &Score) -> anyhow::Result<Vec<String>> {
+        let down: Vec<_> = self
+            .circle
+            .members()
+            .iter()
+            .filter(|m| !m.is_up())
+            .collect();
+        if down.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut book = self.shortfalls(home)?;
+        for m in &down {
+            book.record(root, &m.address, &m.why_down().unwrap_or_default());
+        }
+        book.save()?;
+        Ok(down.iter().map(|m| m.label()).collect())
+    }
+
+    /// The circle as a store: what blocks go to and come from.
     pub fn store(&self) -> &Arc<dyn BlockStore> {
         &self.store
     }
@@ -148,4 +247,35 @@ impl Destination {
         }
         Ok(())
     }
+}
+
+/// Where a destination's shortfall book lives.
+pub fn shortfalls_path(home: &Home, destination: &str) -> PathBuf {
+    home.data
+        .join("shortfalls")
+        .join(format!("{destination}.json"))
+}
+
+/// Renames a home's head and cache from before the circle
+/// (`servers-<hash of the sorted addresses>`) to `circle`, once.
+fn migrate_legacy(home: &Home, config: &Config) -> anyhow::Result<()> {
+    let head = home.heads_dir().join(CIRCLE);
+    if head.exists() {
+        return Ok(());
+    }
+    let mut sorted: Vec<&str> = config.servers.iter().map(|s| s.address()).collect();
+    sorted.sort();
+    let id = hex::encode(&Sha256::digest(sorted.join("\n").as_bytes())[..8]);
+    let old = format!("servers-{id}");
+    let old_head = home.heads_dir().join(&old);
+    if !old_head.exists() {
+        return Ok(());
+    }
+    let old_cache = home.cache.join(&old);
+    let new_cache = home.cache.join(CIRCLE);
+    if old_cache.exists() && !new_cache.exists() {
+        std::fs::rename(&old_cache, &new_cache)
+            .with_context(|| format!("renaming {}", old_cache.display()))?;
+    }
+    std::fs::rename(&old_head, &head).with_context(|| format!("renaming {}", old_head.display()))
 }

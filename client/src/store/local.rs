@@ -142,6 +142,17 @@ impl BlockStore for LocalStore {
         self.lookup(score, block_type, false)
     }
 
+    fn has(&self, keys: &[(Score, BlockType)]) -> Result<Option<Vec<bool>>, StoreError> {
+        keys.iter()
+            .map(|&(score, block_type)| {
+                self.store
+                    .contains(&BlockKey { score, block_type })
+                    .map_err(|e| self.failed(e))
+            })
+            .collect::<Result<Vec<bool>, _>>()
+            .map(Some)
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         // The committer orders a sync after every write queued before it.
         let (tx, rx) = std::sync::mpsc::channel();

@@ -1,18 +1,18 @@
 //! Where the client's blocks go: one small trait, a backend per kind of
 //! store (`local`: the embedded store, the server's engine linked in;
 //! `venti`: any venti server, authenticating with the write key when the
-//! server offers it; `multi`: several stores at once), and `destination`,
-//! what a home knows about where its blocks go. Backup and restore speak
-//! only the trait.
+//! server offers it), `circle`: several stores as one with a number of
+//! copies, and `destination`, what a home knows about where its blocks
+//! go. Backup and restore speak only the trait and the circle.
 //!
 //! The trait is synchronous and object-safe because backup and restore
 //! run on worker threads: `put` hands the block over and reports later
 //! through a callback, so a worker never waits for a round trip, while
 //! `get` and `sync` block.
 
+pub mod circle;
 pub mod destination;
 pub mod local;
-pub mod multi;
 pub mod venti;
 
 use std::sync::{Condvar, Mutex};
@@ -41,9 +41,36 @@ pub enum StoreError {
         /// What it said.
         message: String,
     },
-    /// Several stores of a [`multi::MultiStore`] failed, each its own way.
+    /// The store's copy of a block fails its SHA-256 check (a damaged
+    /// disk, or a server that lies).
+    #[error("block {score} on {store} is damaged: it fails its SHA-256 check")]
+    Damaged {
+        /// Its score.
+        score: Score,
+        /// Which store.
+        store: String,
+    },
+    /// Several stores of a [`circle::Circle`] failed, each its own way.
     #[error("{} stores failed: {}", .0.len(), join(.0))]
     Several(Vec<StoreError>),
+    /// Fewer members of the circle than `copies` are up.
+    #[error("only {up} server(s) of the circle took every block, and copies = {copies}: {}", .down.join("; "))]
+    TooFewCopies {
+        /// Copies asked for.
+        copies: usize,
+        /// Members still up.
+        up: usize,
+        /// Each member that is down, and why.
+        down: Vec<String>,
+    },
+}
+
+/// One error for the failures of several stores (one: itself).
+pub(crate) fn combined(mut errors: Vec<StoreError>) -> StoreError {
+    match errors.len() {
+        1 => errors.pop().expect("one"),
+        _ => StoreError::Several(errors),
+    }
 }
 
 fn join(errors: &[StoreError]) -> String {
@@ -79,6 +106,32 @@ pub trait BlockStore: Send + Sync {
         block_type: BlockType,
     ) -> Result<Bytes, StoreError> {
         self.get(score, block_type)
+    }
+    /// Reads a block whose SHA-256 must be `sha256` (every block a
+    /// [`crate::format::block::Ref`] names); a copy that fails the check is
+    /// [`StoreError::Damaged`], and a store of several tries the others.
+    fn get_checked(
+        &self,
+        score: Score,
+        block_type: BlockType,
+        sha256: &[u8; 32],
+    ) -> Result<Bytes, StoreError> {
+        use sha2::Digest;
+        let data = self.get_checked_by_caller(score, block_type)?;
+        if sha2::Sha256::digest(&data)[..] != sha256[..] {
+            return Err(StoreError::Damaged {
+                score,
+                store: self.name(),
+            });
+        }
+        Ok(data)
+    }
+    /// Which of `keys` the store holds, without reading them; `None` when
+    /// it cannot say (a plain venti server: the caller reads instead).
+    /// Blocking.
+    fn has(&self, keys: &[(Score, BlockType)]) -> Result<Option<Vec<bool>>, StoreError> {
+        let _ = keys;
+        Ok(None)
     }
     /// Returns once every block put before (whose `done` ran or not) is
     /// durable. Blocking.

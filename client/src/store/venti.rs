@@ -24,6 +24,7 @@ pub struct VentiStore {
     name: String,
     runtime: tokio::runtime::Runtime,
     in_flight: Arc<InFlight>,
+    authenticated: bool,
 }
 
 impl VentiStore {
@@ -54,19 +55,48 @@ impl VentiStore {
             write_key: None,
             ..options.clone()
         };
+        let wants_auth = options.write_key.is_some();
         let client = runtime.block_on(async {
             match VentiClient::connect_with(addr, options).await {
-                Err(ClientError::NoAuth) => VentiClient::connect_with(addr, anonymous).await,
-                other => other,
+                Err(ClientError::NoAuth) => VentiClient::connect_with(addr, anonymous)
+                    .await
+                    .map(|c| (c, false)),
+                other => other.map(|c| (c, wants_auth)),
             }
         });
-        let client = client.map_err(|e| failed(&e))?;
+        let (client, authenticated) = client.map_err(|e| failed(&e))?;
         Ok(VentiStore {
             client,
             name: addr.to_string(),
             runtime,
             in_flight: Arc::new(InFlight::new(MAX_IN_FLIGHT)),
+            authenticated,
         })
+    }
+
+    /// Whether the session authenticated with the write key (the server
+    /// offers write keys and has this one).
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The session's key as the server sees it, with its quota and usage;
+    /// `None` from a server without eventi's extensions.
+    pub fn keyinfo(&self) -> Result<Option<eventi_shared::client::KeyInfo>, StoreError> {
+        match self.runtime.block_on(self.client.keyinfo()) {
+            Ok(info) => Ok(Some(info)),
+            Err(ClientError::Unsupported) => Ok(None),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// The round trip of one ping.
+    pub fn ping(&self) -> Result<std::time::Duration, StoreError> {
+        let started = std::time::Instant::now();
+        self.runtime
+            .block_on(self.client.ping())
+            .map_err(|e| self.failed(e))?;
+        Ok(started.elapsed())
     }
 
     fn failed(&self, e: ClientError) -> StoreError {
@@ -118,6 +148,14 @@ impl BlockStore for VentiStore {
                     store: self.name.clone(),
                 })
             }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    fn has(&self, keys: &[(Score, BlockType)]) -> Result<Option<Vec<bool>>, StoreError> {
+        match self.runtime.block_on(self.client.has(keys)) {
+            Ok(present) => Ok(Some(present)),
+            Err(ClientError::Unsupported) => Ok(None),
             Err(e) => Err(self.failed(e)),
         }
     }

@@ -20,6 +20,7 @@
 
 mod auth;
 mod hello;
+mod query;
 mod read;
 mod session;
 mod write;

@@ -1,5 +1,5 @@
 //! One session's state after hello, and the dispatch of each request to
-//! its handler (`auth.rs`, `read.rs`, `write.rs`). A new request kind is
+//! its handler (`auth.rs`, `read.rs`, `write.rs`, `query.rs`). A new request kind is
 //! one codec variant, one handler, and one arm here.
 
 use std::sync::Arc;
@@ -86,6 +86,8 @@ impl<'a> Session<'a> {
                 self.handle_write(tag, block_type, data, started)
             }
             Message::Tsync => self.handle_sync(tag, started),
+            Message::Thas { keys } => self.handle_has(tag, keys, started),
+            Message::Tkeyinfo => self.handle_keyinfo(tag, started),
             other => {
                 let why = format!("unknown request {}", other.name());
                 self.reply(tag, rerror(why), Kind::Other, started)

@@ -31,6 +31,9 @@ use crate::codec::{decode_body, encode_frame, CodecError, Frame, FrameDecoder, M
 use crate::version::{self, Version, VersionError};
 use crate::{BlockType, Score};
 
+mod extension;
+pub use extension::KeyInfo;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -70,6 +73,10 @@ pub enum ClientError {
     /// authentication (a plain venti server).
     #[error("venti server does not offer write-key authentication")]
     NoAuth,
+    /// The server does not speak the eventi extension asked for (a plain
+    /// venti server, or an older eventi-server).
+    #[error("the server does not support this eventi extension")]
+    Unsupported,
     /// A block read back does not hash to the score asked for.
     #[error("venti read asked for {want} but the data hashes to {got}")]
     HashMismatch {

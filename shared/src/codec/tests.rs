@@ -94,7 +94,50 @@ fn golden() -> Vec<(Message, u8, Vec<u8>)> {
         (Message::Rauth0, 4, hx("09 04")),
         (Message::Tsync, 200, hx("10 c8")),
         (Message::Rsync, 200, hx("11 c8")),
+        // eventi's extensions.
+        (
+            Message::Thas {
+                keys: vec![(score(), BlockType::DATA), (score(), BlockType::ROOT)],
+            },
+            5,
+            hx(&format!("40 05 0002 {SCORE_HEX} 0d {SCORE_HEX} 01")),
+        ),
+        (
+            Message::Rhas {
+                present: vec![true, false, false, true, false, false, false, false, true],
+            },
+            5,
+            hx("41 05 0009 09 01"),
+        ),
+        (Message::Rhas { present: vec![] }, 5, hx("41 05 0000")),
+        (Message::Tkeyinfo, 6, hx("42 06")),
+        (
+            Message::Rkeyinfo {
+                name: "me".into(),
+                quota: 1 << 30,
+                used: 5,
+                blocks: 1,
+            },
+            6,
+            hx("43 06 0002 6d65 0000000040000000 0000000000000005 0000000000000001"),
+        ),
     ]
+}
+
+#[test]
+fn presence_queries_over_the_limit_are_refused_both_ways() {
+    let keys = vec![(score(), BlockType::DATA); extension::MAX_HAS + 1];
+    let mut out = BytesMut::new();
+    let err = encode_frame(Version::V04, 1, &Message::Thas { keys }, &mut out).unwrap_err();
+    assert_eq!(err, CodecError::TooManyScores(extension::MAX_HAS + 1));
+    assert!(out.is_empty());
+    // 1025 claimed, and a count that does not match the scores given.
+    let err = decode_body(Bytes::from(hx("40 01 0401"))).unwrap_err();
+    assert!(matches!(err, CodecError::Malformed { tag: 1, .. }), "{err}");
+    let err = decode_body(Bytes::from(hx(&format!("40 01 0002 {SCORE_HEX} 0d")))).unwrap_err();
+    assert!(matches!(err, CodecError::Malformed { tag: 1, .. }), "{err}");
+    let err = decode_body(Bytes::from(hx("41 01 0009 01"))).unwrap_err();
+    assert!(matches!(err, CodecError::Malformed { .. }), "{err}");
 }
 
 #[test]
@@ -242,6 +285,18 @@ fn any_message() -> impl Strategy<Value = Message> {
         score.prop_map(|score| Message::Rwrite { score }),
         Just(Message::Tsync),
         Just(Message::Rsync),
+        prop::collection::vec((any::<[u8; 20]>().prop_map(Score), any_block_type()), 0..40)
+            .prop_map(|keys| Message::Thas { keys }),
+        prop::collection::vec(any::<bool>(), 0..40).prop_map(|present| Message::Rhas { present }),
+        Just(Message::Tkeyinfo),
+        (s, any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(name, quota, used, blocks)| {
+            Message::Rkeyinfo {
+                name,
+                quota,
+                used,
+                blocks,
+            }
+        }),
     ]
 }
 

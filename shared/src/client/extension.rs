@@ -1,0 +1,97 @@
+//! eventi's extension requests on a [`VentiClient`]: presence queries
+//! and key information. Sent only to a server whose Rhello sid carries
+//! eventi's write-key challenge ([`VentiClient::speaks_eventi`]); a
+//! server that answers `unknown request` (an older eventi-server) is
+//! reported as [`ClientError::Unsupported`], so that callers fall back
+//! on plain venti.
+
+use super::{expect, ClientError, VentiClient};
+use crate::codec::extension::MAX_HAS;
+use crate::codec::Message;
+use crate::{auth, BlockType, Score};
+
+/// A key as the server sees it (Rkeyinfo).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Its name on the server (`anonymous` for a session without a key).
+    pub name: String,
+    /// Bytes it may store (`u64::MAX`: no limit; 0: may not write).
+    pub quota: u64,
+    /// Bytes it has stored.
+    pub used: u64,
+    /// Blocks it has stored.
+    pub blocks: u64,
+}
+
+impl VentiClient {
+    /// Whether the server is an eventi-server (its sid carries eventi's
+    /// challenge), so that extension requests may be sent to it.
+    pub fn speaks_eventi(&self) -> bool {
+        auth::parse_challenge(self.sid()).is_some()
+    }
+
+    async fn extension(&self, request: Message) -> Result<Message, ClientError> {
+        if !self.speaks_eventi() {
+            return Err(ClientError::Unsupported);
+        }
+        match self.rpc(request).await {
+            Err(ClientError::Server(e)) if e.starts_with("unknown request") => {
+                Err(ClientError::Unsupported)
+            }
+            other => other,
+        }
+    }
+
+    /// Which of `keys` the server holds, in order, without reading them;
+    /// any number of keys (sent [`MAX_HAS`] per request, pipelined on the
+    /// connection by tasks of the current runtime).
+    pub async fn has(&self, keys: &[(Score, BlockType)]) -> Result<Vec<bool>, ClientError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, chunk) in keys.chunks(MAX_HAS).enumerate() {
+            let client = self.clone();
+            let chunk = chunk.to_vec();
+            tasks.spawn(async move { (index, client.has_one(chunk).await) });
+        }
+        let mut answers: Vec<Option<Vec<bool>>> = vec![None; keys.len().div_ceil(MAX_HAS)];
+        while let Some(done) = tasks.join_next().await {
+            let (index, present) = done.map_err(|_| ClientError::Disconnected)?;
+            answers[index] = Some(present?);
+        }
+        Ok(answers.into_iter().flatten().flatten().collect())
+    }
+
+    async fn has_one(&self, keys: Vec<(Score, BlockType)>) -> Result<Vec<bool>, ClientError> {
+        let asked = keys.len();
+        let reply = self.extension(Message::Thas { keys }).await?;
+        let present = expect(reply, "rhas", |m| match m {
+            Message::Rhas { present } => Some(present),
+            _ => None,
+        })?;
+        if present.len() != asked {
+            return Err(ClientError::UnexpectedReply {
+                expected: "rhas with one flag per score",
+                got: "rhas of another length",
+            });
+        }
+        Ok(present)
+    }
+
+    /// The session's key, its quota and usage.
+    pub async fn keyinfo(&self) -> Result<KeyInfo, ClientError> {
+        let reply = self.extension(Message::Tkeyinfo).await?;
+        expect(reply, "rkeyinfo", |m| match m {
+            Message::Rkeyinfo {
+                name,
+                quota,
+                used,
+                blocks,
+            } => Some(KeyInfo {
+                name,
+                quota,
+                used,
+                blocks,
+            }),
+            _ => None,
+        })
+    }
+}

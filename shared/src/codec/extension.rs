@@ -1,0 +1,120 @@
+//! The bodies of eventi's extension messages (types 64 and up, far from
+//! venti's 1..17). A client sends them only to a server whose Rhello sid
+//! shows eventi's write-key challenge, and treats `unknown request` as
+//! "this server does not have it", so plan9port's tools and servers never
+//! see one. The bytes are in `docs/PROTOCOL.md`.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::{get_string, put_string, CodecError, Message};
+use crate::block_type::BlockType;
+use crate::score::Score;
+
+/// Most (score, type) pairs one Thas may ask about: 21 KiB of request,
+/// well inside protocol 02's 64 KiB frame.
+pub const MAX_HAS: usize = 1024;
+
+/// Decodes the body of extension message `msg_type` (the caller maps the
+/// reason to [`CodecError::Malformed`]); `None` for a type that is not
+/// an extension.
+pub(super) fn decode(msg_type: u8, body: &mut Bytes) -> Option<Result<Message, &'static str>> {
+    use super::msg_type::*;
+    Some(match msg_type {
+        THAS => decode_has(body),
+        RHAS => decode_rhas(body),
+        TKEYINFO => Ok(Message::Tkeyinfo),
+        RKEYINFO => decode_rkeyinfo(body),
+        _ => return None,
+    })
+}
+
+fn decode_has(body: &mut Bytes) -> Result<Message, &'static str> {
+    if body.remaining() < 2 {
+        return Err("missing count");
+    }
+    let count = body.get_u16() as usize;
+    if count > MAX_HAS {
+        return Err("more than 1024 scores");
+    }
+    if body.remaining() != count * (Score::LEN + 1) {
+        return Err("count does not match the scores given");
+    }
+    let mut keys = Vec::with_capacity(count);
+    for _ in 0..count {
+        let score = Score::from_slice(&body.split_to(Score::LEN)).expect("20 bytes");
+        let block_type = BlockType::from_wire(body.get_u8()).ok_or("bad block type")?;
+        keys.push((score, block_type));
+    }
+    Ok(Message::Thas { keys })
+}
+
+fn decode_rhas(body: &mut Bytes) -> Result<Message, &'static str> {
+    if body.remaining() < 2 {
+        return Err("missing count");
+    }
+    let count = body.get_u16() as usize;
+    if count > MAX_HAS || body.remaining() != count.div_ceil(8) {
+        return Err("bitmap does not match the count");
+    }
+    let bits = body.split_to(count.div_ceil(8));
+    let present = (0..count)
+        .map(|i| bits[i / 8] & (1 << (i % 8)) != 0)
+        .collect();
+    Ok(Message::Rhas { present })
+}
+
+fn decode_rkeyinfo(body: &mut Bytes) -> Result<Message, &'static str> {
+    let name = get_string(body).ok_or("bad name string")?;
+    if body.remaining() != 24 {
+        return Err("needs quota[8] used[8] blocks[8]");
+    }
+    Ok(Message::Rkeyinfo {
+        name,
+        quota: body.get_u64(),
+        used: body.get_u64(),
+        blocks: body.get_u64(),
+    })
+}
+
+/// Appends the body of an extension message; `false` for one that is not.
+pub(super) fn encode(message: &Message, out: &mut BytesMut) -> Result<bool, CodecError> {
+    match message {
+        Message::Thas { keys } => {
+            if keys.len() > MAX_HAS {
+                return Err(CodecError::TooManyScores(keys.len()));
+            }
+            out.put_u16(keys.len() as u16);
+            for (score, block_type) in keys {
+                out.put_slice(score.as_bytes());
+                out.put_u8(block_type.to_wire());
+            }
+        }
+        Message::Rhas { present } => {
+            if present.len() > MAX_HAS {
+                return Err(CodecError::TooManyScores(present.len()));
+            }
+            out.put_u16(present.len() as u16);
+            let mut bits = vec![0u8; present.len().div_ceil(8)];
+            for (i, &p) in present.iter().enumerate() {
+                if p {
+                    bits[i / 8] |= 1 << (i % 8);
+                }
+            }
+            out.put_slice(&bits);
+        }
+        Message::Tkeyinfo => {}
+        Message::Rkeyinfo {
+            name,
+            quota,
+            used,
+            blocks,
+        } => {
+            put_string(out, name)?;
+            out.put_u64(*quota);
+            out.put_u64(*used);
+            out.put_u64(*blocks);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
