@@ -5,15 +5,18 @@
 //!   directories, snapshot roots);
 //! - `keys`: the key file, its passphrase, and keys typed by power;
 //! - `store`: where blocks go (one trait; the embedded store, venti
-//!   servers, several at once) and the destination a home backs up to;
+//!   servers, the circle of several with its copies) and the destination
+//!   a home backs up to;
 //! - `home`: eventi's directories, `config.toml`, the caches and their locks;
 //! - `stream` and `walk`: reading and writing trees through a store, and
 //!   the one walker over a snapshot's entries and blocks;
 //! - the pipelines: `backup` and `restore`, with `progress` and `fsmeta`
-//!   (file metadata both need);
+//!   (file metadata both need), and `check` (what each server of the
+//!   circle lacks, and its repair);
 //! - `repo`: an opened home: its keys, its destination, its chain of roots.
 
 pub mod backup;
+pub mod check;
 pub mod format;
 pub mod fsmeta;
 pub mod home;

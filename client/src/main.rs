@@ -49,6 +49,17 @@ not restored (each is named on stderr); no partial file is ever left."
     /// Show the public write key, check it against a server, or change the passphrase.
     #[command(subcommand)]
     Key(cmd::key::Command),
+    /// Report, per server of the circle, the blocks it lacks (or holds damaged).
+    #[command(
+        after_help = "Exit status 0 only when every server holds every block of the snapshot(s) \
+(and, with --read-data, every copy is intact)."
+    )]
+    Check(cmd::check::Args),
+    /// Copy to every server of the circle the blocks it lacks.
+    Repair(cmd::repair::Args),
+    /// The circle of servers backups go to: add, list, remove.
+    #[command(subcommand)]
+    Server(cmd::server::Command),
 }
 
 fn main() -> std::process::ExitCode {
@@ -72,6 +83,9 @@ fn main() -> std::process::ExitCode {
         Command::Diff(args) => cmd::diff::run(args),
         Command::Restore(args) => cmd::restore::run(args),
         Command::Key(cmd) => cmd::key::run(cmd).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Server(cmd) => cmd::server::run(cmd),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Repair(args) => cmd::repair::run(args),
     };
     match result {
         Ok(code) => code,

@@ -163,6 +163,48 @@ pub fn for_each_block(
     }
 }
 
+/// Calls `each` with the reference of every block of the tree rooted at
+/// `root`, pointer blocks included, reading only what it must: the
+/// pointer blocks, and the first child below each pointer block (which
+/// says whether its siblings are data or pointers). For finding out which
+/// blocks a tree is made of without reading it (`eventi check`).
+pub fn for_each_ref(
+    store: &dyn BlockStore,
+    root: &Ref,
+    each: &mut dyn FnMut(Ref, Level),
+) -> Result<(), TreeError> {
+    let plain = fetch(store, root)?;
+    refs_below(store, root, plain, each)
+}
+
+fn refs_below(
+    store: &dyn BlockStore,
+    r: &Ref,
+    plain: Vec<u8>,
+    each: &mut dyn FnMut(Ref, Level),
+) -> Result<(), TreeError> {
+    let refs: Vec<Ref> = match decode(r, &plain)? {
+        Node::Data(_) => {
+            each(*r, Level::Data);
+            return Ok(());
+        }
+        Node::Pointers(children) => children.iter().map(|c| c.r).collect(),
+    };
+    each(*r, Level::Pointer);
+    let first = fetch(store, &refs[0])?;
+    if is_pointer(&first) {
+        refs_below(store, &refs[0], first, each)?;
+        for c in &refs[1..] {
+            refs_below(store, c, fetch(store, c)?, each)?;
+        }
+    } else {
+        for c in &refs {
+            each(*c, Level::Data);
+        }
+    }
+    Ok(())
+}
+
 /// Fetches, checks and unpacks one data block.
 pub fn fetch_chunk(store: &dyn BlockStore, r: &Ref) -> Result<Vec<u8>, TreeError> {
     match decode(r, &fetch(store, r)?)? {

@@ -10,16 +10,25 @@ pub enum KnownError {
     NoBlock,
     /// The server refuses new blocks to keep its free-space reserve.
     DiskFull,
+    /// The server's copy of the block is damaged (its bytes do not hash
+    /// to its score, or its log record is unreadable): another server's
+    /// copy may be good.
+    Corrupt,
 }
 
 impl KnownError {
-    const ALL: [KnownError; 2] = [KnownError::NoBlock, KnownError::DiskFull];
+    const ALL: [KnownError; 3] = [
+        KnownError::NoBlock,
+        KnownError::DiskFull,
+        KnownError::Corrupt,
+    ];
 
     /// How the Rerror text begins.
     pub const fn prefix(self) -> &'static str {
         match self {
             KnownError::NoBlock => "no block",
             KnownError::DiskFull => "server disk full",
+            KnownError::Corrupt => "corrupt block",
         }
     }
 
@@ -42,6 +51,10 @@ mod tests {
         assert_eq!(
             KnownError::classify("server disk full: 3 MiB free, 4 MiB kept in reserve"),
             Some(KnownError::DiskFull)
+        );
+        assert_eq!(
+            KnownError::classify("corrupt block: block 00 type 13 is corrupt"),
+            Some(KnownError::Corrupt)
         );
         assert_eq!(KnownError::classify("quota exceeded"), None);
     }

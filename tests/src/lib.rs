@@ -13,6 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// A loopback address with a port that was free a moment ago, for a
+/// server that is to start there later.
+pub fn free_loopback_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding loopback");
+    l.local_addr().expect("local address")
+}
+
 /// Runs the `eventi` binary on the home `home` with `env` added (and no
 /// passphrase from the caller's environment), stdin closed.
 pub fn run_eventi<I, A>(home: &Path, env: &[(&str, &str)], args: I) -> std::process::Output
@@ -80,13 +87,24 @@ impl Server {
     /// Like [`Server::start_strict`], with `configure` applied to the
     /// command before it is spawned (a umask, another program path).
     pub fn start_with(data: &Path, extra: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
+        Server::start_on(data, "127.0.0.1:0", extra, configure)
+    }
+
+    /// Like [`Server::start_with`], listening on `listen` (a loopback
+    /// address: a server restarted where the clients expect it).
+    pub fn start_on(
+        data: &Path,
+        listen: &str,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let stderr_log = data.with_extension("stderr.log");
         let stderr = std::fs::File::create(&stderr_log).expect("stderr log file");
         let mut command = Command::new(binary("eventi-server"));
         command
             .args(["serve", "--data"])
             .arg(data)
-            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--listen", listen, "--http", "127.0.0.1:0"])
             .args(extra)
             .env("EVENTI_LOG", "debug")
             .stdin(Stdio::null())

@@ -2,11 +2,14 @@
 
 pub mod backup;
 pub mod cat;
+pub mod check;
 pub mod diff;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod repair;
 pub mod restore;
+pub mod server;
 pub mod snapshots;
 
 /// Opens the home for reading and finds `SNAP[:PATH]`: the repo, the
@@ -26,6 +29,48 @@ pub fn open_spec(
     let path = std::path::PathBuf::from(path);
     let entry = eventi::walk::lookup(repo.store().as_ref(), snapshot.tree, &path)?;
     Ok((repo, snapshot, path, entry))
+}
+
+/// The snapshot roots a check or repair covers: `snapshot` (default
+/// `latest`), or with `all` the whole chain.
+pub fn chosen_roots(
+    repo: &eventi::repo::Repo,
+    snapshot: Option<&str>,
+    all: bool,
+) -> anyhow::Result<Vec<eventi_shared::Score>> {
+    if all {
+        let chain = repo.chain()?;
+        if chain.is_empty() {
+            anyhow::bail!("no snapshots yet (run `eventi backup`)");
+        }
+        return Ok(chain.into_iter().map(|(s, _)| s).collect());
+    }
+    Ok(vec![repo.resolve(snapshot.unwrap_or("latest"))?.0])
+}
+
+/// A progress bar over `total` on a terminal (none with `--json` or when
+/// stderr is not a terminal).
+pub fn bar(total: u64, json: bool, verb: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{verb} {{bar:40}} {{pos}}/{{len}} blocks {{elapsed}}"
+    ))
+    .expect("a valid template");
+    bar.set_style(style);
+    Some(bar)
+}
+
+/// A server's name, with its address when that says more.
+pub fn member_label(name: &str, address: &str) -> String {
+    if name == address {
+        name.to_string()
+    } else {
+        format!("{name} ({address})")
+    }
 }
 
 /// `value` as a JSON object with `"event": kind` added (`--json` output).

@@ -399,6 +399,17 @@ impl Circle {
                     }
                     _ => return Ok(data),
                 },
+                Err(e @ StoreError::Damaged { .. }) => {
+                    self.health.report_once(
+                        index,
+                        "corrupt",
+                        format!(
+                            "{} holds a damaged copy of block {score}; reading it from another server",
+                            member.label()
+                        ),
+                    );
+                    errors.push(e);
+                }
                 Err(e @ StoreError::Missing { .. }) => {
                     if self.members().len() > 1 {
                         self.health.report_once(

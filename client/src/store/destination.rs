@@ -35,6 +35,9 @@ pub enum Access {
     /// Read: any server that answers will do (the others are named on
     /// stderr). Reads are anonymous: they need no write key.
     Read,
+    /// Check and repair: every server that answers, with the write key
+    /// (a repair writes), whatever `copies` says.
+    Repair,
 }
 
 /// The destination name of every home with servers.
@@ -118,7 +121,7 @@ impl Destination {
         migrate_legacy(home, config)?;
         let timeout = config.timeout()?;
         let copies = config.copies()?;
-        let key = (access == Access::Write).then_some(write_key);
+        let key = (access != Access::Read).then_some(write_key);
         let connected = connect_all(&config.servers, key, timeout);
         let joined: Vec<Joined> = config
             .servers
@@ -138,7 +141,9 @@ impl Destination {
         for m in circle.members().iter().filter(|m| !m.is_up()) {
             let why = m.why_down().unwrap_or_default();
             match access {
-                Access::Read => eprintln!("eventi: skipping {}: {why}", m.label()),
+                Access::Read | Access::Repair => {
+                    eprintln!("eventi: skipping {}: {why}", m.label())
+                }
                 Access::Write => eprintln!(
                     "eventi: {} is down ({why}); what it misses is recorded for `eventi repair`",
                     m.label()
@@ -239,8 +244,13 @@ impl Destination {
     /// must not fail for a server that stops answering after the last
     /// read) and closes the store.
     pub fn close(&self) -> anyhow::Result<()> {
-        if self.access == Access::Write {
-            self.store.sync()?;
+        match self.access {
+            Access::Write => self.store.sync()?,
+            // A repair syncs what it copied itself, server by server.
+            Access::Repair => {
+                self.circle.sync_members();
+            }
+            Access::Read => {}
         }
         if let Some(local) = &self.local {
             local.close()?;

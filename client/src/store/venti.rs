@@ -139,15 +139,24 @@ impl BlockStore for VentiStore {
             .block_on(self.client.read(score, block_type, MAX_BLOCK_V02 as u32));
         match r {
             Ok(data) => Ok(data),
-            Err(ClientError::Server(m))
-                if KnownError::classify(&m) == Some(KnownError::NoBlock) =>
-            {
-                Err(StoreError::Missing {
+            Err(ClientError::Server(m)) => match KnownError::classify(&m) {
+                Some(KnownError::NoBlock) => Err(StoreError::Missing {
                     score,
                     block_type,
                     store: self.name.clone(),
-                })
-            }
+                }),
+                Some(KnownError::Corrupt) => Err(StoreError::Damaged {
+                    score,
+                    store: self.name.clone(),
+                }),
+                _ => Err(self.failed(ClientError::Server(m))),
+            },
+            // A server that sends other bytes than asked for: its copy is
+            // bad, or it lies; either way another server may do better.
+            Err(ClientError::HashMismatch { .. }) => Err(StoreError::Damaged {
+                score,
+                store: self.name.clone(),
+            }),
             Err(e) => Err(self.failed(e)),
         }
     }

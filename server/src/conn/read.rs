@@ -82,10 +82,11 @@ fn read_result(
             key.block_type.to_wire()
         )),
         Err(e) => {
-            if matches!(e, StoreError::Corrupt { .. }) {
-                shared.metrics.corrupt_reads.inc();
-            }
             tracing::error!(error = %e, "read failed");
+            if matches!(e, StoreError::Corrupt { .. } | StoreError::BadLocation(..)) {
+                shared.metrics.corrupt_reads.inc();
+                return rerror(format!("{}: {e}", KnownError::Corrupt.prefix()));
+            }
             rerror(e)
         }
     }

@@ -1,0 +1,344 @@
+//! `eventi check` and `eventi repair`'s engine: which blocks the chosen
+//! snapshots are made of, which of them each server of the circle lacks
+//! (by eventi's presence query, many scores per request, or by reads on a
+//! plain venti server), with `--read-data` whether each server's copy of
+//! every block passes its SHA-256 check and decrypts, and the copying of
+//! what a server lacks from a server that has it.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use eventi_shared::{BlockType, Score};
+use rayon::prelude::*;
+
+use crate::format::block::{self, Ref};
+use crate::format::dirent::Kind;
+use crate::format::tree::Level;
+use crate::repo::Repo;
+use crate::store::circle::Circle;
+use crate::store::{BlockStore, StoreError};
+use crate::stream;
+use crate::walk::{self, Blocks, Flow, Visit, WalkError};
+
+/// A block the snapshots need: its score, and its reference (key and
+/// SHA-256) unless it is a snapshot root (sealed to the owner's key and
+/// checked by its SHA-1 and signature instead).
+#[derive(Clone, Copy, Debug)]
+pub struct Needed {
+    /// Its score.
+    pub score: Score,
+    /// How to check and open it.
+    pub r: Option<Ref>,
+}
+
+/// Every block of the snapshots `roots` (their roots, their trees, every
+/// directory and file), each once. Reads the directories and pointer
+/// blocks (through the circle, from any server), not the file data; a
+/// subtree already listed (shared by two snapshots) is not walked again.
+pub fn blocks_of(repo: &Repo, roots: &[Score]) -> anyhow::Result<Vec<Needed>> {
+    let store = repo.store().as_ref();
+    let mut seen: HashSet<Score> = HashSet::new();
+    let mut out: Vec<Needed> = Vec::new();
+    let add_tree = |r: &Ref, seen: &mut HashSet<Score>, out: &mut Vec<Needed>| {
+        stream::for_each_ref(store, r, &mut |r, _level: Level| {
+            if seen.insert(r.score) {
+                out.push(Needed {
+                    score: r.score,
+                    r: Some(r),
+                });
+            }
+        })
+    };
+    for root in roots {
+        if !seen.insert(*root) {
+            continue;
+        }
+        out.push(Needed {
+            score: *root,
+            r: None,
+        });
+        let snapshot = repo.load_snapshot(*root)?;
+        if seen.contains(&snapshot.tree.score) {
+            continue;
+        }
+        add_tree(&snapshot.tree, &mut seen, &mut out)?;
+        let top = walk::root_entry(snapshot.tree);
+        walk::walk::<WalkError>(store, &top, Path::new("/"), Blocks::None, &mut |v| {
+            let Visit::Entry(_, e) = v else {
+                return Ok(Flow::Continue);
+            };
+            let Some(content) = e.content else {
+                return Ok(Flow::Continue);
+            };
+            if seen.contains(&content.score) {
+                // Listed already, with everything below it.
+                return Ok(Flow::Skip);
+            }
+            add_tree(&content, &mut seen, &mut out)?;
+            Ok(if e.kind == Kind::Dir {
+                Flow::Continue
+            } else {
+                Flow::Skip
+            })
+        })?;
+    }
+    Ok(out)
+}
+
+/// What one server's check found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct MemberReport {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Why it could not be checked (down, unreachable), if so.
+    pub error: Option<String>,
+    /// Blocks checked.
+    pub blocks: u64,
+    /// Scores of the blocks it lacks.
+    pub missing: Vec<String>,
+    /// Scores of the blocks whose copy there fails its SHA-256 check or
+    /// does not decrypt (`--read-data`).
+    pub damaged: Vec<String>,
+    /// How it was asked: `presence` (eventi's query), `reads` (a plain
+    /// venti server, or `--read-data`).
+    pub method: &'static str,
+    /// Bytes read from it (`--read-data`).
+    pub read_bytes: u64,
+}
+
+impl MemberReport {
+    /// Whether nothing is wrong with it.
+    pub fn is_clean(&self) -> bool {
+        self.error.is_none() && self.missing.is_empty() && self.damaged.is_empty()
+    }
+}
+
+/// Blocks asked about per presence request batch (the client pipelines
+/// the requests inside a batch).
+const PRESENCE_BATCH: usize = 64 * 1024;
+
+/// Checks every member of the circle for `needed`; `progress` hears the
+/// blocks done (over all members).
+pub fn check(
+    circle: &Circle,
+    needed: &[Needed],
+    read_data: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<MemberReport> {
+    let done = AtomicU64::new(0);
+    let reports: Vec<MemberReport> = (0..circle.members().len())
+        .into_par_iter()
+        .map(|index| {
+            let member = &circle.members()[index];
+            let mut report = MemberReport {
+                name: member.name.clone(),
+                address: member.address.clone(),
+                blocks: needed.len() as u64,
+                ..MemberReport::default()
+            };
+            let Some(store) = circle.store_of(index) else {
+                report.error = Some(member.why_down().unwrap_or_else(|| "down".into()));
+                return report;
+            };
+            let result = if read_data {
+                report.method = "reads";
+                read_each(store.as_ref(), needed, &mut report, &done, progress)
+            } else {
+                presence(store.as_ref(), needed, &mut report, &done, progress)
+            };
+            if let Err(e) = result {
+                report.error = Some(e.to_string());
+            }
+            report
+        })
+        .collect();
+    reports
+}
+
+fn presence(
+    store: &dyn BlockStore,
+    needed: &[Needed],
+    report: &mut MemberReport,
+    done: &AtomicU64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), StoreError> {
+    report.method = "presence";
+    for batch in needed.chunks(PRESENCE_BATCH) {
+        let keys: Vec<(Score, BlockType)> =
+            batch.iter().map(|n| (n.score, BlockType::DATA)).collect();
+        let Some(present) = store.has(&keys)? else {
+            // A plain venti server: find out by reading.
+            report.method = "reads";
+            return read_each(store, needed, report, done, progress);
+        };
+        for (n, p) in batch.iter().zip(present) {
+            if !p {
+                report.missing.push(n.score.to_string());
+            }
+        }
+        progress(done.fetch_add(batch.len() as u64, Relaxed) + batch.len() as u64);
+    }
+    Ok(())
+}
+
+/// Reads every block from `store` (in parallel), checking each copy.
+fn read_each(
+    store: &dyn BlockStore,
+    needed: &[Needed],
+    report: &mut MemberReport,
+    done: &AtomicU64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), StoreError> {
+    let missing = Mutex::new(Vec::new());
+    let damaged = Mutex::new(Vec::new());
+    let read_bytes = AtomicU64::new(0);
+    let outcome = needed.par_iter().try_for_each(|n| {
+        let got = match &n.r {
+            Some(r) => store
+                .get_checked(n.score, BlockType::DATA, &r.check)
+                .and_then(|data| {
+                    read_bytes.fetch_add(data.len() as u64, Relaxed);
+                    block::decrypt_checked(r, &data)
+                        .map(|_| ())
+                        .map_err(|_| StoreError::Damaged {
+                            score: n.score,
+                            store: store.name(),
+                        })
+                }),
+            // A root: the store checks its SHA-1.
+            None => store.get(n.score, BlockType::DATA).map(|data| {
+                read_bytes.fetch_add(data.len() as u64, Relaxed);
+            }),
+        };
+        progress(done.fetch_add(1, Relaxed) + 1);
+        match got {
+            Ok(()) => Ok(()),
+            Err(StoreError::Missing { .. }) => {
+                missing.lock().expect("missing").push(n.score.to_string());
+                Ok(())
+            }
+            Err(StoreError::Damaged { .. }) => {
+                damaged.lock().expect("damaged").push(n.score.to_string());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    });
+    report.missing = missing.into_inner().expect("missing");
+    report.damaged = damaged.into_inner().expect("damaged");
+    report.missing.sort();
+    report.damaged.sort();
+    report.read_bytes = read_bytes.load(Relaxed);
+    outcome
+}
+
+/// What a repair did for one server.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Repaired {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Blocks it lacked.
+    pub missing: u64,
+    /// Blocks copied to it (and synced).
+    pub copied: u64,
+    /// Bytes copied.
+    pub copied_bytes: u64,
+    /// Why it is not (entirely) repaired, if so: down, refusing, or
+    /// blocks that no server has.
+    pub error: Option<String>,
+}
+
+/// Copies to each member the blocks its check says it lacks, from any
+/// member that has them (not itself), then syncs it. `progress` hears the
+/// blocks copied (over all members).
+pub fn repair(
+    circle: &Circle,
+    reports: &[MemberReport],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<Repaired> {
+    let done = AtomicU64::new(0);
+    let mut out = Vec::new();
+    for (index, report) in reports.iter().enumerate() {
+        let member = &circle.members()[index];
+        let mut r = Repaired {
+            name: member.name.clone(),
+            address: member.address.clone(),
+            missing: report.missing.len() as u64,
+            ..Repaired::default()
+        };
+        let Some(target) = circle.store_of(index) else {
+            r.error = Some(member.why_down().unwrap_or_else(|| "down".into()));
+            out.push(r);
+            continue;
+        };
+        if report.missing.is_empty() {
+            out.push(r);
+            continue;
+        }
+        let copied = AtomicU64::new(0);
+        let copied_bytes = AtomicU64::new(0);
+        let lost = Mutex::new(Vec::new());
+        let failure = Mutex::new(None);
+        report.missing.par_iter().for_each(|hex| {
+            if failure.lock().expect("failure").is_some() {
+                return;
+            }
+            let score: Score = hex.parse().expect("a score we printed");
+            match copy_from_others(circle, index, score) {
+                Some(data) => {
+                    let len = data.len() as u64;
+                    match crate::store::put_wait(target.as_ref(), BlockType::DATA, data) {
+                        Ok(_) => {
+                            copied.fetch_add(1, Relaxed);
+                            copied_bytes.fetch_add(len, Relaxed);
+                        }
+                        Err(e) => {
+                            failure
+                                .lock()
+                                .expect("failure")
+                                .get_or_insert(e.to_string());
+                        }
+                    }
+                }
+                None => lost.lock().expect("lost").push(score),
+            }
+            progress(done.fetch_add(1, Relaxed) + 1);
+        });
+        if let Err(e) = target.sync() {
+            failure
+                .lock()
+                .expect("failure")
+                .get_or_insert(e.to_string());
+        }
+        r.copied = copied.load(Relaxed);
+        r.copied_bytes = copied_bytes.load(Relaxed);
+        let lost = lost.into_inner().expect("lost");
+        r.error = failure.into_inner().expect("failure").or_else(|| {
+            (!lost.is_empty()).then(|| {
+                format!(
+                    "{} block(s) are on no server that answers, e.g. {}",
+                    lost.len(),
+                    lost[0]
+                )
+            })
+        });
+        out.push(r);
+    }
+    out
+}
+
+/// A block from any member but `except` that has a good copy (its SHA-1
+/// is checked by the store; a repair copies bytes, it does not open them).
+fn copy_from_others(circle: &Circle, except: usize, score: Score) -> Option<Bytes> {
+    (0..circle.members().len())
+        .filter(|&i| i != except)
+        .filter_map(|i| circle.store_of(i))
+        .find_map(|s| s.get(score, BlockType::DATA).ok())
+}
