@@ -99,6 +99,19 @@ fn three(dir: &Path) -> Vec<Server> {
         .collect()
 }
 
+/// Three servers and a home whose circle they are, with `copies`, its
+/// key authorized on each: (servers, their addresses, the home, the key line).
+fn circle_home(dir: &Path, copies: usize) -> (Vec<Server>, Vec<String>, PathBuf, String) {
+    let servers = three(dir);
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
+    let home = dir.join("home");
+    let line = init(&home, &addrs, copies);
+    for s in &servers {
+        authorize(&s.data, &line);
+    }
+    (servers, addrs, home, line)
+}
+
 fn check(home: &Path, extra: &[&str]) -> (bool, serde_json::Value) {
     let mut args = vec!["check", "--json"];
     args.extend(extra);
@@ -118,13 +131,7 @@ fn server_report<'a>(report: &'a serde_json::Value, addr: &str) -> &'a serde_jso
 #[test]
 fn copies_three_restore_survives_a_dead_server_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let servers = three(dir.path());
-    let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
-    let home = dir.path().join("home");
-    let line = init(&home, &addrs, 3);
-    for s in &servers {
-        authorize(&s.data, &line);
-    }
+    let (servers, addrs, home, _) = circle_home(dir.path(), 3);
     let src = source(dir.path());
     let summary = backup(&home, &src, &[]);
     assert_eq!(summary["short_on"], serde_json::json!([]), "{summary}");
@@ -237,13 +244,7 @@ fn a_down_server_is_short_then_check_names_it_and_repair_fills_it() {
 #[test]
 fn a_stopped_server_holds_a_backup_only_until_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let servers = three(dir.path());
-    let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
-    let home = dir.path().join("home");
-    let line = init(&home, &addrs, 2);
-    for s in &servers {
-        authorize(&s.data, &line);
-    }
+    let (servers, addrs, home, _) = circle_home(dir.path(), 2);
     let src = source(dir.path());
     // SAFETY: kill(2) on a server this test started.
     unsafe { libc::kill(servers[2].pid() as i32, libc::SIGSTOP) };
@@ -297,13 +298,7 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_damaged_block_is_read_from_another_server_and_check_read_data_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut servers = three(dir.path());
-    let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
-    let home = dir.path().join("home");
-    let line = init(&home, &addrs, 3);
-    for s in &servers {
-        authorize(&s.data, &line);
-    }
+    let (mut servers, addrs, home, _) = circle_home(dir.path(), 3);
     let src = source(dir.path());
     backup(&home, &src, &[]);
     // Damage server 0's disk while it is stopped, and bring it back on
@@ -346,13 +341,7 @@ fn a_damaged_block_is_read_from_another_server_and_check_read_data_names_it() {
 #[test]
 fn a_fourth_server_joins_without_a_new_chain_and_repair_fills_it() {
     let dir = tempfile::tempdir().unwrap();
-    let servers = three(dir.path());
-    let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
-    let home = dir.path().join("home");
-    let line = init(&home, &addrs, 3);
-    for s in &servers {
-        authorize(&s.data, &line);
-    }
+    let (servers, _, home, line) = circle_home(dir.path(), 3);
     let src = source(dir.path());
     // The stat cache trusts a file only once its last change is 2 s old.
     std::thread::sleep(std::time::Duration::from_millis(2200));

@@ -377,28 +377,12 @@ impl Circle {
             };
             member.reads_in_flight.fetch_add(1, Relaxed);
             let got = match check {
-                Some(_) => store.get_checked_by_caller(score, block_type),
+                Some(want) => store.get_checked(score, block_type, want),
                 None => store.get(score, block_type),
             };
             member.reads_in_flight.fetch_sub(1, Relaxed);
             match got {
-                Ok(data) => match check {
-                    Some(want) if Sha256::digest(&data)[..] != want[..] => {
-                        self.health.report_once(
-                            index,
-                            "corrupt",
-                            format!(
-                                "{} holds a damaged copy of block {score}; reading it from another server",
-                                member.label()
-                            ),
-                        );
-                        errors.push(StoreError::Damaged {
-                            score,
-                            store: member.label(),
-                        });
-                    }
-                    _ => return Ok(data),
-                },
+                Ok(data) => return Ok(data),
                 Err(e @ StoreError::Damaged { .. }) => {
                     self.health.report_once(
                         index,
