@@ -15,8 +15,8 @@ use eventi_shared::{BlockType, Score};
 use rayon::prelude::*;
 
 use crate::format::block::{self, Ref};
+use crate::format::chunk;
 use crate::format::dirent::Kind;
-use crate::format::tree::Level;
 use crate::repo::Repo;
 use crate::store::circle::Circle;
 use crate::store::{BlockStore, StoreError};
@@ -36,21 +36,24 @@ pub struct Needed {
 
 /// Every block of the snapshots `roots` (their roots, their trees, every
 /// directory and file), each once. Reads the directories and pointer
-/// blocks (through the circle, from any server), not the file data; a
-/// subtree already listed (shared by two snapshots) is not walked again.
+/// blocks (through the circle, from any server), not the file data: a
+/// file smaller than the smallest chunk is one data block, and the trees
+/// of bigger files are listed in parallel. A subtree already listed
+/// (shared by two snapshots) is not walked again.
 pub fn blocks_of(repo: &Repo, roots: &[Score]) -> anyhow::Result<Vec<Needed>> {
     let store = repo.store().as_ref();
     let mut seen: HashSet<Score> = HashSet::new();
     let mut out: Vec<Needed> = Vec::new();
-    let add_tree = |r: &Ref, seen: &mut HashSet<Score>, out: &mut Vec<Needed>| {
-        stream::for_each_ref(store, r, &mut |r, _level: Level| {
-            if seen.insert(r.score) {
-                out.push(Needed {
-                    score: r.score,
-                    r: Some(r),
-                });
-            }
-        })
+    // Trees whose blocks are listed after the walk, in parallel.
+    let mut trees: Vec<Ref> = Vec::new();
+    let mut queued: HashSet<Score> = HashSet::new();
+    let add = |r: Ref, seen: &mut HashSet<Score>, out: &mut Vec<Needed>| {
+        if seen.insert(r.score) {
+            out.push(Needed {
+                score: r.score,
+                r: Some(r),
+            });
+        }
     };
     for root in roots {
         if !seen.insert(*root) {
@@ -64,7 +67,9 @@ pub fn blocks_of(repo: &Repo, roots: &[Score]) -> anyhow::Result<Vec<Needed>> {
         if seen.contains(&snapshot.tree.score) {
             continue;
         }
-        add_tree(&snapshot.tree, &mut seen, &mut out)?;
+        stream::for_each_ref(store, &snapshot.tree, &mut |r, _| {
+            add(r, &mut seen, &mut out)
+        })?;
         let top = walk::root_entry(snapshot.tree);
         walk::walk::<WalkError>(store, &top, Path::new("/"), Blocks::None, &mut |v| {
             let Visit::Entry(_, e) = v else {
@@ -73,17 +78,36 @@ pub fn blocks_of(repo: &Repo, roots: &[Score]) -> anyhow::Result<Vec<Needed>> {
             let Some(content) = e.content else {
                 return Ok(Flow::Continue);
             };
-            if seen.contains(&content.score) {
+            if seen.contains(&content.score) || queued.contains(&content.score) {
                 // Listed already, with everything below it.
                 return Ok(Flow::Skip);
             }
-            add_tree(&content, &mut seen, &mut out)?;
-            Ok(if e.kind == Kind::Dir {
-                Flow::Continue
-            } else {
-                Flow::Skip
-            })
+            match e.kind {
+                Kind::Dir => {
+                    stream::for_each_ref(store, &content, &mut |r, _| add(r, &mut seen, &mut out))?;
+                    Ok(Flow::Continue)
+                }
+                _ if e.size < u64::from(chunk::MIN_CHUNK) => {
+                    add(content, &mut seen, &mut out);
+                    Ok(Flow::Skip)
+                }
+                _ => {
+                    queued.insert(content.score);
+                    trees.push(content);
+                    Ok(Flow::Skip)
+                }
+            }
         })?;
+    }
+    let listed: Vec<Vec<Ref>> = trees
+        .par_iter()
+        .map(|t| {
+            let mut refs = Vec::new();
+            stream::for_each_ref(store, t, &mut |r, _| refs.push(r)).map(|()| refs)
+        })
+        .collect::<Result<_, _>>()?;
+    for r in listed.into_iter().flatten() {
+        add(r, &mut seen, &mut out);
     }
     Ok(out)
 }

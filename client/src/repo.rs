@@ -13,6 +13,7 @@ use crate::home::Home;
 use crate::keys::{keyfile, passphrase, FullKey};
 pub use crate::store::destination::Access;
 use crate::store::destination::Destination;
+use crate::store::heads::SetOutcome;
 use crate::store::{self, BlockStore};
 
 /// See the module documentation.
@@ -25,6 +26,8 @@ pub struct Repo {
     pub key: FullKey,
     /// Where blocks go.
     pub destination: Destination,
+    /// The newest head (local or on the servers), found once.
+    newest: std::sync::Mutex<Option<Option<(Score, u64)>>>,
 }
 
 impl Repo {
@@ -56,6 +59,7 @@ impl Repo {
             config,
             key,
             destination,
+            newest: std::sync::Mutex::new(None),
         })
     }
 
@@ -78,9 +82,46 @@ impl Repo {
         self.destination.cache_dir(&self.home)
     }
 
-    /// The newest snapshot's root score, if any.
+    /// The newest snapshot's root score, if any: this machine's head or
+    /// the newest valid head on the circle's servers, whichever has the
+    /// higher sequence (another machine with this key may have backed up,
+    /// or this home was just recovered).
     pub fn head(&self) -> anyhow::Result<Option<Score>> {
-        self.destination.head(&self.home)
+        Ok(self.newest_head()?.map(|(s, _)| s))
+    }
+
+    /// [`Repo::head`] with its sequence number.
+    pub fn newest_head(&self) -> anyhow::Result<Option<(Score, u64)>> {
+        let mut cached = self.newest.lock().expect("newest head");
+        if let Some(known) = *cached {
+            return Ok(known);
+        }
+        let local = self.destination.local_head(&self.home)?;
+        let mut newest = local;
+        if let Some(heads) = self.destination.heads() {
+            let found = heads.fetch();
+            for w in &found.warnings {
+                eprintln!("eventi: {w}");
+            }
+            if let Some((h, holders)) = found.newest {
+                let newer = match local {
+                    Some((_, seq)) => h.seq > seq,
+                    None => true,
+                };
+                if newer {
+                    if local.is_some() {
+                        eprintln!(
+                            "eventi: the head on {} (sequence {}) is newer than this machine's: another machine with this key backed up",
+                            holders.join(", "),
+                            h.seq
+                        );
+                    }
+                    newest = Some((h.root, h.seq));
+                }
+            }
+        }
+        *cached = Some(newest);
+        Ok(newest)
     }
 
     /// Reads and opens a snapshot root.
@@ -106,16 +147,70 @@ impl Repo {
         *signer == self.key.public().write
     }
 
-    /// Seals, stores and syncs a new snapshot root; makes it the head.
-    /// Needs only the power to write: the root is sealed to the owner's
-    /// public key and signed with the write key.
+    /// Seals, stores and syncs a new snapshot root; makes it the head,
+    /// here and on every server that keeps heads. Needs only the power to
+    /// write: the root is sealed to the owner's public key and signed
+    /// with the write key. If another machine set the head meanwhile (a
+    /// server refuses ours as stale), the snapshot is sealed again on top
+    /// of that head, so neither is lost.
     pub fn commit_snapshot(&self, snapshot: &Snapshot) -> anyhow::Result<Score> {
         let write = self.key.write();
-        let block = snapshot.seal(&write.owner().snapshot, write.signing_key());
-        let score = store::put_wait(self.store().as_ref(), BlockType::DATA, block.into())?;
-        self.store().sync()?;
-        self.destination.set_head(&self.home, &score)?;
-        Ok(score)
+        let mut snapshot = snapshot.clone();
+        let mut parent_seq = self.newest_head()?.map(|(_, seq)| seq).unwrap_or(0);
+        for _attempt in 0..5 {
+            let block = snapshot.seal(&write.owner().snapshot, write.signing_key());
+            let score = store::put_wait(self.store().as_ref(), BlockType::DATA, block.into())?;
+            self.store().sync()?;
+            let seq = parent_seq + 1;
+            let Some(heads) = self.destination.heads() else {
+                self.destination.set_local_head(&self.home, &score, seq)?;
+                return Ok(score);
+            };
+            let outcomes = heads.set(write.signing_key(), score, seq);
+            let mut stale = false;
+            let mut kept = 0;
+            for (label, outcome) in &outcomes {
+                match outcome {
+                    SetOutcome::Set => kept += 1,
+                    SetOutcome::Unsupported => {}
+                    SetOutcome::Stale(_) => stale = true,
+                    SetOutcome::Failed(e) => {
+                        eprintln!("eventi: could not set the head on {label}: {e}")
+                    }
+                }
+            }
+            if stale {
+                let found = heads.fetch();
+                // Another machine's head, not ours on a server that took it.
+                let theirs = found
+                    .newest
+                    .filter(|(h, _)| h.seq >= seq && h.root != score);
+                if let Some((h, holders)) = theirs {
+                    eprintln!(
+                        "eventi: {} took a newer head (sequence {}) meanwhile: this snapshot now follows {}",
+                        holders.join(", "),
+                        h.seq,
+                        h.root
+                    );
+                    snapshot.parent = Some(h.root);
+                    parent_seq = h.seq;
+                    continue;
+                }
+            }
+            if kept == 0
+                && outcomes
+                    .iter()
+                    .all(|(_, o)| matches!(o, SetOutcome::Unsupported))
+            {
+                eprintln!(
+                    "eventi: no server of the circle keeps heads (plain venti): without this machine, the root score {score} is the only way back to this snapshot"
+                );
+            }
+            self.destination.set_local_head(&self.home, &score, seq)?;
+            *self.newest.lock().expect("newest head") = Some(Some((score, seq)));
+            return Ok(score);
+        }
+        bail!("the head kept moving: another machine is backing up with this key and head name right now; try again")
     }
 
     /// The chain from the head, newest first, as (score, snapshot).

@@ -22,4 +22,7 @@ pub struct Shared {
     pub keys: Arc<KeyRegistry>,
     /// Whether sessions without a key may read.
     pub anonymous_reads: bool,
+    /// Held across a head's compare-and-swap, so two sessions setting
+    /// one head cannot both win.
+    pub heads_lock: std::sync::Mutex<()>,
 }

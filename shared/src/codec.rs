@@ -39,6 +39,10 @@ pub mod msg_type {
     pub const RHAS: u8 = 65;
     pub const TKEYINFO: u8 = 66;
     pub const RKEYINFO: u8 = 67;
+    pub const THEADGET: u8 = 68;
+    pub const RHEADGET: u8 = 69;
+    pub const THEADSET: u8 = 70;
+    pub const RHEADSET: u8 = 71;
 }
 
 pub mod extension;
@@ -145,6 +149,28 @@ pub enum Message {
         /// Blocks it has stored.
         blocks: u64,
     },
+    /// eventi extension: head `name` of write key `key` (anyone may ask).
+    Theadget {
+        /// The Ed25519 public key whose head it is.
+        key: [u8; 32],
+        /// The head's name.
+        name: String,
+    },
+    /// Reply to [`Message::Theadget`]: the head, if the server has one.
+    Rheadget {
+        /// The stored head.
+        head: Option<crate::head::SignedHead>,
+    },
+    /// eventi extension: set head `name` of the session's write key; the
+    /// server keeps it only if it verifies and its sequence is higher.
+    Theadset {
+        /// The head's name.
+        name: String,
+        /// The new head.
+        head: crate::head::SignedHead,
+    },
+    /// Reply to [`Message::Theadset`]: stored.
+    Rheadset,
 }
 
 impl Message {
@@ -170,6 +196,10 @@ impl Message {
             Message::Rhas { .. } => RHAS,
             Message::Tkeyinfo => TKEYINFO,
             Message::Rkeyinfo { .. } => RKEYINFO,
+            Message::Theadget { .. } => THEADGET,
+            Message::Rheadget { .. } => RHEADGET,
+            Message::Theadset { .. } => THEADSET,
+            Message::Rheadset => RHEADSET,
         }
     }
 
@@ -204,6 +234,10 @@ pub fn type_name(t: u8) -> &'static str {
         RHAS => "rhas",
         TKEYINFO => "keyinfo",
         RKEYINFO => "rkeyinfo",
+        THEADGET => "headget",
+        RHEADGET => "rheadget",
+        THEADSET => "headset",
+        RHEADSET => "rheadset",
         _ => "unknown",
     }
 }

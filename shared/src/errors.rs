@@ -14,13 +14,17 @@ pub enum KnownError {
     /// to its score, or its log record is unreadable): another server's
     /// copy may be good.
     Corrupt,
+    /// A head set refused: the server holds a sequence as high or higher
+    /// (another machine backed up meanwhile).
+    StaleHead,
 }
 
 impl KnownError {
-    const ALL: [KnownError; 3] = [
+    const ALL: [KnownError; 4] = [
         KnownError::NoBlock,
         KnownError::DiskFull,
         KnownError::Corrupt,
+        KnownError::StaleHead,
     ];
 
     /// How the Rerror text begins.
@@ -29,6 +33,7 @@ impl KnownError {
             KnownError::NoBlock => "no block",
             KnownError::DiskFull => "server disk full",
             KnownError::Corrupt => "corrupt block",
+            KnownError::StaleHead => "stale head",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod block_type;
 pub mod client;
 pub mod codec;
 pub mod errors;
+pub mod head;
 pub mod public_key;
 pub mod score;
 pub mod size;

@@ -10,8 +10,9 @@
 //! | `Meta`     | `\0meta`                  | the meta record (`index.rs`) |
 //! | `WriteKeys`| `\x01k` id[4]             | the server's key entry, JSON |
 //! | `Usage`    | `\x02u` writer[4]         | bytes, blocks, last write    |
+//! | `Heads`    | `\x03h` key[32] name      | root[20] seq[8] signature[64]|
 //!
-//! New tables (heads, leases) take the next prefix byte here.
+//! New tables (leases) take the next prefix byte here.
 
 /// A table of records kept beside the blocks, in the same database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub enum Table {
     WriteKeys,
     /// What each writer has stored, by writer number.
     Usage,
+    /// Signed snapshot heads, by public key and name (eventi's heads).
+    Heads,
 }
 
 impl Table {
@@ -31,6 +34,7 @@ impl Table {
             Table::Meta => b"\0meta",
             Table::WriteKeys => b"\x01k",
             Table::Usage => b"\x02u",
+            Table::Heads => b"\x03h",
         }
     }
 
@@ -60,7 +64,7 @@ mod tests {
     /// The prefixes are pinned: they are in every data directory.
     #[test]
     fn prefixes_are_fixed_and_distinct() {
-        let all = [Table::Meta, Table::WriteKeys, Table::Usage];
+        let all = [Table::Meta, Table::WriteKeys, Table::Usage, Table::Heads];
         assert_eq!(Table::Meta.prefix(), b"\0meta");
         assert_eq!(
             Table::WriteKeys.key(&7u32.to_be_bytes()),

@@ -1,4 +1,5 @@
-//! `eventi init`: a new key file and config.
+//! `eventi init`: a new key file and config, or (`--recover`) a home
+//! rebuilt from an exported key and the servers' heads.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,16 @@ pub struct Args {
     /// Read the passphrase from this file instead of $EVENTI_PASSPHRASE or a prompt.
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
+    /// Rebuild a lost home from an exported key (`--key FILE` or `--paper`
+    /// typed on stdin) and the heads on the servers.
+    #[arg(long, requires = "servers")]
+    recover: bool,
+    /// The exported key file (`eventi key export`).
+    #[arg(long, requires = "recover", conflicts_with = "paper")]
+    key: Option<PathBuf>,
+    /// Read the paper key (`eventi key export --paper`) from stdin.
+    #[arg(long, requires = "recover")]
+    paper: bool,
 }
 
 /// Asks for the passphrase of a new key file (twice on a terminal).
@@ -33,6 +44,9 @@ pub fn new_passphrase(file: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    if args.recover {
+        return recover(&args);
+    }
     let pass = new_passphrase(args.passphrase_file.as_deref())?;
     let public = create(
         &args.servers,
@@ -41,6 +55,73 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     )?;
     println!("{public}");
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `init --recover`: the key from its export, checked with the
+/// passphrase; the config; the newest head from the servers.
+fn recover(args: &Args) -> anyhow::Result<std::process::ExitCode> {
+    let text = match (&args.key, args.paper) {
+        (Some(f), _) => keyfile::read(f)?,
+        (None, true) => {
+            use std::io::Read;
+            eprintln!("type or paste the paper key, then end with Ctrl-D:");
+            let mut typed = String::new();
+            std::io::stdin()
+                .read_to_string(&mut typed)
+                .context("reading the paper key from stdin")?;
+            eventi::keys::paper::import(&typed)?
+        }
+        (None, false) => bail!("--recover needs --key FILE or --paper"),
+    };
+    let pass = passphrase::get(
+        args.passphrase_file.as_deref(),
+        "EVENTI_PASSPHRASE",
+        "Passphrase of the exported key",
+        false,
+    )?;
+    // Refuse a wrong passphrase or a damaged key before writing anything.
+    keyfile::open(&text, pass.as_bytes(), "the exported key")?;
+    let home = Home::locate()?;
+    let key_path = home.key_file();
+    if key_path.exists() {
+        bail!(
+            "{} exists already; recover into an empty home (or set EVENTI_HOME)",
+            key_path.display()
+        );
+    }
+    eventi::home::create_private_dir(&home.config)?;
+    keyfile::write(&key_path, &text)?;
+    write_config(&home, &args.servers)?;
+    let repo = eventi::repo::Repo::open_with(&pass, eventi::repo::Access::Read)?;
+    match repo.newest_head()? {
+        Some((root, seq)) => {
+            repo.destination.set_local_head(&repo.home, &root, seq)?;
+            let chain = repo.chain()?;
+            eprintln!(
+                "recovered: head {root} (sequence {seq}), {} snapshot(s); `eventi snapshots` lists them",
+                chain.len()
+            );
+        }
+        None => eprintln!(
+            "the key is back, but no server keeps a head for it: give a root score to `eventi restore`"
+        ),
+    }
+    repo.close()?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Writes a new `config.toml` naming `servers`.
+fn write_config(home: &Home, servers: &[String]) -> anyhow::Result<()> {
+    let config = home.config_file();
+    let servers: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "# eventi configuration\n# Servers to back up to; empty means the embedded local store.\nservers = [{}]\n",
+            servers.join(", ")
+        ),
+    )
+    .with_context(|| format!("writing {}", config.display()))
 }
 
 /// Creates the key file and config (also used by `eventi backup` on an
@@ -72,17 +153,12 @@ pub fn create(
     eventi::home::create_private_dir(&home.config)?;
     let secrets = keyfile::Secrets::generate(convergence);
     keyfile::write(&key_path, &keyfile::seal(&secrets, pass.as_bytes()))?;
-    let config = home.config_file();
-    let servers: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            "# eventi configuration\n# Servers to back up to; empty means the embedded local store.\nservers = [{}]\n",
-            servers.join(", ")
-        ),
-    )
-    .with_context(|| format!("writing {}", config.display()))?;
-    eprintln!("created {} and {}", key_path.display(), config.display());
+    write_config(&home, servers)?;
+    eprintln!(
+        "created {} and {}",
+        key_path.display(),
+        home.config_file().display()
+    );
     eprintln!("your public write key (send it to the operator of a server you want to write to):");
     Ok(secrets.write_key_public())
 }

@@ -1,4 +1,5 @@
-//! `eventi key`: show the public write key, change the passphrase.
+//! `eventi key`: show the public write key, export the key file (as it
+//! is, or on paper), change the passphrase.
 
 use std::path::PathBuf;
 
@@ -12,6 +13,16 @@ use eventi::keys::{keyfile, passphrase};
 pub enum Command {
     /// Print the public write key line (no passphrase needed).
     Public,
+    /// Export the sealed key file (still protected by the passphrase) to
+    /// FILE or stdout, for `eventi init --recover`; keep it away from the
+    /// servers your backups are on.
+    Export {
+        /// Where to write it (default: stdout).
+        file: Option<PathBuf>,
+        /// As short lines to print and type back, each with a checksum.
+        #[arg(long)]
+        paper: bool,
+    },
     /// Check that a server accepts the write key (authenticates, writes nothing).
     Check {
         /// The server, HOST:PORT.
@@ -38,6 +49,30 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
     let text = keyfile::read(&path).with_context(|| "no key file: run `eventi init` first")?;
     match cmd {
         Command::Public => println!("{}", keyfile::public_write_key(&text, &name)?),
+        Command::Export { file, paper } => {
+            let out = if paper {
+                eventi::keys::paper::export(&text, &name)?
+            } else {
+                text.clone()
+            };
+            match file {
+                Some(f) => {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut w = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&f)
+                        .with_context(|| format!("creating {} (it must not exist)", f.display()))?;
+                    w.write_all(out.as_bytes())
+                        .and_then(|()| w.sync_all())
+                        .with_context(|| format!("writing {}", f.display()))?;
+                    eprintln!("exported the sealed key to {}", f.display());
+                }
+                None => print!("{out}"),
+            }
+        }
         Command::Check {
             server,
             passphrase_file,

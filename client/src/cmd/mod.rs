@@ -66,11 +66,7 @@ pub fn bar(total: u64, json: bool, verb: &str) -> Option<indicatif::ProgressBar>
 
 /// A server's name, with its address when that says more.
 pub fn member_label(name: &str, address: &str) -> String {
-    if name == address {
-        name.to_string()
-    } else {
-        format!("{name} ({address})")
-    }
+    eventi::store::circle::label(name, address)
 }
 
 /// `value` as a JSON object with `"event": kind` added (`--json` output).

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use eventi::check;
 use eventi::repo::{Access, Repo};
+use eventi::store::heads::SetOutcome;
 
 /// Options of `eventi repair`.
 #[derive(clap::Args)]
@@ -40,6 +41,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    // Servers that missed a backup missed its head too.
+    let mut heads_set = 0;
+    if let (Some(heads), Some((root, seq))) = (repo.destination.heads(), repo.newest_head()?) {
+        let key = repo.key.write();
+        for (label, outcome) in heads.set(key.signing_key(), root, seq) {
+            match outcome {
+                SetOutcome::Set => heads_set += 1,
+                SetOutcome::Stale(_) | SetOutcome::Unsupported => {}
+                SetOutcome::Failed(e) => {
+                    eprintln!("eventi: could not set the head on {label}: {e}")
+                }
+            }
+        }
+    }
     let mut book = repo.destination.shortfalls(&repo.home)?;
     for (r, report) in repaired.iter().zip(&reports) {
         if r.error.is_none() && report.error.is_none() {
@@ -53,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "snapshots": roots.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
             "blocks": needed.len(),
             "clean": clean,
+            "heads_set": heads_set,
             "servers": repaired,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -18,6 +18,10 @@ pub struct Config {
     /// backup to succeed (default: all of them).
     #[serde(default)]
     pub copies: Option<usize>,
+    /// The name of the head this home keeps on the servers (default
+    /// `default`): machines sharing a key and a head name share a chain.
+    #[serde(default)]
+    pub head: Option<String>,
     /// How long a server may stay silent ("60s", "2m"; default 60 s):
     /// connecting, each handshake step, and while requests are in flight.
     #[serde(default)]
@@ -146,7 +150,20 @@ impl Config {
             .or_else(|| self.servers.iter().find(|s| s.address() == name_or_address))
     }
 
+    /// The head name on the servers.
+    pub fn head_name(&self) -> &str {
+        self.head
+            .as_deref()
+            .unwrap_or(crate::store::heads::DEFAULT_NAME)
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
+        if !eventi_shared::head::valid_name(self.head_name()) {
+            return Err(ConfigError::Edit(format!(
+                "config head = {:?}: 1 to 64 of A-Z a-z 0-9 . _ -",
+                self.head_name()
+            )));
+        }
         for (i, a) in self.servers.iter().enumerate() {
             for b in &self.servers[..i] {
                 if a.name() == b.name() || a.address() == b.address() {

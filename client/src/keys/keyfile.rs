@@ -243,6 +243,75 @@ pub fn open(text: &str, passphrase: &[u8], name: &str) -> Result<Secrets, KeyFil
     Ok(secrets)
 }
 
+/// Version byte of [`to_binary`]'s form.
+const BINARY_VERSION: u8 = 1;
+
+/// The key file as compact bytes, for the paper export: version[1]
+/// memory_kib[4] iterations[4] parallelism[4] salt[16] nonce[24]
+/// write_key_public[32] snapshot_public[32] ciphertext[rest]. Still
+/// sealed: the passphrase is needed to use it. [`from_binary`] gives the
+/// same key file back (its comment line aside).
+pub fn to_binary(text: &str, name: &str) -> Result<Vec<u8>, KeyFileError> {
+    let file = parse(text, name)?;
+    let bad = |what: &str| KeyFileError::Format(name.into(), what.into());
+    let salt = hex::decode(&file.kdf.salt).map_err(|_| bad("bad salt"))?;
+    let nonce = hex::decode(&file.sealed.nonce).map_err(|_| bad("bad nonce"))?;
+    let ciphertext = hex::decode(&file.sealed.ciphertext).map_err(|_| bad("bad ciphertext"))?;
+    let write = eventi_shared::public_key::parse(&file.write_key_public)
+        .map_err(|_| bad("bad write_key_public"))?;
+    let snapshot = hex::decode(&file.snapshot_public).map_err(|_| bad("bad snapshot_public"))?;
+    if salt.len() != 16 || nonce.len() != 24 || snapshot.len() != 32 {
+        return Err(bad("unexpected field lengths"));
+    }
+    let mut out = vec![BINARY_VERSION];
+    for n in [
+        file.kdf.memory_kib,
+        file.kdf.iterations,
+        file.kdf.parallelism,
+    ] {
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+    for part in [&salt[..], &nonce, &write, &snapshot, &ciphertext] {
+        out.extend_from_slice(part);
+    }
+    Ok(out)
+}
+
+/// Key file text from [`to_binary`]'s bytes.
+pub fn from_binary(bytes: &[u8], name: &str) -> Result<String, KeyFileError> {
+    let bad = |what: &str| KeyFileError::Format(name.into(), what.into());
+    const FIXED: usize = 1 + 12 + 16 + 24 + 32 + 32;
+    if bytes.len() <= FIXED || bytes[0] != BINARY_VERSION {
+        return Err(bad("not an exported eventi key"));
+    }
+    let n = |i: usize| u32::from_be_bytes(bytes[1 + 4 * i..5 + 4 * i].try_into().expect("4"));
+    let (salt, rest) = bytes[13..].split_at(16);
+    let (nonce, rest) = rest.split_at(24);
+    let (write, rest) = rest.split_at(32);
+    let (snapshot, ciphertext) = rest.split_at(32);
+    let file = File {
+        format: FORMAT.into(),
+        write_key_public: eventi_shared::public_key::format(write.try_into().expect("32"), ""),
+        snapshot_public: hex::encode(snapshot),
+        kdf: Kdf {
+            algorithm: "argon2id".into(),
+            memory_kib: n(0),
+            iterations: n(1),
+            parallelism: n(2),
+            salt: hex::encode(salt),
+        },
+        sealed: Sealed {
+            algorithm: "xchacha20poly1305".into(),
+            nonce: hex::encode(nonce),
+            ciphertext: hex::encode(ciphertext),
+        },
+    };
+    Ok(format!(
+        "# eventi key file. Keep it private; without the passphrase it is useless.\n{}",
+        toml::to_string(&file).expect("a key file serializes")
+    ))
+}
+
 /// The public write key line, readable without the passphrase.
 pub fn public_write_key(text: &str, name: &str) -> Result<String, KeyFileError> {
     Ok(parse(text, name)?.write_key_public)

@@ -13,6 +13,7 @@
 //! `passphrase` how its passphrase is asked for.
 
 pub mod keyfile;
+pub mod paper;
 pub mod passphrase;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};

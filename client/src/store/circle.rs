@@ -43,6 +43,15 @@ impl MemberId {
     }
 }
 
+/// A server's name, with its address when that says more.
+pub fn label(name: &str, address: &str) -> String {
+    if name == address {
+        name.to_string()
+    } else {
+        format!("{name} ({address})")
+    }
+}
+
 /// One store of the circle: what the circle knows about it.
 pub struct Member {
     /// What the user calls it.
@@ -78,11 +87,7 @@ impl Member {
 
     /// Its name, with its address when that says more.
     pub fn label(&self) -> String {
-        if self.name == self.address {
-            self.name.clone()
-        } else {
-            format!("{} ({})", self.name, self.address)
-        }
+        label(&self.name, &self.address)
     }
 
     /// Whether it is still taking writes and answering.

@@ -22,6 +22,7 @@ use crate::home::config::{Config, ServerSpec};
 use crate::home::shortfalls::Shortfalls;
 use crate::home::{self, Home};
 use crate::store::circle::{Circle, Joined};
+use crate::store::heads::Heads;
 use crate::store::local::LocalStore;
 use crate::store::venti::VentiStore;
 use crate::store::BlockStore;
@@ -53,6 +54,8 @@ pub struct Destination {
     /// `local` or `circle`.
     name: String,
     access: Access,
+    /// The head on the servers (none for the embedded store).
+    heads: Option<Heads>,
 }
 
 /// Connects to one server: the store and its measured round trip, or
@@ -116,6 +119,7 @@ impl Destination {
                 local: Some(local),
                 name: "local".to_string(),
                 access,
+                heads: None,
             });
         }
         migrate_legacy(home, config)?;
@@ -123,6 +127,21 @@ impl Destination {
         let copies = config.copies()?;
         let key = (access != Access::Read).then_some(write_key);
         let connected = connect_all(&config.servers, key, timeout);
+        let keepers: Vec<(String, Arc<VentiStore>)> = config
+            .servers
+            .iter()
+            .zip(&connected)
+            .filter_map(|(spec, c)| {
+                let (store, _) = c.as_ref().ok()?;
+                let label = crate::store::circle::label(spec.name(), spec.address());
+                Some((label, Arc::clone(store)))
+            })
+            .collect();
+        let heads = Heads::new(
+            keepers,
+            write_key.verifying_key().to_bytes(),
+            config.head_name(),
+        );
         let joined: Vec<Joined> = config
             .servers
             .iter()
@@ -162,7 +181,13 @@ impl Destination {
             local: None,
             name: CIRCLE.to_string(),
             access,
+            heads: Some(heads),
         })
+    }
+
+    /// The head kept on the servers (none for the embedded store).
+    pub fn heads(&self) -> Option<&Heads> {
+        self.heads.as_ref()
     }
 
     /// The circle blocks go to and come from.
@@ -213,27 +238,35 @@ impl Destination {
         home.heads_dir().join(&self.name)
     }
 
-    /// The newest snapshot's root score here, if any.
-    pub fn head(&self, home: &Home) -> anyhow::Result<Option<Score>> {
+    /// The newest snapshot's root score this machine recorded, with its
+    /// head sequence (0 in a head file from before heads on servers).
+    pub fn local_head(&self, home: &Home) -> anyhow::Result<Option<(Score, u64)>> {
         let path = self.head_path(home);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => t
-                .trim()
-                .parse::<Score>()
-                .map(Some)
-                .with_context(|| format!("{} does not hold a score", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut words = text.split_whitespace();
+        let bad = || format!("{} does not hold a score", path.display());
+        let score = words
+            .next()
+            .and_then(|w| w.parse::<Score>().ok())
+            .with_context(bad)?;
+        let seq = match words.next() {
+            Some(w) => w.parse::<u64>().ok().with_context(bad)?,
+            None => 0,
+        };
+        Ok(Some((score, seq)))
     }
 
-    /// Records a new head (atomically: a crash leaves the old or the new).
-    pub fn set_head(&self, home: &Home, score: &Score) -> anyhow::Result<()> {
+    /// Records a new head here (atomically: a crash leaves the old or the new).
+    pub fn set_local_head(&self, home: &Home, score: &Score, seq: u64) -> anyhow::Result<()> {
         let path = self.head_path(home);
         let dir = path.parent().expect("heads dir");
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{score}\n"))
+        std::fs::write(&tmp, format!("{score} {seq}\n"))
             .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
             .and_then(|()| std::fs::rename(&tmp, &path))
             .with_context(|| format!("writing {}", path.display()))?;

@@ -2,8 +2,8 @@
 //! store (`local`: the embedded store, the server's engine linked in;
 //! `venti`: any venti server, authenticating with the write key when the
 //! server offers it), `circle`: several stores as one with a number of
-//! copies, and `destination`, what a home knows about where its blocks
-//! go. Backup and restore speak only the trait and the circle.
+//! copies, `heads`: the signed snapshot head kept on the servers, and
+//! `destination`, what a home knows about where its blocks go. Backup and restore speak only the trait and the circle.
 //!
 //! The trait is synchronous and object-safe because backup and restore
 //! run on worker threads: `put` hands the block over and reports later
@@ -12,6 +12,7 @@
 
 pub mod circle;
 pub mod destination;
+pub mod heads;
 pub mod local;
 pub mod venti;
 

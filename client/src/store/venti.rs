@@ -74,6 +74,16 @@ impl VentiStore {
         })
     }
 
+    /// The connection, for the extension requests of `heads`.
+    pub(crate) fn client(&self) -> &VentiClient {
+        &self.client
+    }
+
+    /// Runs `f` on this store's runtime.
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
     /// Whether the session authenticated with the write key (the server
     /// offers write keys and has this one).
     pub fn authenticated(&self) -> bool {

@@ -105,6 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             limits: config.limits.clone(),
             keys,
             anonymous_reads: config.auth.anonymous_reads,
+            heads_lock: std::sync::Mutex::new(()),
         });
         let listener = server::bind(config.listen).await?;
         let venti_addr = listener.local_addr()?;

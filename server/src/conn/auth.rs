@@ -47,6 +47,7 @@ impl Session<'_> {
                 tracing::info!(key = %entry.name, fingerprint = %entry.fingerprint(), "session authenticated");
                 self.writer = entry.id;
                 self.writer_label = Arc::from(entry.name.as_str());
+                self.writer_key = Some(*key);
                 self.stored_counter = self.shared.metrics.key_stored_counter(&entry.name);
                 Message::Rauth0
             }

@@ -19,6 +19,7 @@
 //! kind (`auth`, `read`, `write` with sync), and here the rounds.
 
 mod auth;
+mod heads;
 mod hello;
 mod query;
 mod read;

@@ -1,5 +1,5 @@
 //! One session's state after hello, and the dispatch of each request to
-//! its handler (`auth.rs`, `read.rs`, `write.rs`, `query.rs`). A new request kind is
+//! its handler (`auth.rs`, `read.rs`, `write.rs`, `query.rs`, `heads.rs`). A new request kind is
 //! one codec variant, one handler, and one arm here.
 
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub(super) struct Session<'a> {
     /// The writer's name in metrics ("anonymous" until authenticated),
     /// and its stored-bytes counter, resolved once per session.
     pub(super) writer_label: Arc<str>,
+    /// The authenticated write key's public bytes (heads are kept by it).
+    pub(super) writer_key: Option<[u8; 32]>,
     pub(super) stored_counter: prometheus_client::metrics::counter::Counter,
 }
 
@@ -63,6 +65,7 @@ impl<'a> Session<'a> {
             uid,
             throttle: Duration::ZERO,
             writer_label: Arc::from("anonymous"),
+            writer_key: None,
             stored_counter: shared.metrics.key_stored_counter("anonymous"),
         }
     }
@@ -88,6 +91,8 @@ impl<'a> Session<'a> {
             Message::Tsync => self.handle_sync(tag, started),
             Message::Thas { keys } => self.handle_has(tag, keys, started),
             Message::Tkeyinfo => self.handle_keyinfo(tag, started),
+            Message::Theadget { key, name } => self.handle_head_get(tag, key, &name, started),
+            Message::Theadset { name, head } => self.handle_head_set(tag, &name, head, started),
             other => {
                 let why = format!("unknown request {}", other.name());
                 self.reply(tag, rerror(why), Kind::Other, started)

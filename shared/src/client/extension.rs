@@ -8,6 +8,7 @@
 use super::{expect, ClientError, VentiClient};
 use crate::codec::extension::MAX_HAS;
 use crate::codec::Message;
+use crate::head::SignedHead;
 use crate::{auth, BlockType, Score};
 
 /// A key as the server sees it (Rkeyinfo).
@@ -92,6 +93,39 @@ impl VentiClient {
                 blocks,
             }),
             _ => None,
+        })
+    }
+
+    /// Head `name` of write key `key`, if the server keeps one. (The
+    /// caller verifies its signature: the server is not trusted with it.)
+    pub async fn head_get(
+        &self,
+        key: [u8; 32],
+        name: &str,
+    ) -> Result<Option<SignedHead>, ClientError> {
+        let reply = self
+            .extension(Message::Theadget {
+                key,
+                name: name.to_string(),
+            })
+            .await?;
+        expect(reply, "rheadget", |m| match m {
+            Message::Rheadget { head } => Some(head),
+            _ => None,
+        })
+    }
+
+    /// Sets head `name` of the session's write key; the server refuses
+    /// one whose sequence is not above its own (Rerror `stale head`).
+    pub async fn head_set(&self, name: &str, head: SignedHead) -> Result<(), ClientError> {
+        let reply = self
+            .extension(Message::Theadset {
+                name: name.to_string(),
+                head,
+            })
+            .await?;
+        expect(reply, "rheadset", |m| {
+            matches!(m, Message::Rheadset).then_some(())
         })
     }
 }

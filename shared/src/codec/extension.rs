@@ -8,6 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{get_string, put_string, CodecError, Message};
 use crate::block_type::BlockType;
+use crate::head::{SignedHead, HEAD_LEN};
 use crate::score::Score;
 
 /// Most (score, type) pairs one Thas may ask about: 21 KiB of request,
@@ -24,6 +25,10 @@ pub(super) fn decode(msg_type: u8, body: &mut Bytes) -> Option<Result<Message, &
         RHAS => decode_rhas(body),
         TKEYINFO => Ok(Message::Tkeyinfo),
         RKEYINFO => decode_rkeyinfo(body),
+        THEADGET => decode_headget(body),
+        RHEADGET => decode_rheadget(body),
+        THEADSET => decode_headset(body),
+        RHEADSET => Ok(Message::Rheadset),
         _ => return None,
     })
 }
@@ -76,6 +81,41 @@ fn decode_rkeyinfo(body: &mut Bytes) -> Result<Message, &'static str> {
     })
 }
 
+fn decode_headget(body: &mut Bytes) -> Result<Message, &'static str> {
+    if body.remaining() < 32 {
+        return Err("needs key[32] name[s]");
+    }
+    let mut key = [0u8; 32];
+    body.copy_to_slice(&mut key);
+    let name = get_string(body).ok_or("bad name string")?;
+    Ok(Message::Theadget { key, name })
+}
+
+fn get_head(body: &mut Bytes) -> Result<SignedHead, &'static str> {
+    if body.remaining() < HEAD_LEN {
+        return Err("needs root[20] seq[8] signature[64]");
+    }
+    SignedHead::from_bytes(&body.split_to(HEAD_LEN)).ok_or("bad head")
+}
+
+fn decode_rheadget(body: &mut Bytes) -> Result<Message, &'static str> {
+    if body.remaining() < 1 {
+        return Err("missing found flag");
+    }
+    let head = match body.get_u8() {
+        0 => None,
+        1 => Some(get_head(body)?),
+        _ => return Err("found flag must be 0 or 1"),
+    };
+    Ok(Message::Rheadget { head })
+}
+
+fn decode_headset(body: &mut Bytes) -> Result<Message, &'static str> {
+    let name = get_string(body).ok_or("bad name string")?;
+    let head = get_head(body)?;
+    Ok(Message::Theadset { name, head })
+}
+
 /// Appends the body of an extension message; `false` for one that is not.
 pub(super) fn encode(message: &Message, out: &mut BytesMut) -> Result<bool, CodecError> {
     match message {
@@ -114,6 +154,22 @@ pub(super) fn encode(message: &Message, out: &mut BytesMut) -> Result<bool, Code
             out.put_u64(*used);
             out.put_u64(*blocks);
         }
+        Message::Theadget { key, name } => {
+            out.put_slice(key);
+            put_string(out, name)?;
+        }
+        Message::Rheadget { head } => match head {
+            None => out.put_u8(0),
+            Some(h) => {
+                out.put_u8(1);
+                out.put_slice(&h.to_bytes());
+            }
+        },
+        Message::Theadset { name, head } => {
+            put_string(out, name)?;
+            out.put_slice(&head.to_bytes());
+        }
+        Message::Rheadset => {}
         _ => return Ok(false),
     }
     Ok(true)

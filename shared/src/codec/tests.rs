@@ -121,6 +121,45 @@ fn golden() -> Vec<(Message, u8, Vec<u8>)> {
             6,
             hx("43 06 0002 6d65 0000000040000000 0000000000000005 0000000000000001"),
         ),
+        (
+            Message::Theadget {
+                key: [0x11; 32],
+                name: "default".into(),
+            },
+            7,
+            hx(&format!("44 07 {} 0007 64656661756c74", "11".repeat(32))),
+        ),
+        (Message::Rheadget { head: None }, 7, hx("45 07 00")),
+        (
+            Message::Rheadget {
+                head: Some(crate::head::SignedHead {
+                    root: score(),
+                    seq: 3,
+                    signature: [0x22; 64],
+                }),
+            },
+            7,
+            hx(&format!(
+                "45 07 01 {SCORE_HEX} 0000000000000003 {}",
+                "22".repeat(64)
+            )),
+        ),
+        (
+            Message::Theadset {
+                name: "d".into(),
+                head: crate::head::SignedHead {
+                    root: score(),
+                    seq: 4,
+                    signature: [0x33; 64],
+                },
+            },
+            8,
+            hx(&format!(
+                "46 08 0001 64 {SCORE_HEX} 0000000000000004 {}",
+                "33".repeat(64)
+            )),
+        ),
+        (Message::Rheadset, 8, hx("47 08")),
     ]
 }
 
@@ -289,6 +328,22 @@ fn any_message() -> impl Strategy<Value = Message> {
             .prop_map(|keys| Message::Thas { keys }),
         prop::collection::vec(any::<bool>(), 0..40).prop_map(|present| Message::Rhas { present }),
         Just(Message::Tkeyinfo),
+        (any::<[u8; 32]>(), s).prop_map(|(key, name)| Message::Theadget { key, name }),
+        (
+            s,
+            any::<[u8; 20]>(),
+            any::<u64>(),
+            prop::collection::vec(any::<u8>(), 64)
+        )
+            .prop_map(|(name, root, seq, sig)| Message::Theadset {
+                name,
+                head: crate::head::SignedHead {
+                    root: Score(root),
+                    seq,
+                    signature: sig.try_into().unwrap(),
+                },
+            }),
+        Just(Message::Rheadset),
         (s, any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(name, quota, used, blocks)| {
             Message::Rkeyinfo {
                 name,
