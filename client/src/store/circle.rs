@@ -10,9 +10,9 @@
 //! means "holds everything": what a member missed is its shortfall, which
 //! `eventi repair` fills later.
 //!
-//! Reads go to the member with the fewest reads in flight, the fastest
-//! (by the latency measured at connect) among equals, so that parallel
-//! readers spread over every member that answers. A missing block, an
+//! Reads go to the fastest member (by the latency measured at connect)
+//! until it has a few reads in flight, then to the next, so that parallel
+//! readers spread over every member that answers once one is busy. A missing block, an
 //! error, or a block that fails the caller's SHA-256 check falls back to
 //! the next member; each member's trouble is reported once.
 
@@ -111,6 +111,9 @@ pub struct Joined {
     /// Its store and latency, or why there is none.
     pub store: Result<(Arc<dyn BlockStore>, Option<Duration>), String>,
 }
+
+/// Reads in flight on a member before the next member gets reads too.
+const SPILL_READS: usize = 4;
 
 /// Called for each member's outcome of a [`Circle::put_each`].
 pub type EachDone = Arc<dyn Fn(&Member, Result<Score, StoreError>) + Send + Sync>;
@@ -349,8 +352,10 @@ impl Circle {
         }
     }
 
-    /// The members to try for a read, best first: up, fewest reads in
-    /// flight, then fastest.
+    /// The members to try for a read, best first: up, the fastest until
+    /// it has [`SPILL_READS`] reads in flight, then the next: reads stay
+    /// on one server (its read-ahead and caches keep working) until it is
+    /// busy, and spread over all of them under load.
     fn read_order(&self) -> Vec<usize> {
         let members = self.members();
         let mut order: Vec<usize> = (0..members.len())
@@ -359,7 +364,7 @@ impl Circle {
         order.sort_by_key(|&i| {
             let m = &members[i];
             (
-                m.reads_in_flight.load(Relaxed),
+                m.reads_in_flight.load(Relaxed) / SPILL_READS,
                 m.latency.unwrap_or(Duration::MAX),
             )
         });
