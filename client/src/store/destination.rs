@@ -34,7 +34,7 @@ pub enum Access {
     /// the others are named and their shortfall recorded.
     Write,
     /// Read: any server that answers will do (the others are named on
-    /// stderr). Reads are anonymous: they need no write key.
+    /// stderr). A server that refuses the write key is read anonymously.
     Read,
     /// Check and repair: every server that answers, with the write key
     /// (a repair writes), whatever `copies` says.
@@ -125,8 +125,16 @@ impl Destination {
         migrate_legacy(home, config)?;
         let timeout = config.timeout()?;
         let copies = config.copies()?;
-        let key = (access != Access::Read).then_some(write_key);
-        let connected = connect_all(&config.servers, key, timeout);
+        let mut connected = connect_all(&config.servers, Some(write_key), timeout);
+        if access == Access::Read {
+            // Reading needs no write key where anonymous reads are allowed:
+            // a server that does not know the key still serves the blocks.
+            for (spec, c) in config.servers.iter().zip(connected.iter_mut()) {
+                if matches!(c, Err(e) if e.contains("authentication failed")) {
+                    *c = connect(spec, None, timeout);
+                }
+            }
+        }
         let keepers: Vec<(String, Arc<VentiStore>)> = config
             .servers
             .iter()
