@@ -77,13 +77,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             server,
             passphrase_file,
         } => {
-            let pass = passphrase::get(
-                passphrase_file.as_deref(),
-                "EVENTI_PASSPHRASE",
-                "Passphrase",
-                false,
-            )?;
-            let secrets = keyfile::open(&text, pass.as_bytes(), &name)?;
+            let secrets = super::open_secrets(passphrase_file.as_deref())?;
             let home = eventi::home::Home::locate()?;
             let timeout = eventi::home::config::Config::load(&home.config_file())?.timeout()?;
             let options = eventi_shared::client::ClientOptions {

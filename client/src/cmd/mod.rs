@@ -31,6 +31,21 @@ pub fn open_spec(
     Ok((repo, snapshot, path, entry))
 }
 
+/// The home's key file opened with the passphrase (`--passphrase-file`,
+/// `$EVENTI_PASSPHRASE` or a prompt), for commands that need the write
+/// key but not the destination.
+pub fn open_secrets(
+    passphrase_file: Option<&std::path::Path>,
+) -> anyhow::Result<eventi::keys::keyfile::Secrets> {
+    use anyhow::Context;
+    use eventi::keys::{keyfile, passphrase};
+    let key_path = eventi::home::Home::locate()?.key_file();
+    let name = key_path.display().to_string();
+    let text = keyfile::read(&key_path).context("no key file: run `eventi init` first")?;
+    let pass = passphrase::get(passphrase_file, "EVENTI_PASSPHRASE", "Passphrase", false)?;
+    Ok(keyfile::open(&text, pass.as_bytes(), &name)?)
+}
+
 /// The snapshot roots a check or repair covers: `snapshot` (default
 /// `latest`), or with `all` the whole chain.
 pub fn chosen_roots(

@@ -3,12 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use eventi::home::config::{self, Config, ServerSpec};
 use eventi::home::shortfalls::Shortfalls;
 use eventi::home::Home;
-use eventi::keys::{keyfile, passphrase};
 use eventi::store::destination::{self, shortfalls_path};
 
 /// `eventi server` subcommands.
@@ -110,17 +107,7 @@ struct Row {
 
 fn list(home: &Home, json: bool, passphrase_file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = Config::load(&home.config_file())?;
-    let key_path = home.key_file();
-    let name = key_path.display().to_string();
-    let text = keyfile::read(&key_path).context("no key file: run `eventi init` first")?;
-    let pass = passphrase::get(
-        passphrase_file.as_deref(),
-        "EVENTI_PASSPHRASE",
-        "Passphrase",
-        false,
-    )?;
-    let secrets = keyfile::open(&text, pass.as_bytes(), &name)?;
-    let key = secrets.signing_key();
+    let key = super::open_secrets(passphrase_file.as_deref())?.signing_key();
     let timeout = config.timeout()?;
     let connected = destination::connect_all(&config.servers, Some(&key), timeout);
     let mut rows = Vec::new();
