@@ -166,7 +166,7 @@ impl Repo {
                 self.destination.set_local_head(&self.home, &score, seq)?;
                 return Ok(score);
             };
-            let outcomes = heads.set(write.signing_key(), score, seq);
+            let outcomes = heads.set(write.signing_key(), score, seq, &self.up_labels());
             let mut stale = false;
             let mut kept = 0;
             for (label, outcome) in &outcomes {
@@ -211,6 +211,17 @@ impl Repo {
             return Ok(score);
         }
         bail!("the head kept moving: another machine is backing up with this key and head name right now; try again")
+    }
+
+    /// The labels of the circle's servers that are up.
+    pub fn up_labels(&self) -> Vec<String> {
+        let circle = self.destination.circle();
+        circle
+            .members()
+            .iter()
+            .filter(|m| m.is_up())
+            .map(|m| m.label())
+            .collect()
     }
 
     /// The chain from the head, newest first, as (score, snapshot).

@@ -396,3 +396,55 @@ fn a_fourth_server_joins_without_a_new_chain_and_repair_fills_it() {
     assert!(!config.contains(&addr3), "{config}");
     drop(servers);
 }
+
+#[test]
+fn a_slow_server_is_left_behind_once_the_others_keep_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = three(dir.path());
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
+    let home = dir.path().join("home");
+    let line = init(&home, &addrs, 2);
+    let config = home.join("config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, format!("{text}lag = \"1s\"\n")).unwrap();
+    authorize(&servers[0].data, &line);
+    authorize(&servers[1].data, &line);
+    // The third answers, but takes at most 1 MiB a second.
+    keys_cli(
+        &servers[2].data,
+        &["add", "me", &line, "--quota", "10GiB", "--rate", "1MiB/s"],
+    );
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..4u64 {
+        fs::write(src.join(format!("big{i}")), pattern(90 + i, 6 << 20)).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let o = ok(run_eventi(
+        &home,
+        &[
+            ("EVENTI_PASSPHRASE", PASS),
+            ("EVENTI_PROGRESS_INTERVAL_MS", "250"),
+        ],
+        ["backup", "--json", src.to_str().unwrap()],
+    ));
+    let took = started.elapsed();
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["short_on"],
+        serde_json::json!([addrs[2]]),
+        "{summary}"
+    );
+    assert!(output_text(&o).contains("too slow"), "{}", output_text(&o));
+    println!("backup with a slow server took {took:?}");
+    // 24 MiB at 1 MiB/s would take 24 s; with lag = 1s it is left behind
+    // within a few seconds.
+    assert!(took < std::time::Duration::from_secs(8), "took {took:?}");
+    let (clean, report) = check(&home, &[]);
+    assert!(!clean, "the slow one lacks blocks: {report}");
+    assert!(!server_report(&report, &addrs[2])["missing"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

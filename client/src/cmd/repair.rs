@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut heads_set = 0;
     if let (Some(heads), Some((root, seq))) = (repo.destination.heads(), repo.newest_head()?) {
         let key = repo.key.write();
-        for (label, outcome) in heads.set(key.signing_key(), root, seq) {
+        for (label, outcome) in heads.set(key.signing_key(), root, seq, &repo.up_labels()) {
             match outcome {
                 SetOutcome::Set => heads_set += 1,
                 SetOutcome::Stale(_) | SetOutcome::Unsupported => {}

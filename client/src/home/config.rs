@@ -26,6 +26,11 @@ pub struct Config {
     /// connecting, each handshake step, and while requests are in flight.
     #[serde(default)]
     pub timeout: Option<String>,
+    /// How long a slow server (one that keeps answering, but takes blocks
+    /// more slowly than the others) may hold up a backup that `copies`
+    /// other servers keep up with, before it is left behind ("10s").
+    #[serde(default)]
+    pub lag: Option<String>,
 }
 
 /// One server of the circle as the config names it.
@@ -91,6 +96,9 @@ pub enum ConfigError {
     /// The `timeout` setting is not a duration.
     #[error("config timeout: {0}")]
     Timeout(String),
+    /// The `lag` setting is not a duration.
+    #[error("config lag: {0}")]
+    Lag(String),
     /// `copies` asks for more servers than the circle has, or for none.
     #[error("config copies = {copies}, but the circle has {servers} server(s)")]
     Copies {
@@ -148,6 +156,14 @@ impl Config {
             .iter()
             .find(|s| s.name() == name_or_address)
             .or_else(|| self.servers.iter().find(|s| s.address() == name_or_address))
+    }
+
+    /// The slow-server allowance (`lag`; default 10 s).
+    pub fn lag(&self) -> Result<Duration, ConfigError> {
+        match &self.lag {
+            Some(t) => eventi_shared::time::parse_duration(t).map_err(ConfigError::Lag),
+            None => Ok(crate::store::circle::DEFAULT_LAG),
+        }
     }
 
     /// The head name on the servers.

@@ -63,6 +63,9 @@ pub struct Member {
     /// The round trip measured at connect.
     pub latency: Option<Duration>,
     down: AtomicBool,
+    /// Left behind for being slow: its queue is still full, so it is not
+    /// synced at the end (that would wait for the slow queue to drain).
+    slow: AtomicBool,
     why_down: Mutex<Option<String>>,
     reads_in_flight: AtomicUsize,
 }
@@ -80,6 +83,7 @@ impl Member {
             id: MemberId::of(address),
             latency,
             down: AtomicBool::new(why_down.is_some()),
+            slow: AtomicBool::new(false),
             why_down: Mutex::new(why_down),
             reads_in_flight: AtomicUsize::new(0),
         }
@@ -112,6 +116,10 @@ pub struct Joined {
     pub store: Result<(Arc<dyn BlockStore>, Option<Duration>), String>,
 }
 
+/// How long a member that is slow to take blocks (its queue stays full)
+/// may hold up a backup that enough other members are keeping up with.
+pub const DEFAULT_LAG: Duration = Duration::from_secs(10);
+
 /// Reads in flight on a member before the next member gets reads too.
 const SPILL_READS: usize = 4;
 
@@ -121,6 +129,8 @@ pub type EachDone = Arc<dyn Fn(&Member, Result<Score, StoreError>) + Send + Sync
 /// See the module documentation.
 pub struct Circle {
     health: Health,
+    /// How long a member may hold up a put that enough others took.
+    lag: Duration,
     /// Each member's store, by index; `None` for one never reached.
     stores: Vec<Option<Arc<dyn BlockStore>>>,
 }
@@ -158,6 +168,9 @@ impl Health {
         // The member's label goes beside the reason: not twice.
         let text = match why {
             StoreError::Failed { message, .. } => message.clone(),
+            StoreError::TooSlow { seconds, .. } => {
+                format!("too slow: a write waited {seconds:.1} s while the others kept up")
+            }
             e => e.to_string(),
         };
         member
@@ -232,6 +245,7 @@ impl Circle {
             }
         }
         Circle {
+            lag: DEFAULT_LAG,
             health: Health(Arc::new(HealthState {
                 copies: copies.clamp(1, members.len()),
                 members,
@@ -240,6 +254,13 @@ impl Circle {
             })),
             stores,
         }
+    }
+
+    /// The circle, leaving behind a member whose queue stays full for
+    /// `lag` while more than `copies` members are up (the config's `lag`).
+    pub fn with_lag(mut self, lag: Duration) -> Circle {
+        self.lag = lag;
+        self
     }
 
     /// A circle of one store (the embedded store, or a test's).
@@ -284,33 +305,67 @@ impl Circle {
 
     /// Syncs every member that has a connection, in parallel (one that
     /// stalls until its timeout must not add its wait to the others');
-    /// says, by member, which synced. A member that fails is marked down.
-    /// A member already down is synced too when its connection still
-    /// works (it refused a write: over quota, disk full), so that what it
-    /// took before is durable and need not be sent again.
+    /// says, by member, which synced. A member that fails is marked down;
+    /// so is one still syncing `lag` after `copies` others have (its
+    /// queue is far behind: it is left behind as too slow, and its sync
+    /// finishes, or not, on its own thread). A member already down is
+    /// synced too when its connection still works (it refused a write:
+    /// over quota, disk full), so that what it took before is durable and
+    /// need not be sent again.
     pub fn sync_members(&self) -> Vec<bool> {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .members()
-                .iter()
-                .zip(&self.stores)
-                .map(|(member, store)| {
-                    let store = store.as_ref()?;
-                    let health = &self.health;
-                    Some(scope.spawn(move || match store.sync() {
-                        Ok(()) => true,
-                        Err(e) => {
-                            health.mark_down(member, &e);
-                            false
-                        }
-                    }))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.is_some_and(|h| h.join().unwrap_or(false)))
-                .collect()
-        })
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut pending = 0;
+        for (index, (member, store)) in self.members().iter().zip(&self.stores).enumerate() {
+            let Some(store) = store.as_ref().filter(|_| !member.slow.load(Relaxed)) else {
+                continue;
+            };
+            let store = Arc::clone(store);
+            let tx = tx.clone();
+            pending += 1;
+            std::thread::spawn(move || {
+                let _ = tx.send((index, store.sync()));
+            });
+        }
+        drop(tx);
+        let mut synced = vec![false; self.stores.len()];
+        let mut enough_at: Option<std::time::Instant> = None;
+        while pending > 0 {
+            let got = match enough_at {
+                None => rx.recv().ok(),
+                Some(at) => {
+                    let left = self.lag.saturating_sub(at.elapsed());
+                    rx.recv_timeout(left).ok()
+                }
+            };
+            let Some((index, result)) = got else { break };
+            pending -= 1;
+            let member = &self.members()[index];
+            match result {
+                Ok(()) => synced[index] = true,
+                Err(e) => self.health.mark_down(member, &e),
+            }
+            let up_synced = (0..synced.len())
+                .filter(|&i| synced[i] && self.members()[i].is_up())
+                .count();
+            if enough_at.is_none() && up_synced >= self.copies() {
+                enough_at = Some(std::time::Instant::now());
+            }
+        }
+        // Those still syncing after the lag are left behind.
+        if enough_at.is_some() {
+            for (index, member) in self.members().iter().enumerate() {
+                let asked = self.stores[index].is_some() && !member.slow.load(Relaxed);
+                if asked && !synced[index] && member.is_up() {
+                    member.slow.store(true, Relaxed);
+                    let why = StoreError::TooSlow {
+                        store: member.label(),
+                        seconds: self.lag.as_secs_f64(),
+                    };
+                    self.health.mark_down(member, &why);
+                }
+            }
+        }
+        synced
     }
 
     /// Ok while at least `copies` members are up (see [`Health::check_copies`]).
@@ -337,18 +392,30 @@ impl Circle {
             }
             let each = Arc::clone(&each);
             let health = self.health.clone();
-            store.put_scored(
-                score,
-                block_type,
-                data.clone(),
-                Box::new(move |r| {
-                    let member = &health.0.members[index];
-                    if let Err(e) = &r {
-                        health.mark_down(member, e);
+            let done: PutDone = Box::new(move |r| {
+                let member = &health.0.members[index];
+                if let Err(e) = &r {
+                    if matches!(e, StoreError::TooSlow { .. }) {
+                        member.slow.store(true, Relaxed);
                     }
-                    each(member, r);
-                }),
-            );
+                    health.mark_down(member, e);
+                }
+                each(member, r);
+            });
+            // With members to spare, a slow one may not hold the others
+            // back: it is left behind (its shortfall recorded) instead.
+            if self.up_count() > self.copies() {
+                if let Some(done) =
+                    store.put_within(score, block_type, data.clone(), done, self.lag)
+                {
+                    done(Err(StoreError::TooSlow {
+                        store: member.label(),
+                        seconds: self.lag.as_secs_f64(),
+                    }));
+                }
+            } else {
+                store.put_scored(score, block_type, data.clone(), done);
+            }
         }
     }
 

@@ -160,11 +160,10 @@ impl Destination {
                 store: c.map(|(s, latency)| (s as Arc<dyn BlockStore>, Some(latency))),
             })
             .collect();
-        let circle = Arc::new(Circle::new(
-            joined,
-            copies,
-            Box::new(|m| eprintln!("eventi: {m}")),
-        ));
+        let circle = Arc::new(
+            Circle::new(joined, copies, Box::new(|m| eprintln!("eventi: {m}")))
+                .with_lag(config.lag()?),
+        );
         for m in circle.members().iter().filter(|m| !m.is_up()) {
             let why = m.why_down().unwrap_or_default();
             match access {

@@ -123,13 +123,22 @@ impl Heads {
         found
     }
 
-    /// Signs head → `root` at `seq` and sets it on every server.
-    pub fn set(&self, key: &SigningKey, root: Score, seq: u64) -> Vec<(String, SetOutcome)> {
+    /// Signs head → `root` at `seq` and sets it on every server whose
+    /// label `up` lists (a server left behind lacks the snapshot's blocks,
+    /// and a slow one would hold the command up).
+    pub fn set(
+        &self,
+        key: &SigningKey,
+        root: Score,
+        seq: u64,
+        up: &[String],
+    ) -> Vec<(String, SetOutcome)> {
         let signed = head::sign(key, &self.name, root, seq);
         std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .servers
                 .iter()
+                .filter(|(label, _)| up.contains(label))
                 .map(|(label, store)| {
                     s.spawn(move || (label.clone(), store.head_set(&self.name, signed)))
                 })

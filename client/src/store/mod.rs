@@ -51,6 +51,15 @@ pub enum StoreError {
         /// Which store.
         store: String,
     },
+    /// A circle member answered too slowly while others kept up: it is
+    /// left behind for the rest of the backup.
+    #[error("{store}: too slow: a write waited {seconds:.1} s (the circle's lag allows less)")]
+    TooSlow {
+        /// Which store.
+        store: String,
+        /// How long the write (or the wait for room to send it) took.
+        seconds: f64,
+    },
     /// Several stores of a [`circle::Circle`] failed, each its own way.
     #[error("{} stores failed: {}", .0.len(), join(.0))]
     Several(Vec<StoreError>),
@@ -95,6 +104,22 @@ pub trait BlockStore: Send + Sync {
     fn put_scored(&self, score: Score, block_type: BlockType, data: Bytes, done: PutDone) {
         let _ = score;
         self.put(block_type, data, done)
+    }
+    /// `put_scored` for a circle member that may be left behind when slow:
+    /// waits at most `lag` for room among the puts in flight (giving
+    /// `done` back, nothing queued, when there was none), and reports
+    /// [`StoreError::TooSlow`] for a put whose reply took longer.
+    fn put_within(
+        &self,
+        score: Score,
+        block_type: BlockType,
+        data: Bytes,
+        done: PutDone,
+        lag: std::time::Duration,
+    ) -> Option<PutDone> {
+        let _ = lag;
+        self.put_scored(score, block_type, data, done);
+        None
     }
     /// Reads a block, verified against its score. Blocking.
     fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError>;
@@ -205,6 +230,24 @@ impl InFlight {
         let epoch = s.current;
         *s.by_epoch.entry(epoch).or_insert(0) += 1;
         Ticket(epoch)
+    }
+
+    /// Takes a slot, waiting at most `wait` while all are taken.
+    pub fn acquire_within(&self, wait: std::time::Duration) -> Option<Ticket> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut s = self.state.lock().expect("in-flight lock");
+        while s.total >= self.limit {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            s = self
+                .changed
+                .wait_timeout(s, left)
+                .expect("in-flight lock")
+                .0;
+        }
+        s.total += 1;
+        let epoch = s.current;
+        *s.by_epoch.entry(epoch).or_insert(0) += 1;
+        Some(Ticket(epoch))
     }
 
     /// Gives a slot back.

@@ -6,7 +6,10 @@
 //! tokio runtime so that worker threads can put without waiting for
 //! replies and get by blocking.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use eventi_shared::client::ClientOptions;
@@ -25,6 +28,10 @@ pub struct VentiStore {
     runtime: tokio::runtime::Runtime,
     in_flight: Arc<InFlight>,
     authenticated: bool,
+    /// When each write in flight was sent, by a running number: the
+    /// oldest one's age says whether this server is falling behind.
+    sent_at: Arc<Mutex<BTreeMap<u64, Instant>>>,
+    next_write: AtomicU64,
 }
 
 impl VentiStore {
@@ -71,6 +78,8 @@ impl VentiStore {
             runtime,
             in_flight: Arc::new(InFlight::new(MAX_IN_FLIGHT)),
             authenticated,
+            sent_at: Arc::default(),
+            next_write: AtomicU64::new(0),
         })
     }
 
@@ -117,6 +126,45 @@ impl VentiStore {
     }
 }
 
+impl VentiStore {
+    /// Sends a write that holds `ticket`; `done` hears its outcome, or
+    /// [`StoreError::TooSlow`] if it took longer than `lag`.
+    fn send(
+        &self,
+        ticket: super::Ticket,
+        block_type: BlockType,
+        data: Bytes,
+        done: PutDone,
+        lag: Option<std::time::Duration>,
+    ) {
+        let client = self.client.clone();
+        let in_flight = Arc::clone(&self.in_flight);
+        let name = self.name.clone();
+        let started = Instant::now();
+        let id = self.next_write.fetch_add(1, Relaxed);
+        self.sent_at.lock().expect("sent_at").insert(id, started);
+        let sent_at = Arc::clone(&self.sent_at);
+        self.runtime.spawn(async move {
+            let r = client.write(block_type, data).await;
+            sent_at.lock().expect("sent_at").remove(&id);
+            let took = started.elapsed();
+            let outcome = match r {
+                Ok(_) if lag.is_some_and(|lag| took > lag) => Err(StoreError::TooSlow {
+                    store: name,
+                    seconds: took.as_secs_f64(),
+                }),
+                Ok(score) => Ok(score),
+                Err(e) => Err(StoreError::Failed {
+                    store: name,
+                    message: e.to_string(),
+                }),
+            };
+            done(outcome);
+            in_flight.release(ticket);
+        });
+    }
+}
+
 impl BlockStore for VentiStore {
     fn name(&self) -> String {
         self.name.clone()
@@ -127,17 +175,40 @@ impl BlockStore for VentiStore {
             return done(Ok(Score::ZERO));
         }
         let ticket = self.in_flight.acquire();
-        let client = self.client.clone();
-        let in_flight = Arc::clone(&self.in_flight);
-        let name = self.name.clone();
-        self.runtime.spawn(async move {
-            let r = client.write(block_type, data).await;
-            done(r.map_err(|e| StoreError::Failed {
-                store: name,
-                message: e.to_string(),
-            }));
-            in_flight.release(ticket);
-        });
+        self.send(ticket, block_type, data, done, None);
+    }
+
+    fn put_within(
+        &self,
+        _score: Score,
+        block_type: BlockType,
+        data: Bytes,
+        done: PutDone,
+        lag: std::time::Duration,
+    ) -> Option<PutDone> {
+        if data.is_empty() {
+            done(Ok(Score::ZERO));
+            return None;
+        }
+        // A write unanswered for longer than the lag: this server is
+        // behind, whatever room its queue has.
+        let oldest = self
+            .sent_at
+            .lock()
+            .expect("sent_at")
+            .values()
+            .next()
+            .copied();
+        if oldest.is_some_and(|t| t.elapsed() > lag) {
+            return Some(done);
+        }
+        match self.in_flight.acquire_within(lag) {
+            Some(ticket) => {
+                self.send(ticket, block_type, data, done, Some(lag));
+                None
+            }
+            None => Some(done),
+        }
     }
 
     fn get(&self, score: Score, block_type: BlockType) -> Result<Bytes, StoreError> {
