@@ -1,39 +1,30 @@
 //! `eventi check`: which blocks each server of the circle lacks (and with
 //! `--read-data`, which of its copies are damaged) for a snapshot or all.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use eventi::check::{self, MemberReport};
-use eventi::repo::{Access, Repo};
 
 /// Options of `eventi check`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The snapshot to check (default: latest).
-    #[arg(conflicts_with = "all")]
-    snapshot: Option<String>,
-    /// Check every snapshot of the chain.
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    selection: super::Selection,
     /// Read every block from every server and check its SHA-256 and that
     /// it decrypts (instead of asking which blocks are there).
     #[arg(long)]
     read_data: bool,
-    /// Print a JSON summary.
-    #[arg(long)]
-    json: bool,
-    /// The passphrase, from a file.
-    #[arg(long)]
-    passphrase_file: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Repair)?;
-    let roots = super::chosen_roots(&repo, args.snapshot.as_deref(), args.all)?;
+    let (repo, roots) = super::chosen_roots(&args.selection)?;
     let needed = check::blocks_of(&repo, &roots)?;
     let members = repo.destination.circle().members().len() as u64;
-    let bar = super::bar(needed.len() as u64 * members, args.json, "checking");
+    let bar = super::bar(
+        needed.len() as u64 * members,
+        args.selection.json,
+        "checking",
+    );
     let reports = check::check(repo.destination.circle(), &needed, args.read_data, &|n| {
         if let Some(b) = &bar {
             b.set_position(n)
@@ -43,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         b.finish_and_clear();
     }
     let clean = reports.iter().all(MemberReport::is_clean);
-    if args.json {
+    if args.selection.json {
         let v = serde_json::json!({
             "snapshots": roots.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
             "blocks": needed.len(),

@@ -46,9 +46,37 @@ pub fn open_secrets(
     Ok(keyfile::open(&text, pass.as_bytes(), &name)?)
 }
 
-/// The snapshot roots a check or repair covers: `snapshot` (default
-/// `latest`), or with `all` the whole chain.
+/// Which snapshots `check` and `repair` cover, and how they report.
+#[derive(clap::Args)]
+pub struct Selection {
+    /// The snapshot (default: latest).
+    #[arg(conflicts_with = "all")]
+    pub snapshot: Option<String>,
+    /// Every snapshot of the chain (repair: and clear every shortfall).
+    #[arg(long)]
+    pub all: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+    /// The passphrase, from a file.
+    #[arg(long)]
+    pub passphrase_file: Option<std::path::PathBuf>,
+}
+
+/// Opens the home for a check or repair and resolves the snapshot roots
+/// it covers: `snapshot` (default `latest`), or with `all` the whole chain.
 pub fn chosen_roots(
+    selection: &Selection,
+) -> anyhow::Result<(eventi::repo::Repo, Vec<eventi_shared::Score>)> {
+    let repo = eventi::repo::Repo::open(
+        selection.passphrase_file.as_deref(),
+        eventi::repo::Access::Repair,
+    )?;
+    let roots = roots_of(&repo, selection.snapshot.as_deref(), selection.all)?;
+    Ok((repo, roots))
+}
+
+fn roots_of(
     repo: &eventi::repo::Repo,
     snapshot: Option<&str>,
     all: bool,

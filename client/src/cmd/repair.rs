@@ -1,38 +1,25 @@
 //! `eventi repair`: copies to every server of the circle the blocks it
 //! lacks, from a server that has them, and clears the recorded shortfalls.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use eventi::check;
-use eventi::repo::{Access, Repo};
 use eventi::store::heads::SetOutcome;
 
 /// Options of `eventi repair`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The snapshot to repair (default: latest).
-    #[arg(conflicts_with = "all")]
-    snapshot: Option<String>,
-    /// Repair every snapshot of the chain (and clear every shortfall).
-    #[arg(long)]
-    all: bool,
-    /// Print a JSON summary.
-    #[arg(long)]
-    json: bool,
-    /// The passphrase, from a file.
-    #[arg(long)]
-    passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    selection: super::Selection,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let repo = Repo::open(args.passphrase_file.as_deref(), Access::Repair)?;
-    let roots = super::chosen_roots(&repo, args.snapshot.as_deref(), args.all)?;
+    let (repo, roots) = super::chosen_roots(&args.selection)?;
     let circle = repo.destination.circle();
     let needed = check::blocks_of(&repo, &roots)?;
     let reports = check::check(circle, &needed, false, &|_| {});
     let missing: u64 = reports.iter().map(|r| r.missing.len() as u64).sum();
-    let bar = super::bar(missing, args.json, "repairing");
+    let bar = super::bar(missing, args.selection.json, "repairing");
     let repaired = check::repair(circle, &reports, &|n| {
         if let Some(b) = &bar {
             b.set_position(n)
@@ -58,12 +45,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut book = repo.destination.shortfalls(&repo.home)?;
     for (r, report) in repaired.iter().zip(&reports) {
         if r.error.is_none() && report.error.is_none() {
-            book.clear(&r.address, (!args.all).then_some(&roots[..]));
+            book.clear(&r.address, (!args.selection.all).then_some(&roots[..]));
         }
     }
     book.save()?;
     let clean = repaired.iter().all(|r| r.error.is_none());
-    if args.json {
+    if args.selection.json {
         let v = serde_json::json!({
             "snapshots": roots.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
             "blocks": needed.len(),
