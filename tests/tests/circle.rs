@@ -448,3 +448,33 @@ fn a_slow_server_is_left_behind_once_the_others_keep_up() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn a_local_home_that_adds_a_dead_server_is_told_and_its_backup_names_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let src = source(dir.path());
+    ok(eventi(&home, &["init"]));
+    ok(eventi(&home, &["backup", src.to_str().unwrap()]));
+    let dead = free_loopback_addr().to_string();
+    let o = ok(eventi(&home, &["server", "add", &dead]));
+    assert!(
+        output_text(&o).contains("start a new chain"),
+        "{}",
+        output_text(&o)
+    );
+    let o = eventi(&home, &["--timeout", "2s", "backup", src.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let text = output_text(&o);
+    assert!(
+        text.contains(&dead) && text.contains("copies = 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("recorded for `eventi repair`"),
+        "nothing is recorded: {text}"
+    );
+    let o = eventi(&home, &["--timeout", "2s", "snapshots"]);
+    assert!(!o.status.success());
+    assert!(output_text(&o).contains(&format!("no configured server answers: {dead}")));
+}

@@ -90,8 +90,9 @@ fn recover(args: &Args) -> anyhow::Result<std::process::ExitCode> {
         );
     }
     eventi::home::create_private_dir(&home.config)?;
-    keyfile::write(&key_path, &text)?;
+    // The key last: a recovery killed before it can simply be run again.
     write_config(&home, &args.servers)?;
+    keyfile::write(&key_path, &text)?;
     let repo = eventi::repo::Repo::open_with(&pass, eventi::repo::Access::Read)?;
     match repo.newest_head()? {
         Some((root, seq)) => {

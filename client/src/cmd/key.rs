@@ -45,8 +45,14 @@ pub enum Command {
 
 pub fn run(cmd: Command) -> anyhow::Result<()> {
     let path = Home::locate()?.key_file();
+    if !path.exists() {
+        anyhow::bail!(
+            "no key file at {}: run `eventi init` (or set EVENTI_HOME)",
+            path.display()
+        );
+    }
     let name = path.display().to_string();
-    let text = keyfile::read(&path).with_context(|| "no key file: run `eventi init` first")?;
+    let text = keyfile::read(&path)?;
     match cmd {
         Command::Public => println!("{}", keyfile::public_write_key(&text, &name)?),
         Command::Export { file, paper } => {

@@ -37,11 +37,16 @@ pub fn open_spec(
 pub fn open_secrets(
     passphrase_file: Option<&std::path::Path>,
 ) -> anyhow::Result<eventi::keys::keyfile::Secrets> {
-    use anyhow::Context;
     use eventi::keys::{keyfile, passphrase};
     let key_path = eventi::home::Home::locate()?.key_file();
+    if !key_path.exists() {
+        anyhow::bail!(
+            "no key file at {}: run `eventi init` (or set EVENTI_HOME)",
+            key_path.display()
+        );
+    }
     let name = key_path.display().to_string();
-    let text = keyfile::read(&key_path).context("no key file: run `eventi init` first")?;
+    let text = keyfile::read(&key_path)?;
     let pass = passphrase::get(passphrase_file, "EVENTI_PASSPHRASE", "Passphrase", false)?;
     Ok(keyfile::open(&text, pass.as_bytes(), &name)?)
 }

@@ -51,7 +51,15 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 address: address.clone(),
             };
             let had_snapshots = home.heads_dir().join("circle").exists();
+            let was_local = Config::load(&config_path)?.servers.is_empty()
+                && home.heads_dir().join("local").exists();
             config::add_server(&config_path, &spec)?;
+            if was_local {
+                eprintln!(
+                    "note: the snapshots so far are in the embedded store ({}); backups now go to the circle and start a new chain there (remove every server to see the old chain again)",
+                    home.store_dir().display()
+                );
+            }
             if had_snapshots {
                 let mut book = Shortfalls::load(&shortfalls_path(&home, "circle"))?;
                 let today =

@@ -164,6 +164,18 @@ impl Destination {
             Circle::new(joined, copies, Box::new(|m| eprintln!("eventi: {m}")))
                 .with_lag(config.lag()?),
         );
+        // Too few to go on: one error naming every server and why.
+        if access == Access::Write {
+            circle.check_copies()?;
+        }
+        if circle.up_count() == 0 {
+            let down: Vec<String> = circle
+                .members()
+                .iter()
+                .map(|m| format!("{}: {}", m.label(), m.why_down().unwrap_or_default()))
+                .collect();
+            bail!("no configured server answers: {}", down.join("; "));
+        }
         for m in circle.members().iter().filter(|m| !m.is_up()) {
             let why = m.why_down().unwrap_or_default();
             match access {
@@ -175,12 +187,6 @@ impl Destination {
                     m.label()
                 ),
             }
-        }
-        if circle.up_count() == 0 {
-            bail!("no configured server answers");
-        }
-        if access == Access::Write {
-            circle.check_copies()?;
         }
         Ok(Destination {
             store: circle.clone(),

@@ -64,7 +64,7 @@ pub enum StoreError {
     #[error("{} stores failed: {}", .0.len(), join(.0))]
     Several(Vec<StoreError>),
     /// Fewer members of the circle than `copies` are up.
-    #[error("only {up} server(s) of the circle took every block, and copies = {copies}: {}", .down.join("; "))]
+    #[error("only {up} server(s) of the circle are up and holding every block, but copies = {copies}: {}", .down.join("; "))]
     TooFewCopies {
         /// Copies asked for.
         copies: usize,
