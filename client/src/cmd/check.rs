@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// One line (and a few scores) about one server's check.
 fn describe(r: &MemberReport) -> String {
-    let label = super::member_label(&r.name, &r.address);
+    let label = eventi::store::circle::label(&r.name, &r.address);
     if let Some(e) = &r.error {
         return format!("{label}: NOT CHECKED: {e}");
     }

@@ -112,11 +112,6 @@ pub fn bar(total: u64, json: bool, verb: &str) -> Option<indicatif::ProgressBar>
     Some(bar)
 }
 
-/// A server's name, with its address when that says more.
-pub fn member_label(name: &str, address: &str) -> String {
-    eventi::store::circle::label(name, address)
-}
-
 /// `value` as a JSON object with `"event": kind` added (`--json` output).
 pub fn json_event(kind: &str, value: &impl serde::Serialize) -> anyhow::Result<serde_json::Value> {
     let mut v = serde_json::to_value(value)?;

@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for r in &repaired {
-            let label = super::member_label(&r.name, &r.address);
+            let label = eventi::store::circle::label(&r.name, &r.address);
             match &r.error {
                 Some(e) => println!(
                     "{label}: NOT REPAIRED ({} of {} missing blocks copied): {e}",

@@ -302,13 +302,10 @@ fn edit(
             source,
         })?
         .check()?;
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, out)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| ConfigError::Write {
-            path: name(),
-            source,
-        })
+    crate::home::write_atomic(path, out.as_bytes()).map_err(|source| ConfigError::Write {
+        path: name(),
+        source,
+    })
 }
 
 #[cfg(test)]

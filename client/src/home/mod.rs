@@ -113,6 +113,17 @@ impl Home {
     }
 }
 
+/// Writes `bytes` to `path` so that a crash leaves the old file or the
+/// new one: a temporary file beside it, fsynced, then renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Creates `dir` (and parents) if missing, and makes it private (0700):
 /// the home holds the key file, and the cache holds paths and the
 /// references that read them.

@@ -54,11 +54,8 @@ impl Shortfalls {
         }
         let dir = path.parent().expect("a book has a directory");
         crate::home::create_private_dir(dir)?;
-        let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(&tmp, text + "\n")
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, path))
+        let text = serde_json::to_string_pretty(self)? + "\n";
+        crate::home::write_atomic(path, text.as_bytes())
             .with_context(|| format!("writing {}", path.display()))
     }
 

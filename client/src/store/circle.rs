@@ -166,13 +166,7 @@ impl Health {
             return;
         }
         // The member's label goes beside the reason: not twice.
-        let text = match why {
-            StoreError::Failed { message, .. } => message.clone(),
-            StoreError::TooSlow { seconds, .. } => {
-                format!("too slow: a write waited {seconds:.1} s while the others kept up")
-            }
-            e => e.to_string(),
-        };
+        let text = why.reason();
         member
             .why_down
             .lock()

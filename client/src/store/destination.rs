@@ -65,20 +65,10 @@ pub fn connect(
     write_key: Option<&SigningKey>,
     timeout: Duration,
 ) -> Result<(Arc<VentiStore>, Duration), String> {
-    let store = VentiStore::connect(spec.address(), write_key.cloned(), timeout)
-        .map_err(|e| strip_store(e.to_string(), spec.address()))?;
-    let latency = store
-        .ping()
-        .map_err(|e| strip_store(e.to_string(), spec.address()))?;
+    let store =
+        VentiStore::connect(spec.address(), write_key.cloned(), timeout).map_err(|e| e.reason())?;
+    let latency = store.ping().map_err(|e| e.reason())?;
     Ok((Arc::new(store), latency))
-}
-
-/// An error's text without the `address: ` it starts with (the member's
-/// label is printed beside it).
-fn strip_store(text: String, address: &str) -> String {
-    text.strip_prefix(&format!("{address}: "))
-        .map(str::to_string)
-        .unwrap_or(text)
 }
 
 /// Connects to every server at once (a silent one costs one timeout, not
@@ -278,12 +268,8 @@ impl Destination {
         let path = self.head_path(home);
         let dir = path.parent().expect("heads dir");
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{score} {seq}\n"))
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        home::write_atomic(&path, format!("{score} {seq}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// Syncs (after writing; a reader has nothing to make durable, and

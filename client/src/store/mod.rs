@@ -75,6 +75,20 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// What went wrong, without the store's name (for messages that name
+    /// the store beside it).
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Failed { message, .. } => message.clone(),
+            StoreError::TooSlow { seconds, .. } => {
+                format!("too slow: a write waited {seconds:.1} s while the others kept up")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// One error for the failures of several stores (one: itself).
 pub(crate) fn combined(mut errors: Vec<StoreError>) -> StoreError {
     match errors.len() {

@@ -141,12 +141,17 @@ impl VentiStore {
         let in_flight = Arc::clone(&self.in_flight);
         let name = self.name.clone();
         let started = Instant::now();
-        let id = self.next_write.fetch_add(1, Relaxed);
-        self.sent_at.lock().expect("sent_at").insert(id, started);
-        let sent_at = Arc::clone(&self.sent_at);
+        // Only writes that may leave the server behind are timed.
+        let tracked = lag.map(|_| {
+            let id = self.next_write.fetch_add(1, Relaxed);
+            self.sent_at.lock().expect("sent_at").insert(id, started);
+            (id, Arc::clone(&self.sent_at))
+        });
         self.runtime.spawn(async move {
             let r = client.write(block_type, data).await;
-            sent_at.lock().expect("sent_at").remove(&id);
+            if let Some((id, sent_at)) = tracked {
+                sent_at.lock().expect("sent_at").remove(&id);
+            }
             let took = started.elapsed();
             let outcome = match r {
                 Ok(_) if lag.is_some_and(|lag| took > lag) => Err(StoreError::TooSlow {
