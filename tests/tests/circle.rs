@@ -477,4 +477,7 @@ fn a_local_home_that_adds_a_dead_server_is_told_and_its_backup_names_the_server(
     let o = eventi(&home, &["--timeout", "2s", "snapshots"]);
     assert!(!o.status.success());
     assert!(output_text(&o).contains(&format!("no configured server answers: {dead}")));
+    let o = eventi(&home, &["--timeout", "2s", "server", "list"]);
+    assert!(!o.status.success(), "a server that does not answer: exit 1");
+    assert!(output_text(&o).contains("DOWN"), "{}", output_text(&o));
 }
