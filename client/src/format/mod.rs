@@ -1,12 +1,14 @@
 //! The bytes eventi writes, pure: no I/O, so each is unit-tested with
 //! golden vectors (`docs/FORMAT.md`).
 //!
+//! - `base32`: Crockford base32, for text people copy and type;
 //! - `block`: sealing and opening a block, and the reference that names it;
 //! - `chunk`: content-defined chunking and packing of file data;
 //! - `tree`: pointer blocks and the shape of a stream's tree;
 //! - `dirent`: a directory's entries;
 //! - `snapshot`: sealed, signed snapshot roots.
 
+pub mod base32;
 pub mod block;
 pub mod chunk;
 pub mod dirent;

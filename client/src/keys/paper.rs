@@ -18,9 +18,9 @@
 use sha2::{Digest, Sha256};
 
 use super::keyfile;
+use crate::format::base32::{self, digit};
 
 const HEADER: &str = "eventi paper key v1";
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const BYTES_PER_LINE: usize = 15;
 
 /// Why typed-back paper text is not a key.
@@ -55,49 +55,11 @@ pub enum PaperError {
 }
 
 fn encode32(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for &b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
-fn digit(c: char) -> Option<u32> {
-    let c = match c.to_ascii_uppercase() {
-        'I' | 'L' => '1',
-        'O' => '0',
-        c => c,
-    };
-    ALPHABET
-        .iter()
-        .position(|&a| a as char == c)
-        .map(|p| p as u32)
+    base32::encode(bytes)
 }
 
 fn decode32(text: &str, len: usize, line: usize) -> Result<Vec<u8>, PaperError> {
-    let mut out = Vec::with_capacity(len);
-    let (mut acc, mut bits) = (0u32, 0);
-    for ch in text.chars() {
-        let d = digit(ch).ok_or(PaperError::BadCharacter { line, ch })?;
-        acc = (acc << 5) | d;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out.truncate(len);
-    Ok(out)
+    base32::decode(text, len).map_err(|ch| PaperError::BadCharacter { line, ch })
 }
 
 fn line_check(number: usize, bytes: &[u8]) -> String {
@@ -197,18 +159,6 @@ pub fn import(paper: &str) -> Result<String, PaperError> {
 mod tests {
     use super::*;
     use crate::keys::keyfile::{open, seal, Secrets};
-
-    #[test]
-    fn base32_round_trips_and_reads_typing_slips() {
-        for n in 0..40 {
-            let bytes: Vec<u8> = (0..n as u8).map(|b| b.wrapping_mul(37)).collect();
-            let text = encode32(&bytes);
-            assert_eq!(decode32(&text, bytes.len(), 1).unwrap(), bytes);
-            let slipped = text.to_lowercase().replace('1', "l").replace('0', "o");
-            assert_eq!(decode32(&slipped, bytes.len(), 1).unwrap(), bytes);
-        }
-        assert_eq!(encode32(b"\xff\x00"), "ZW00");
-    }
 
     #[test]
     fn a_paper_key_types_back_and_a_typo_names_its_line() {
