@@ -1,5 +1,6 @@
 //! An opened eventi home: its keys and its destination, and the snapshot
-//! chain kept there (loading, sealing and resolving roots).
+//! chain kept there (loading, sealing and resolving roots), with the
+//! chains of the write-only machines the owner exported keys to.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,11 +11,25 @@ use eventi_shared::{BlockType, Score};
 use crate::format::snapshot::Snapshot;
 use crate::home::config::Config;
 use crate::home::Home;
-use crate::keys::{keyfile, passphrase, FullKey};
+use crate::keys::{keyfile, passphrase, Key, WriteOnlyError};
 pub use crate::store::destination::Access;
 use crate::store::destination::Destination;
 use crate::store::heads::SetOutcome;
 use crate::store::{self, BlockStore};
+
+/// A snapshot of a chain: its root score, the snapshot, and the write
+/// key that signed it.
+pub type Signed = (Score, Snapshot, ed25519_dalek::VerifyingKey);
+
+/// Refuses, before any passphrase is asked, a write-only key file for a
+/// command that must `doing` (what the message says it cannot do).
+pub fn refuse_write_only(key_path: &Path, doing: &str) -> anyhow::Result<()> {
+    let name = key_path.display().to_string();
+    if keyfile::is_write_only(&keyfile::read(key_path)?, &name)? {
+        return Err(WriteOnlyError(doing.to_string()).into());
+    }
+    Ok(())
+}
 
 /// See the module documentation.
 pub struct Repo {
@@ -22,8 +37,8 @@ pub struct Repo {
     pub home: Home,
     /// The config the destination was opened from.
     pub config: Config,
-    /// The key file's keys.
-    pub key: FullKey,
+    /// The key file's keys (full, or write-only).
+    pub key: Key,
     /// Where blocks go.
     pub destination: Destination,
     /// The newest head (local or on the servers), found once.
@@ -41,6 +56,9 @@ impl Repo {
                 key_path.display()
             );
         }
+        if access != Access::Write {
+            refuse_write_only(&key_path, "read, list or restore snapshots")?;
+        }
         let pass = passphrase::get(passphrase_file, "EVENTI_PASSPHRASE", "Passphrase", false)?;
         Repo::open_with(&pass, access)
     }
@@ -51,7 +69,7 @@ impl Repo {
         let key_path = home.key_file();
         let name = key_path.display().to_string();
         let text = keyfile::read(&key_path)?;
-        let key = FullKey::from_secrets(&keyfile::open(&text, pass.as_bytes(), &name)?);
+        let key = Key::from_secrets(&keyfile::open(&text, pass.as_bytes(), &name)?);
         let config = Config::load(&home.config_file())?;
         let destination = Destination::open(&home, &config, key.write().signing_key(), access)?;
         Ok(Repo {
@@ -139,12 +157,13 @@ impl Repo {
             .store()
             .get(score, BlockType::DATA)
             .with_context(|| format!("reading snapshot {score}"))?;
-        Ok(Snapshot::open(score, &block, self.key.snapshot_secret())?)
+        let secret = self.key.full("open snapshots")?.snapshot_secret();
+        Ok(Snapshot::open(score, &block, secret)?)
     }
 
     /// Whether `signer` is this key file's own write key.
     pub fn is_own_key(&self, signer: &ed25519_dalek::VerifyingKey) -> bool {
-        *signer == self.key.public().write
+        signer == self.key.write_public()
     }
 
     /// Seals, stores and syncs a new snapshot root; makes it the head,
@@ -234,11 +253,14 @@ impl Repo {
     }
 
     /// The chain from the head, newest first, with each root's signer.
-    pub fn signed_chain(
-        &self,
-    ) -> anyhow::Result<Vec<(Score, Snapshot, ed25519_dalek::VerifyingKey)>> {
+    pub fn signed_chain(&self) -> anyhow::Result<Vec<Signed>> {
+        self.chain_from(self.head()?)
+    }
+
+    /// The chain from `head` back, newest first, with each root's signer.
+    pub fn chain_from(&self, head: Option<Score>) -> anyhow::Result<Vec<Signed>> {
         let mut out = Vec::new();
-        let mut next = self.head()?;
+        let mut next = head;
         while let Some(score) = next {
             if out.len() > 1_000_000 {
                 bail!("the snapshot chain loops");
@@ -250,8 +272,42 @@ impl Repo {
         Ok(out)
     }
 
+    /// The chains of the write-only machines in the config, by name,
+    /// each from the newest head its key keeps on the circle's servers
+    /// (empty for a machine with none yet). A machine whose head cannot be
+    /// found or read is named on stderr and left out.
+    pub fn machine_chains(&self) -> anyhow::Result<Vec<(String, Vec<Signed>)>> {
+        let mut out = Vec::new();
+        for machine in &self.config.machines {
+            let key = match eventi_shared::public_key::parse(&machine.key) {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("eventi: machine {}: {e}", machine.name);
+                    continue;
+                }
+            };
+            let Some(heads) = self.destination.heads() else {
+                bail!("the embedded store keeps no heads: machines back up to servers");
+            };
+            let name = machine
+                .head
+                .as_deref()
+                .unwrap_or(crate::store::heads::DEFAULT_NAME);
+            let found = heads.for_key(key, name).fetch();
+            for w in &found.warnings {
+                eprintln!("eventi: machine {}: {w}", machine.name);
+            }
+            let head = found.newest.map(|(h, _)| h.root);
+            match self.chain_from(head) {
+                Ok(chain) => out.push((machine.name.clone(), chain)),
+                Err(e) => eprintln!("eventi: machine {}: {e:#}", machine.name),
+            }
+        }
+        Ok(out)
+    }
+
     /// Resolves `latest`, a full root score, or a unique hex prefix of
-    /// one in the chain.
+    /// one in the chain (or, failing that, in a machine's chain).
     pub fn resolve(&self, spec: &str) -> anyhow::Result<(Score, Snapshot)> {
         if spec == "latest" {
             let head = self
@@ -268,11 +324,19 @@ impl Repo {
                 "{spec:?} is not a snapshot: give a root score, a hex prefix of one, or `latest`"
             );
         }
-        let mut found: Vec<(Score, Snapshot)> = self
-            .chain()?
-            .into_iter()
-            .filter(|(s, _)| s.to_string().starts_with(&lower))
-            .collect();
+        let matching = |chain: Vec<Signed>| -> Vec<(Score, Snapshot)> {
+            chain
+                .into_iter()
+                .filter(|(s, ..)| s.to_string().starts_with(&lower))
+                .map(|(s, snap, _)| (s, snap))
+                .collect()
+        };
+        let mut found = matching(self.signed_chain()?);
+        if found.is_empty() {
+            for (_, chain) in self.machine_chains()? {
+                found.extend(matching(chain));
+            }
+        }
         match found.len() {
             0 => bail!("no snapshot in the chain starts with {spec}"),
             1 => Ok(found.pop().expect("one")),

@@ -1036,7 +1036,7 @@ fn a_root_signed_by_another_key_is_listed_as_such() {
     // Another machine holding only the snapshot public key adds a root
     // (as a write-only machine will), signed with its own write key.
     let secrets = secrets(&home);
-    let owner = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secrets.snapshot));
+    let owner = x25519_dalek::PublicKey::from(secrets.snapshot_public);
     let other = eventi_tests::new_key();
     let store = eventi::store::local::LocalStore::open(&home.join("store")).unwrap();
     let snap = eventi::format::snapshot::Snapshot {

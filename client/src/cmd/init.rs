@@ -1,5 +1,7 @@
-//! `eventi init`: a new key file and config, or (`--recover`) a home
-//! rebuilt from an exported key and the servers' heads.
+//! `eventi init`: a new key file and config; (`--recover`) a home
+//! rebuilt from an exported key and the servers' heads; or
+//! (`--import-key`) a home set up from an exported key, full or
+//! write-only (a machine that backs up but cannot read).
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,10 @@ pub struct Args {
     /// Read the paper key (`eventi key export --paper`) from stdin.
     #[arg(long, requires = "recover")]
     paper: bool,
+    /// Set up this home from an exported key file: the owner's (`eventi
+    /// key export`) or a write-only one (`eventi key export --write-only`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["recover", "convergence_secret_file"])]
+    import_key: Option<PathBuf>,
 }
 
 /// Asks for the passphrase of a new key file (twice on a terminal).
@@ -46,6 +52,10 @@ pub fn new_passphrase(file: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     if args.recover {
         return recover(&args);
+    }
+    if let Some(file) = &args.import_key {
+        let text = keyfile::read(file)?;
+        return install(&args, &text);
     }
     let pass = new_passphrase(args.passphrase_file.as_deref())?;
     let public = create(
@@ -73,6 +83,13 @@ fn recover(args: &Args) -> anyhow::Result<std::process::ExitCode> {
         }
         (None, false) => bail!("--recover needs --key FILE or --paper"),
     };
+    install(args, &text)
+}
+
+/// Writes the exported key `text` (checked with its passphrase first)
+/// and a config naming the servers into an empty home, then finds the
+/// newest head this key keeps on them.
+fn install(args: &Args, text: &str) -> anyhow::Result<std::process::ExitCode> {
     let pass = passphrase::get(
         args.passphrase_file.as_deref(),
         "EVENTI_PASSPHRASE",
@@ -80,7 +97,10 @@ fn recover(args: &Args) -> anyhow::Result<std::process::ExitCode> {
         false,
     )?;
     // Refuse a wrong passphrase or a damaged key before writing anything.
-    keyfile::open(&text, pass.as_bytes(), "the exported key")?;
+    let secrets = keyfile::open(text, pass.as_bytes(), "the exported key")?;
+    if secrets.is_write_only() && args.servers.is_empty() {
+        bail!("a write-only key backs up to servers its owner reads from: give --server HOST:PORT");
+    }
     let home = Home::locate()?;
     let key_path = home.key_file();
     if key_path.exists() {
@@ -92,7 +112,10 @@ fn recover(args: &Args) -> anyhow::Result<std::process::ExitCode> {
     eventi::home::create_private_dir(&home.config)?;
     // The key last: a recovery killed before it can simply be run again.
     write_config(&home, &args.servers)?;
-    keyfile::write(&key_path, &text)?;
+    keyfile::write(&key_path, text)?;
+    if secrets.is_write_only() {
+        return install_write_only(&secrets, &pass);
+    }
     let repo = eventi::repo::Repo::open_with(&pass, eventi::repo::Access::Read)?;
     match repo.newest_head()? {
         Some((root, seq)) => {
@@ -108,6 +131,30 @@ fn recover(args: &Args) -> anyhow::Result<std::process::ExitCode> {
         ),
     }
     repo.close()?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The end of a write-only key's install: its own head, if it backed up
+/// before (a reinstalled machine continues its chain).
+fn install_write_only(
+    secrets: &keyfile::Secrets,
+    pass: &str,
+) -> anyhow::Result<std::process::ExitCode> {
+    eprintln!(
+        "imported a write-only key: this machine backs up, but cannot list, read or restore snapshots"
+    );
+    eprintln!("its write key (each server's operator must authorize it):");
+    println!("{}", secrets.write_key_public());
+    match eventi::repo::Repo::open_with(pass, eventi::repo::Access::Repair) {
+        Ok(repo) => {
+            if let Some((root, seq)) = repo.newest_head()? {
+                repo.destination.set_local_head(&repo.home, &root, seq)?;
+                eprintln!("its chain continues from head {root} (sequence {seq})");
+            }
+            repo.close()?;
+        }
+        Err(e) => eprintln!("eventi: no server could be asked for this machine's head yet: {e:#}"),
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -1,10 +1,12 @@
-//! `eventi snapshots`: the chain from the newest snapshot, newest first.
+//! `eventi snapshots`: the chain from the newest snapshot, newest first;
+//! with `--all`, also the chain of each write-only machine the owner
+//! exported a key to (found by its heads), each marked with its machine.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use eventi::repo::{Access, Repo};
+use eventi::repo::{Access, Repo, Signed};
 use eventi_shared::public_key;
 
 /// Options of `eventi snapshots`.
@@ -13,6 +15,9 @@ pub struct Args {
     /// Print a JSON array.
     #[arg(long)]
     json: bool,
+    /// Also every write-only machine's chain (config.toml's `machines`).
+    #[arg(long)]
+    all: bool,
     /// Read the passphrase from this file.
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
@@ -20,7 +25,16 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let repo = Repo::open(args.passphrase_file.as_deref(), Access::Read)?;
-    let chain = repo.signed_chain()?;
+    let mut chains = vec![(None, repo.signed_chain()?)];
+    if args.all {
+        for (name, chain) in repo.machine_chains()? {
+            chains.push((Some(name), chain));
+        }
+    }
+    let chain: Vec<(Option<String>, Signed)> = chains
+        .into_iter()
+        .flat_map(|(machine, chain)| chain.into_iter().map(move |s| (machine.clone(), s)))
+        .collect();
     let book = repo.destination.shortfalls(&repo.home)?;
     let names = repo.server_names();
     let short_on = |score| -> Vec<(String, String)> {
@@ -35,8 +49,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         let list: Vec<serde_json::Value> = chain
             .iter()
-            .map(|(score, s, signer)| {
+            .map(|(machine, (score, s, signer))| {
                 let mut v = serde_json::json!({
+                    "machine": machine,
                     "signer": public_key::format(signer.as_bytes(), ""),
                     "own_key": repo.is_own_key(signer),
                     "snapshot": score.to_string(),
@@ -58,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        for (score, s, signer) in &chain {
+        for (machine, (score, s, signer)) in &chain {
             let paths: Vec<String> = s
                 .paths
                 .iter()
@@ -70,7 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .collect();
             // Roots are sealed to a public key: anyone holding it (a
             // write-only machine) can add one. Say when it was not us.
-            let foreign = if repo.is_own_key(signer) {
+            let foreign = if let Some(m) = machine {
+                format!(" (machine {m})")
+            } else if repo.is_own_key(signer) {
                 String::new()
             } else {
                 format!(" (signed by {})", public_key::format(signer.as_bytes(), ""))

@@ -31,6 +31,23 @@ pub struct Config {
     /// other servers keep up with, before it is left behind ("10s").
     #[serde(default)]
     pub lag: Option<String>,
+    /// Write-only machines this key exported a key to (`eventi key export
+    /// --write-only`): `snapshots --all` lists their chains.
+    #[serde(default)]
+    pub machines: Vec<Machine>,
+}
+
+/// A write-only machine of the owner's, as the config names it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    /// What the owner calls it.
+    pub name: String,
+    /// Its public write key line (its heads are kept under it).
+    pub key: String,
+    /// Its head name, if not `default`.
+    #[serde(default)]
+    pub head: Option<String>,
 }
 
 /// One server of the circle as the config names it.
@@ -222,25 +239,47 @@ pub fn add_server(path: &Path, spec: &ServerSpec) -> Result<(), ConfigError> {
             )));
         }
     }
-    edit(path, |doc| {
-        let servers = doc
-            .entry("servers")
-            .or_insert(toml_edit::value(toml_edit::Array::new()));
-        let array = servers
-            .as_array_mut()
-            .ok_or_else(|| ConfigError::Edit("`servers` is not an array".into()))?;
-        let mut entry = toml_edit::InlineTable::new();
-        entry.insert("name", spec.name().into());
-        entry.insert("address", spec.address().into());
-        array.push(entry);
-        // One server per line: the list stays readable as it grows.
-        for item in array.iter_mut() {
-            item.decor_mut().set_prefix("\n    ");
-        }
-        array.set_trailing("\n");
-        array.set_trailing_comma(true);
-        Ok(())
-    })
+    let mut entry = toml_edit::InlineTable::new();
+    entry.insert("name", spec.name().into());
+    entry.insert("address", spec.address().into());
+    edit(path, |doc| push_entry(doc, "servers", entry))
+}
+
+/// Appends `entry` to the array `key` (made if missing), one entry per
+/// line so that the list stays readable as it grows.
+fn push_entry(
+    doc: &mut toml_edit::DocumentMut,
+    key: &str,
+    entry: toml_edit::InlineTable,
+) -> Result<(), ConfigError> {
+    let array = doc
+        .entry(key)
+        .or_insert(toml_edit::value(toml_edit::Array::new()))
+        .as_array_mut()
+        .ok_or_else(|| ConfigError::Edit(format!("`{key}` is not an array")))?;
+    array.push(entry);
+    for item in array.iter_mut() {
+        item.decor_mut().set_prefix("\n    ");
+    }
+    array.set_trailing("\n");
+    array.set_trailing_comma(true);
+    Ok(())
+}
+
+/// Adds a write-only machine to the config file (creating it), keeping
+/// everything else as it was. Refuses a name already there.
+pub fn add_machine(path: &Path, machine: &Machine) -> Result<(), ConfigError> {
+    let config = Config::load(path)?;
+    if config.machines.iter().any(|m| m.name == machine.name) {
+        return Err(ConfigError::Edit(format!(
+            "a machine is called {:?} already",
+            machine.name
+        )));
+    }
+    let mut entry = toml_edit::InlineTable::new();
+    entry.insert("name", machine.name.as_str().into());
+    entry.insert("key", machine.key.as_str().into());
+    edit(path, |doc| push_entry(doc, "machines", entry))
 }
 
 /// Removes the server called (or at) `name_or_address` from the config

@@ -6,6 +6,13 @@
 //! salt) with 64 MiB of memory. The public fields are the AEAD's
 //! associated data, so they cannot be swapped without the seal failing;
 //! after opening, the public keys are re-derived and compared too.
+//!
+//! A write-only key file (`kind = "write-only"`, made by `eventi key
+//! export --write-only` for another machine) holds its own write key and
+//! the owner's convergence secret, sealed; the owner's snapshot public
+//! key in clear; and no snapshot secret at all. Its kind is in the
+//! associated data and in the sealed layout's version byte, so neither
+//! can be changed without the seal failing.
 
 use std::path::Path;
 
@@ -19,6 +26,11 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 pub const FORMAT: &str = "eventi-keyfile-v1";
 const SECRETS_VERSION: u8 = 1;
 const SECRETS_LEN: usize = 1 + 32 * 3;
+/// Sealed layout of a write-only key: version, write key, convergence.
+const WRITE_ONLY_VERSION: u8 = 2;
+const WRITE_ONLY_LEN: usize = 1 + 32 * 2;
+/// The `kind` of a write-only key file.
+pub const WRITE_ONLY: &str = "write-only";
 
 /// Argon2id cost: 64 MiB, 3 passes, 1 lane (the minimum the design allows).
 pub const KDF_MEMORY_KIB: u32 = 64 * 1024;
@@ -32,8 +44,11 @@ pub struct Secrets {
     pub write_key: [u8; 32],
     /// Convergence secret: keys the convergent encryption of blocks.
     pub convergence: [u8; 32],
-    /// X25519 secret that opens sealed snapshot roots.
-    pub snapshot: [u8; 32],
+    /// X25519 secret that opens sealed snapshot roots; `None` in a
+    /// write-only key.
+    pub snapshot: Option<[u8; 32]>,
+    /// The owner's X25519 public key, which roots are sealed to.
+    pub snapshot_public: [u8; 32],
 }
 
 impl std::fmt::Debug for Secrets {
@@ -46,11 +61,31 @@ impl Secrets {
     /// Fresh random secrets, with a given convergence secret if one is
     /// shared on purpose within a circle.
     pub fn generate(convergence: Option<[u8; 32]>) -> Secrets {
+        let snapshot: [u8; 32] = rand::random();
         Secrets {
             write_key: rand::random(),
             convergence: convergence.unwrap_or_else(rand::random),
-            snapshot: rand::random(),
+            snapshot: Some(snapshot),
+            snapshot_public: public_of(&snapshot),
         }
+    }
+
+    /// A write-only key for another machine: a write key of its own (so a
+    /// server can revoke that machine alone), this key's convergence
+    /// secret (its backups dedup with the owner's) and snapshot public
+    /// key (it seals roots the owner opens), no snapshot secret.
+    pub fn write_only_for_another_machine(&self) -> Secrets {
+        Secrets {
+            write_key: rand::random(),
+            convergence: self.convergence,
+            snapshot: None,
+            snapshot_public: self.snapshot_public,
+        }
+    }
+
+    /// Whether these are a write-only key's.
+    pub fn is_write_only(&self) -> bool {
+        self.snapshot.is_none()
     }
 
     /// The write key, for signing Tauth0.
@@ -66,34 +101,59 @@ impl Secrets {
 
     /// Hex of the X25519 public key snapshots are sealed to.
     pub fn snapshot_public(&self) -> String {
-        let secret = x25519_dalek::StaticSecret::from(self.snapshot);
-        hex::encode(x25519_dalek::PublicKey::from(&secret).as_bytes())
+        hex::encode(self.snapshot_public)
     }
 
     fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut v = Zeroizing::new(Vec::with_capacity(SECRETS_LEN));
-        v.push(SECRETS_VERSION);
-        v.extend_from_slice(&self.write_key);
-        v.extend_from_slice(&self.convergence);
-        v.extend_from_slice(&self.snapshot);
+        match &self.snapshot {
+            Some(snapshot) => {
+                v.push(SECRETS_VERSION);
+                v.extend_from_slice(&self.write_key);
+                v.extend_from_slice(&self.convergence);
+                v.extend_from_slice(snapshot);
+            }
+            None => {
+                v.push(WRITE_ONLY_VERSION);
+                v.extend_from_slice(&self.write_key);
+                v.extend_from_slice(&self.convergence);
+            }
+        }
         v
     }
 
-    fn from_bytes(b: &[u8]) -> Option<Secrets> {
-        if b.len() != SECRETS_LEN || b[0] != SECRETS_VERSION {
-            return None;
-        }
+    /// The secrets of a sealed layout; a write-only one takes the owner's
+    /// snapshot public key from the file's clear (authenticated) field.
+    fn from_bytes(b: &[u8], snapshot_public: [u8; 32]) -> Option<Secrets> {
         let take = |i: usize| -> [u8; 32] {
             b[1 + 32 * i..1 + 32 * (i + 1)]
                 .try_into()
                 .expect("32 bytes")
         };
-        Some(Secrets {
-            write_key: take(0),
-            convergence: take(1),
-            snapshot: take(2),
-        })
+        match (b.first(), b.len()) {
+            (Some(&SECRETS_VERSION), SECRETS_LEN) => {
+                let snapshot = take(2);
+                Some(Secrets {
+                    write_key: take(0),
+                    convergence: take(1),
+                    snapshot: Some(snapshot),
+                    snapshot_public: public_of(&snapshot),
+                })
+            }
+            (Some(&WRITE_ONLY_VERSION), WRITE_ONLY_LEN) => Some(Secrets {
+                write_key: take(0),
+                convergence: take(1),
+                snapshot: None,
+                snapshot_public,
+            }),
+            _ => None,
+        }
     }
+}
+
+fn public_of(snapshot: &[u8; 32]) -> [u8; 32] {
+    let secret = x25519_dalek::StaticSecret::from(*snapshot);
+    x25519_dalek::PublicKey::from(&secret).to_bytes()
 }
 
 /// Why a key file could not be used. Messages say what to do.
@@ -137,6 +197,9 @@ struct Sealed {
 #[derive(Serialize, Deserialize)]
 struct File {
     format: String,
+    /// `write-only` for a write-only key; absent for a full one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
     write_key_public: String,
     snapshot_public: String,
     kdf: Kdf,
@@ -153,8 +216,12 @@ fn derive_key(passphrase: &[u8], salt: &[u8], kdf: &Kdf) -> Result<Zeroizing<[u8
     Ok(key)
 }
 
-fn associated_data(write_key_public: &str, snapshot_public: &str) -> Vec<u8> {
-    format!("{FORMAT}\n{write_key_public}\n{snapshot_public}\n").into_bytes()
+fn associated_data(kind: Option<&str>, write_key_public: &str, snapshot_public: &str) -> Vec<u8> {
+    match kind {
+        None => format!("{FORMAT}\n{write_key_public}\n{snapshot_public}\n"),
+        Some(kind) => format!("{FORMAT}\n{kind}\n{write_key_public}\n{snapshot_public}\n"),
+    }
+    .into_bytes()
 }
 
 /// Seals `secrets` under `passphrase` as key file text.
@@ -170,18 +237,20 @@ pub fn seal(secrets: &Secrets, passphrase: &[u8]) -> String {
     let key = derive_key(passphrase, &salt, &kdf).expect("fixed, valid Argon2 parameters");
     let nonce: [u8; 24] = rand::random();
     let (wpub, spub) = (secrets.write_key_public(), secrets.snapshot_public());
+    let kind = secrets.is_write_only().then(|| WRITE_ONLY.to_string());
     let plaintext = secrets.to_bytes();
     let ciphertext = XChaCha20Poly1305::new(key.as_ref().into())
         .encrypt(
             XNonce::from_slice(&nonce),
             Payload {
                 msg: &plaintext,
-                aad: &associated_data(&wpub, &spub),
+                aad: &associated_data(kind.as_deref(), &wpub, &spub),
             },
         )
         .expect("encryption of a small buffer cannot fail");
     let file = File {
         format: FORMAT.into(),
+        kind,
         write_key_public: wpub,
         snapshot_public: spub,
         kdf,
@@ -201,6 +270,7 @@ fn parse(text: &str, name: &str) -> Result<File, KeyFileError> {
     let file: File =
         toml::from_str(text).map_err(|e| KeyFileError::Format(name.into(), e.to_string()))?;
     if file.format != FORMAT
+        || file.kind.as_deref().is_some_and(|k| k != WRITE_ONLY)
         || file.kdf.algorithm != "argon2id"
         || file.sealed.algorithm != "xchacha20poly1305"
     {
@@ -229,13 +299,22 @@ pub fn open(text: &str, passphrase: &[u8], name: &str) -> Result<Secrets, KeyFil
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: &ciphertext,
-                    aad: &associated_data(&file.write_key_public, &file.snapshot_public),
+                    aad: &associated_data(
+                        file.kind.as_deref(),
+                        &file.write_key_public,
+                        &file.snapshot_public,
+                    ),
                 },
             )
             .map_err(|_| KeyFileError::WrongPassphrase(name.into()))?,
     );
-    let secrets = Secrets::from_bytes(&plaintext).ok_or_else(|| bad("unknown secrets layout"))?;
-    if secrets.write_key_public() != file.write_key_public
+    let mut snapshot_public = [0u8; 32];
+    hex::decode_to_slice(&file.snapshot_public, &mut snapshot_public)
+        .map_err(|_| bad("bad snapshot_public"))?;
+    let secrets = Secrets::from_bytes(&plaintext, snapshot_public)
+        .ok_or_else(|| bad("unknown secrets layout"))?;
+    if secrets.is_write_only() != file.kind.is_some()
+        || secrets.write_key_public() != file.write_key_public
         || secrets.snapshot_public() != file.snapshot_public
     {
         return Err(KeyFileError::Inconsistent(name.into()));
@@ -254,6 +333,9 @@ const BINARY_VERSION: u8 = 1;
 pub fn to_binary(text: &str, name: &str) -> Result<Vec<u8>, KeyFileError> {
     let file = parse(text, name)?;
     let bad = |what: &str| KeyFileError::Format(name.into(), what.into());
+    if file.kind.is_some() {
+        return Err(bad("a write-only key is exported as a file, not on paper"));
+    }
     let salt = hex::decode(&file.kdf.salt).map_err(|_| bad("bad salt"))?;
     let nonce = hex::decode(&file.sealed.nonce).map_err(|_| bad("bad nonce"))?;
     let ciphertext = hex::decode(&file.sealed.ciphertext).map_err(|_| bad("bad ciphertext"))?;
@@ -291,6 +373,7 @@ pub fn from_binary(bytes: &[u8], name: &str) -> Result<String, KeyFileError> {
     let (snapshot, ciphertext) = rest.split_at(32);
     let file = File {
         format: FORMAT.into(),
+        kind: None,
         write_key_public: eventi_shared::public_key::format(write.try_into().expect("32"), ""),
         snapshot_public: hex::encode(snapshot),
         kdf: Kdf {
@@ -315,6 +398,13 @@ pub fn from_binary(bytes: &[u8], name: &str) -> Result<String, KeyFileError> {
 /// The public write key line, readable without the passphrase.
 pub fn public_write_key(text: &str, name: &str) -> Result<String, KeyFileError> {
     Ok(parse(text, name)?.write_key_public)
+}
+
+/// Whether key file text is a write-only key, readable without the
+/// passphrase (so a command that needs to read snapshots refuses at once;
+/// the seal's check of the same fact comes when the file is opened).
+pub fn is_write_only(text: &str, name: &str) -> Result<bool, KeyFileError> {
+    Ok(parse(text, name)?.kind.is_some())
 }
 
 /// Reads a key file.
@@ -364,6 +454,7 @@ mod tests {
         assert_eq!(back.write_key, s.write_key);
         assert_eq!(back.convergence, s.convergence);
         assert_eq!(back.snapshot, s.snapshot);
+        assert_eq!(back.snapshot_public, s.snapshot_public);
         assert!(matches!(
             open(&text, b"wrong", "k"),
             Err(KeyFileError::WrongPassphrase(_))
@@ -379,6 +470,33 @@ mod tests {
         // Secrets never print.
         assert_eq!(format!("{s:?}"), "Secrets([redacted])");
         assert!(!text.contains(&hex::encode(s.write_key)));
+    }
+
+    #[test]
+    fn a_write_only_key_has_no_snapshot_secret_and_its_kind_is_sealed() {
+        let owner = Secrets::generate(None);
+        let machine = owner.write_only_for_another_machine();
+        assert!(machine.is_write_only());
+        assert_ne!(machine.write_key, owner.write_key);
+        assert_eq!(machine.convergence, owner.convergence);
+        assert_eq!(machine.snapshot_public(), owner.snapshot_public());
+        let text = seal(&machine, b"machine pass");
+        assert!(is_write_only(&text, "k").unwrap());
+        assert!(!is_write_only(&seal(&owner, b"x"), "k").unwrap());
+        assert!(!text.contains(&hex::encode(owner.snapshot.unwrap())));
+        let back = open(&text, b"machine pass", "k").unwrap();
+        assert!(back.is_write_only());
+        assert_eq!(back.snapshot_public, owner.snapshot_public);
+        assert_eq!(back.convergence, owner.convergence);
+        // Dropping the kind (to pass it off as a full key) breaks the seal,
+        // and so does another owner's snapshot key put in its place.
+        let unkinded = text.replace("kind = \"write-only\"\n", "");
+        assert_ne!(unkinded, text);
+        assert!(open(&unkinded, b"machine pass", "k").is_err());
+        let other = Secrets::generate(None).snapshot_public();
+        let swapped = text.replace(&owner.snapshot_public(), &other);
+        assert!(open(&swapped, b"machine pass", "k").is_err());
+        assert!(to_binary(&text, "k").is_err(), "no paper form");
     }
 
     #[test]

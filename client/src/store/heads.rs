@@ -60,6 +60,12 @@ impl Heads {
         }
     }
 
+    /// The same servers as keepers of another key's head `name` (a
+    /// write-only machine's, which its owner reads).
+    pub fn for_key(&self, key: [u8; 32], name: &str) -> Heads {
+        Heads::new(self.servers.clone(), key, name)
+    }
+
     /// The head's name.
     pub fn name(&self) -> &str {
         &self.name
