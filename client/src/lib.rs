@@ -13,6 +13,8 @@
 //! - the pipelines: `backup` and `restore`, with `progress` and `fsmeta`
 //!   (file metadata both need), and `check` (what each server of the
 //!   circle lacks, and its repair);
+//! - `share`: capabilities made (an envelope sealed into the destination)
+//!   and opened (read back with nothing but the line, chains walked);
 //! - `repo`: an opened home: its keys, its destination, its chain of roots.
 
 pub mod backup;
@@ -24,6 +26,7 @@ pub mod keys;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod share;
 pub mod store;
 pub mod stream;
 pub mod walk;

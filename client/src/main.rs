@@ -33,7 +33,7 @@ uninitialized home creates its key file."
     Snapshots(cmd::snapshots::Args),
     /// List what a snapshot holds.
     Ls(cmd::ls::Args),
-    /// Write a file from a snapshot to stdout.
+    /// Write a file from a snapshot (or a capability) to stdout.
     Cat(cmd::cat::Args),
     /// Show what changed between two snapshots.
     Diff(cmd::diff::Args),
@@ -46,6 +46,20 @@ interrupted restore. Exit status 1 if any entry was \
 not restored (each is named on stderr); no partial file is ever left."
     )]
     Restore(cmd::restore::Args),
+    /// Print the capability of a file or directory tree in a snapshot: one
+    /// line that reads it, and nothing else, with no key or account.
+    Share(cmd::share::Args),
+    /// Store a file, a tree or stdin by itself (no snapshot) and print its
+    /// capability; with --follows, as the next drop of a chain.
+    Put(cmd::put::Args),
+    /// Fetch what a capability reads (no key, config or home needed).
+    #[command(
+        after_help = "Exit status 1 if anything was not fetched (each is named on stderr); a file \
+is written under a temporary name and renamed into place only when every block checked out."
+    )]
+    Get(cmd::get::Args),
+    /// List a drop chain, newest first.
+    Log(cmd::log::Args),
     /// Show the public write key, check it against a server, or change the passphrase.
     #[command(subcommand)]
     Key(cmd::key::Command),
@@ -82,6 +96,10 @@ fn main() -> std::process::ExitCode {
         Command::Cat(args) => cmd::cat::run(args),
         Command::Diff(args) => cmd::diff::run(args),
         Command::Restore(args) => cmd::restore::run(args),
+        Command::Share(args) => cmd::share::run(args),
+        Command::Put(args) => cmd::put::run(args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Log(args) => cmd::log::run(args),
         Command::Key(cmd) => cmd::key::run(cmd).map(|()| std::process::ExitCode::SUCCESS),
         Command::Server(cmd) => cmd::server::run(cmd),
         Command::Check(args) => cmd::check::run(args),

@@ -27,16 +27,28 @@ where
     I: IntoIterator<Item = A>,
     A: AsRef<std::ffi::OsStr>,
 {
+    eventi_command(home, env, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run eventi")
+}
+
+/// The `eventi` binary on the home `home` with `env` added (and no
+/// passphrase from the caller's environment).
+fn eventi_command<I, A>(home: &Path, env: &[(&str, &str)], args: I) -> Command
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
     let mut c = Command::new(binary("eventi"));
     c.env("EVENTI_HOME", home)
         .env_remove("EVENTI_PASSPHRASE")
         .env_remove("EVENTI_NEW_PASSPHRASE")
-        .args(args)
-        .stdin(Stdio::null());
+        .args(args);
     for (k, v) in env {
         c.env(k, v);
     }
-    c.output().expect("run eventi")
+    c
 }
 
 /// Path of a workspace binary built into the same target directory as the
@@ -348,4 +360,53 @@ pub fn output_text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// Runs the `eventi` binary as someone with nothing: an environment
+/// holding only `PATH` and `HOME=home` (no EVENTI_HOME, no XDG
+/// directories, no passphrase), feeding `stdin`.
+pub fn run_eventi_homeless<I, A>(home: &Path, args: I, stdin: &[u8]) -> std::process::Output
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    let mut c = Command::new(binary("eventi"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .args(args);
+    run_with_stdin(c, stdin)
+}
+
+/// Runs the `eventi` binary on the home `home` with `env` added, feeding
+/// `stdin`.
+pub fn run_eventi_stdin<I, A>(
+    home: &Path,
+    env: &[(&str, &str)],
+    args: I,
+    stdin: &[u8],
+) -> std::process::Output
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    run_with_stdin(eventi_command(home, env, args), stdin)
+}
+
+fn run_with_stdin(mut c: Command, stdin: &[u8]) -> std::process::Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run eventi");
+    let mut pipe = child.stdin.take().expect("piped stdin");
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        // The command may exit without reading it all (an error).
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for eventi");
+    let _ = writer.join();
+    out
 }

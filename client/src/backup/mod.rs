@@ -5,11 +5,14 @@
 //! gives a tree `home/ada/src`. Directories above a given path are only
 //! names (mode 0755, no owner, no time), so the tree reference depends on
 //! what was backed up, not on unrelated changes to `/home`.
+//!
+//! `put` stores one path or a stream the same way, outside any snapshot.
 
 mod assemble;
 pub mod exclude;
 mod files;
 mod prefetch;
+pub mod put;
 pub mod uploader;
 mod walk;
 
@@ -153,35 +156,32 @@ impl Synthetic {
     }
 }
 
-/// Runs a backup; `warn` hears about every entry left out, `checkpoint`
-/// about every checkpoint made durable.
-pub fn run(
+/// What storing some paths left: their top entries (path components
+/// from `/`, and the entry with its content's reference), what was
+/// counted, and the uploader whose blocks still need a flush.
+struct Stored {
+    tops: Vec<(Vec<Vec<u8>>, Entry)>,
+    counts: Counts,
+    uploader: Arc<Uploader>,
+    cache: Arc<Cache>,
+    tally: assemble::Tally,
+}
+
+/// Walks `paths` (normalized) and stores their contents: the half of a
+/// backup that a put shares.
+fn store_paths(
     repo: &Repo,
     options: &Options,
+    paths: &[PathBuf],
     counters: Arc<Counters>,
     warn: &(dyn Fn(&Path, &str) + Sync),
     checkpoint: &(dyn Fn(uploader::Checkpoint) + Sync),
-) -> anyhow::Result<Summary> {
-    let started = Instant::now();
-    let time_ns = crate::fsmeta::now_ns();
-    let paths = normalize(&options.paths)?;
-    if paths.is_empty() {
-        bail!("nothing to back up: give at least one path");
-    }
-    for p in &paths {
+) -> anyhow::Result<Stored> {
+    for p in paths {
         std::fs::symlink_metadata(p).with_context(|| format!("cannot back up {}", p.display()))?;
     }
-    let parent = repo.head()?;
-    let cache_dir = repo.cache_dir()?;
-    crate::home::create_private_dir(&cache_dir)?;
-    let cache = Arc::new(Cache::open(&cache_dir)?);
+    let (uploader, cache) = open_uploader(repo, options)?;
     let convergence = *repo.key.write().convergence();
-    let uploader = Arc::new(Uploader::new(
-        Arc::clone(repo.destination.circle()),
-        Arc::clone(&cache),
-        !options.no_cache,
-        options.checkpoint_bytes,
-    ));
     let pool = files::Pool::new(
         options.threads,
         Arc::clone(&uploader),
@@ -189,7 +189,7 @@ pub fn run(
         Arc::clone(&counters),
     );
     let prefetch = prefetch::Prefetch::start(
-        &paths,
+        paths,
         Arc::clone(&options.excluder),
         Arc::clone(&counters),
         4,
@@ -220,7 +220,7 @@ pub fn run(
             events,
         );
         let mut walked = Ok(());
-        for p in &paths {
+        for p in paths {
             let components: Vec<Vec<u8>> = p
                 .components()
                 .filter_map(|c| match c {
@@ -253,6 +253,53 @@ pub fn run(
     counts.files -= failed;
     counts.errors += failed;
     counts.bytes += tally.read_bytes.load(Relaxed);
+    Ok(Stored {
+        tops,
+        counts,
+        uploader,
+        cache,
+        tally,
+    })
+}
+
+/// The uploader to the repo's circle, with this destination's cache.
+fn open_uploader(repo: &Repo, options: &Options) -> anyhow::Result<(Arc<Uploader>, Arc<Cache>)> {
+    let cache_dir = repo.cache_dir()?;
+    crate::home::create_private_dir(&cache_dir)?;
+    let cache = Arc::new(Cache::open(&cache_dir)?);
+    let uploader = Arc::new(Uploader::new(
+        Arc::clone(repo.destination.circle()),
+        Arc::clone(&cache),
+        !options.no_cache,
+        options.checkpoint_bytes,
+    ));
+    Ok((uploader, cache))
+}
+
+/// Runs a backup; `warn` hears about every entry left out, `checkpoint`
+/// about every checkpoint made durable.
+pub fn run(
+    repo: &Repo,
+    options: &Options,
+    counters: Arc<Counters>,
+    warn: &(dyn Fn(&Path, &str) + Sync),
+    checkpoint: &(dyn Fn(uploader::Checkpoint) + Sync),
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let time_ns = crate::fsmeta::now_ns();
+    let paths = normalize(&options.paths)?;
+    if paths.is_empty() {
+        bail!("nothing to back up: give at least one path");
+    }
+    let parent = repo.head()?;
+    let convergence = *repo.key.write().convergence();
+    let Stored {
+        tops,
+        counts,
+        uploader,
+        cache,
+        tally,
+    } = store_paths(repo, options, &paths, counters, warn, checkpoint)?;
     let mut top = Synthetic::default();
     let mut whole_root: Option<Ref> = None;
     for (components, entry) in tops {

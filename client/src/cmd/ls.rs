@@ -10,8 +10,13 @@ use eventi::walk::{self, Blocks, Flow, Visit};
 /// Options of `eventi ls`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// SNAP or SNAP:PATH (a root score, a unique prefix, or `latest`).
+    /// SNAP[:PATH] (a root score, a unique prefix, or `latest`), or
+    /// CAPABILITY[:PATH] (a line, `-` for stdin, or @FILE).
     spec: String,
+    /// With a capability: a server to read from, before those the line
+    /// names (repeatable).
+    #[arg(long = "server", value_name = "HOST:PORT")]
+    servers: Vec<String>,
     /// List everything below, not just one level.
     #[arg(short, long)]
     recursive: bool,
@@ -95,23 +100,48 @@ fn print(e: &Entry, path: &Path, json: bool) {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (repo, _, path, entry) = super::open_spec(&args.spec, args.passphrase_file.as_deref())?;
-    let path = path.as_path();
-    if entry.kind == Kind::Dir {
-        let store = repo.store().as_ref();
-        walk::walk::<anyhow::Error>(store, &entry, path, Blocks::None, &mut |visit| {
-            if let Visit::Entry(p, e) = visit {
-                print(e, p, args.json);
-            }
-            Ok(if args.recursive {
-                Flow::Continue
-            } else {
-                Flow::Skip
-            })
-        })?;
-    } else {
-        print(&entry, path, args.json);
+    if super::reading::is_capability(&args.spec) {
+        let (cap_arg, path) = super::reading::split_path(&args.spec);
+        let cap = super::reading::read(cap_arg)?;
+        let reader = super::reading::reader(&cap, &args.servers)?;
+        let envelope = reader.envelope(&cap)?;
+        let path = Path::new(path);
+        let entry = eventi::share::lookup(&reader, &envelope.entry, path)?;
+        // A file's capability lists as `/NAME`, what it would be in a tree.
+        let shown = if entry.kind != Kind::Dir && path == Path::new("/") {
+            path.join(std::ffi::OsStr::from_bytes(&entry.name))
+        } else {
+            path.to_path_buf()
+        };
+        list(&reader, &entry, &shown, &args)?;
+        return Ok(ExitCode::SUCCESS);
     }
+    let (repo, _, path, entry) = super::open_spec(&args.spec, args.passphrase_file.as_deref())?;
+    list(repo.store().as_ref(), &entry, &path, &args)?;
     repo.close()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `entry` (at `path`), or what the directory holds.
+fn list(
+    store: &dyn eventi::store::BlockStore,
+    entry: &Entry,
+    path: &Path,
+    args: &Args,
+) -> anyhow::Result<()> {
+    if entry.kind != Kind::Dir {
+        print(entry, path, args.json);
+        return Ok(());
+    }
+    walk::walk::<anyhow::Error>(store, entry, path, Blocks::None, &mut |visit| {
+        if let Visit::Entry(p, e) = visit {
+            print(e, p, args.json);
+        }
+        Ok(if args.recursive {
+            Flow::Continue
+        } else {
+            Flow::Skip
+        })
+    })?;
+    Ok(())
 }

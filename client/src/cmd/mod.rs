@@ -4,12 +4,17 @@ pub mod backup;
 pub mod cat;
 pub mod check;
 pub mod diff;
+pub mod get;
 pub mod init;
 pub mod key;
+pub mod log;
 pub mod ls;
+pub mod put;
+pub mod reading;
 pub mod repair;
 pub mod restore;
 pub mod server;
+pub mod share;
 pub mod snapshots;
 
 /// Opens the home for reading and finds `SNAP[:PATH]`: the repo, the
@@ -29,6 +34,32 @@ pub fn open_spec(
     let path = std::path::PathBuf::from(path);
     let entry = eventi::walk::lookup(repo.store().as_ref(), snapshot.tree, &path)?;
     Ok((repo, snapshot, path, entry))
+}
+
+/// Refuses at once, before any passphrase, a command that must `doing`
+/// on a home whose key is write-only.
+pub fn require_full_key(doing: &str) -> anyhow::Result<()> {
+    let key_path = eventi::home::Home::locate()?.key_file();
+    if key_path.exists() {
+        eventi::repo::refuse_write_only(&key_path, doing)?;
+    }
+    Ok(())
+}
+
+/// The servers a new capability's line names: `--server`s, else the
+/// home's circle; none with `--no-hints`.
+pub fn hints(repo: &eventi::repo::Repo, servers: &[String], no_hints: bool) -> Vec<String> {
+    if no_hints {
+        return Vec::new();
+    }
+    if !servers.is_empty() {
+        return servers.to_vec();
+    }
+    repo.config
+        .servers
+        .iter()
+        .map(|s| s.address().to_string())
+        .collect()
 }
 
 /// The home's key file opened with the passphrase (`--passphrase-file`,

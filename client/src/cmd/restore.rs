@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let result = restore::run(
         repo.store().as_ref(),
-        snapshot.tree,
+        Some(snapshot.tree),
         selected,
         from,
         &args.target,

@@ -3,6 +3,7 @@
 //!
 //! - `base32`: Crockford base32, for text people copy and type;
 //! - `block`: sealing and opening a block, and the reference that names it;
+//! - `capability`: one-line capabilities and the envelopes they open;
 //! - `chunk`: content-defined chunking and packing of file data;
 //! - `tree`: pointer blocks and the shape of a stream's tree;
 //! - `dirent`: a directory's entries;
@@ -10,6 +11,7 @@
 
 pub mod base32;
 pub mod block;
+pub mod capability;
 pub mod chunk;
 pub mod dirent;
 pub mod snapshot;

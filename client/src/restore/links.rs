@@ -27,7 +27,10 @@ pub(super) fn restore_link(ctx: &Ctx, entry: &Entry, dest: &Path) {
         let Some(source) = link_source(ctx, &entry.target) else {
             // The first name is outside what is restored: copy the file.
             let t = Path::new(std::ffi::OsStr::from_bytes(&entry.target));
-            let mut first = walk::lookup(ctx.store, ctx.tree, t)?;
+            let Some(tree) = ctx.tree else {
+                anyhow::bail!("its first name {} is outside what was shared", t.display());
+            };
+            let mut first = walk::lookup(ctx.store, tree, t)?;
             first.name = entry.name.clone();
             restore_file(ctx, &first, dest)?;
             return Ok(true);

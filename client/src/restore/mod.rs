@@ -64,7 +64,10 @@ pub struct Summary {
 
 struct Ctx<'a> {
     store: &'a dyn BlockStore,
-    tree: Ref,
+    /// The whole snapshot's tree, where hard links find a first name
+    /// outside what is restored (none through a capability, which
+    /// reaches nothing outside).
+    tree: Option<Ref>,
     options: &'a Options,
     counters: &'a Counters,
     warn: &'a (dyn Fn(&Path, &str) + Sync),
@@ -95,12 +98,12 @@ impl Ctx<'_> {
 }
 
 /// Restores `selected` (found at `from` in the snapshot whose tree is
-/// `tree`) into the directory `target`: the root's contents go straight
-/// into it, anything else under its own name.
+/// `tree`, if known) into the directory `target`: the root's contents go
+/// straight into it, anything else under its own name.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     store: &dyn BlockStore,
-    tree: Ref,
+    tree: Option<Ref>,
     selected: Entry,
     from: &Path,
     target: &Path,
