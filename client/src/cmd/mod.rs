@@ -62,6 +62,17 @@ pub fn hints(repo: &eventi::repo::Repo, servers: &[String], no_hints: bool) -> V
         .collect()
 }
 
+/// Prints a new capability's line on stdout, and on stderr what its
+/// holder will need if it names no server.
+pub fn print_capability(cap: &eventi::format::capability::Capability) {
+    if cap.hints.is_empty() {
+        eprintln!(
+            "eventi: the line names no server: whoever gets it needs `--server HOST:PORT` (or this machine's home)"
+        );
+    }
+    println!("{}", cap.to_line());
+}
+
 /// The home's key file opened with the passphrase (`--passphrase-file`,
 /// `$EVENTI_PASSPHRASE` or a prompt), for commands that need the write
 /// key but not the destination.

@@ -103,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             super::human_bytes(put.sent_bytes),
             put.known_blocks
         );
-        println!("{}", cap.to_line());
+        super::print_capability(&cap);
     }
     Ok(ExitCode::SUCCESS)
 }

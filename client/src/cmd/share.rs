@@ -59,12 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let hints = super::hints(&repo, &args.servers, args.no_hints);
     let cap = cap.with_hints(&hints).context("a server hint")?;
     repo.close()?;
-    if cap.hints.is_empty() {
-        eprintln!(
-            "eventi: the line names no server: whoever gets it needs `--server HOST:PORT` (or this machine's home)"
-        );
-    }
-    println!("{}", cap.to_line());
+    super::print_capability(&cap);
     Ok(ExitCode::SUCCESS)
 }
 
