@@ -410,3 +410,25 @@ fn run_with_stdin(mut c: Command, stdin: &[u8]) -> std::process::Output {
     let _ = writer.join();
     out
 }
+
+/// Every file under `a` is under `b` with the same bytes (directories
+/// compared recursively; extra files in `b` are not looked for).
+pub fn assert_same_file_tree(a: &Path, b: &Path) {
+    let mut names: Vec<_> = std::fs::read_dir(a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    for n in names {
+        let (pa, pb) = (a.join(&n), b.join(&n));
+        if pa.is_dir() {
+            assert_same_file_tree(&pa, &pb);
+        } else {
+            assert!(
+                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
+                "{} differs",
+                pb.display()
+            );
+        }
+    }
+}

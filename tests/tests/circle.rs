@@ -68,26 +68,6 @@ fn backup(home: &Path, src: &Path, extra: &[&str]) -> serde_json::Value {
     serde_json::from_str(&last).unwrap()
 }
 
-fn assert_same_file_tree(a: &Path, b: &Path) {
-    let mut names: Vec<_> = fs::read_dir(a)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
-    for n in names {
-        let (pa, pb) = (a.join(&n), b.join(&n));
-        if pa.is_dir() {
-            assert_same_file_tree(&pa, &pb);
-        } else {
-            assert!(
-                fs::read(&pa).unwrap() == fs::read(&pb).unwrap(),
-                "{} differs",
-                pb.display()
-            );
-        }
-    }
-}
-
 /// Three servers with data directories under `dir`, each authorizing nothing yet.
 fn three(dir: &Path) -> Vec<Server> {
     (0..3)
@@ -149,7 +129,7 @@ fn copies_three_restore_survives_a_dead_server_and_names_it() {
         "names the dead server: {}",
         output_text(&o)
     );
-    assert_same_file_tree(&src, &target.join("src"));
+    eventi_tests::assert_same_file_tree(&src, &target.join("src"));
     // A backup needs all three copies, so it fails, naming the dead one.
     fs::write(src.join("new"), b"new").unwrap();
     let o = eventi(&home, &["backup", src.to_str().unwrap()]);
@@ -313,7 +293,7 @@ fn a_damaged_block_is_read_from_another_server_and_check_read_data_names_it() {
     // Restore reads from every server; whichever it asks for the damaged
     // block, the good copy elsewhere wins.
     let o = ok(eventi(&home, &["restore", &spec, target.to_str().unwrap()]));
-    assert_same_file_tree(&src, &target.join("src"));
+    eventi_tests::assert_same_file_tree(&src, &target.join("src"));
     let (clean, report) = check(&home, &[]);
     assert!(clean, "presence alone cannot see damage: {report}");
     let (clean, report) = check(&home, &["--read-data"]);

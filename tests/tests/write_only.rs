@@ -52,22 +52,6 @@ fn source(dir: &Path, name: &str, seed: u64) -> PathBuf {
     src
 }
 
-fn assert_same_files(want: &Path, got: &Path) {
-    for e in fs::read_dir(want).unwrap() {
-        let p = e.unwrap().path();
-        let q = got.join(p.file_name().unwrap());
-        if p.is_dir() {
-            assert_same_files(&p, &q);
-        } else {
-            assert!(
-                fs::read(&p).unwrap() == fs::read(&q).unwrap(),
-                "{} differs",
-                q.display()
-            );
-        }
-    }
-}
-
 #[test]
 fn a_write_only_machine_backs_up_reads_nothing_and_its_owner_restores_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,7 +201,7 @@ fn a_write_only_machine_backs_up_reads_nothing_and_its_owner_restores_it() {
                 out.to_str().unwrap(),
             ],
         ));
-        assert_same_files(&src, &out.join("machine-src"));
+        eventi_tests::assert_same_file_tree(&src, &out.join("machine-src"));
     }
     // A unique prefix of a machine's root resolves too.
     let o = ok(owner(
