@@ -31,7 +31,7 @@ uninitialized home creates its key file."
     Backup(cmd::backup::Args),
     /// List the snapshots, newest first.
     Snapshots(cmd::snapshots::Args),
-    /// List what a snapshot holds.
+    /// List what a snapshot (or a capability) holds.
     Ls(cmd::ls::Args),
     /// Write a file from a snapshot (or a capability) to stdout.
     Cat(cmd::cat::Args),

@@ -560,6 +560,34 @@ mod tests {
         assert_eq!(open(&c2, &b2).unwrap().follows, Some(cap.to_line()));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_capability_round_trips(
+            kind in 0..3u8,
+            score in proptest::prelude::any::<[u8; 20]>(),
+            secret in proptest::prelude::any::<[u8; 16]>(),
+            hosts in proptest::collection::vec("[a-z0-9][a-z0-9.-]{0,20}", 0..3),
+            port in 1..=65535u16,
+        ) {
+            let kind = [Kind::File, Kind::Tree, Kind::Chain][kind as usize];
+            let hints: Vec<String> = hosts.iter().map(|h| format!("{h}:{port}")).collect();
+            let cap = Capability::new(kind, Score(score), secret, &hints).unwrap();
+            let line = cap.to_line();
+            proptest::prop_assert_eq!(Capability::parse(&line), Ok(cap));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,120}") {
+            let _ = Capability::parse(&text);
+            let _ = Capability::parse(&format!("ev1d{text}"));
+        }
+
+        #[test]
+        fn arbitrary_envelope_bytes_never_panic(plain in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = decode(Score::of(&plain), &plain);
+        }
+    }
+
     /// Pins the line and the envelope: a capability handed out today must
     /// open with every later eventi. Do not change these; add a version.
     #[test]
