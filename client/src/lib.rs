@@ -15,6 +15,8 @@
 //!   circle lacks, and its repair);
 //! - `share`: capabilities made (an envelope sealed into the destination)
 //!   and opened (read back with nothing but the line, chains walked);
+//! - `machines`: the owner's list of write-only machines, kept on the
+//!   servers too so that a recovered home finds their chains;
 //! - `repo`: an opened home: its keys, its destination, its chain of roots.
 
 pub mod backup;
@@ -23,6 +25,7 @@ pub mod format;
 pub mod fsmeta;
 pub mod home;
 pub mod keys;
+pub mod machines;
 pub mod progress;
 pub mod repo;
 pub mod restore;

@@ -210,6 +210,35 @@ fn a_write_only_machine_backs_up_reads_nothing_and_its_owner_restores_it() {
     ));
     assert!(stdout(&o).contains("f2"), "{}", output_text(&o));
 
+    // The owner's laptop is gone: a home recovered from the owner's key
+    // alone finds the machine list on the server, and the machine's chain.
+    let owner_key = dir.path().join("owner.key");
+    ok(owner(
+        &owner_home,
+        &["key", "export", owner_key.to_str().unwrap()],
+    ));
+    let recovered = dir.path().join("recovered");
+    let o = ok(owner(
+        &recovered,
+        &[
+            "init",
+            "--recover",
+            "--key",
+            owner_key.to_str().unwrap(),
+            "--server",
+            &addr,
+        ],
+    ));
+    assert!(output_text(&o).contains("laptop2"), "{}", output_text(&o));
+    let o = ok(owner(&recovered, &["snapshots", "--all", "--json"]));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let machine_roots: Vec<&str> = list
+        .iter()
+        .filter(|s| s["machine"] == "laptop2")
+        .map(|s| s["snapshot"].as_str().unwrap())
+        .collect();
+    assert_eq!(machine_roots, [root2, root1], "{list:?}");
+
     // The server revokes the machine alone.
     keys_cli(&data, &["remove", "laptop2"]);
     fs::write(src.join("new"), b"after the revocation").unwrap();

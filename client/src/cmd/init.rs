@@ -130,8 +130,33 @@ fn install(args: &Args, text: &str) -> anyhow::Result<std::process::ExitCode> {
             "the key is back, but no server keeps a head for it: give a root score to `eventi restore`"
         ),
     }
+    recover_machines(&repo)?;
     repo.close()?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Writes the machine list the servers keep into the new config, so that
+/// `eventi snapshots --all` lists the write-only machines' chains again.
+fn recover_machines(repo: &eventi::repo::Repo) -> anyhow::Result<()> {
+    let machines = match eventi::machines::fetch(repo) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("eventi: the machine list could not be read: {e:#}");
+            return Ok(());
+        }
+    };
+    for m in &machines {
+        eventi::home::config::add_machine(&repo.home.config_file(), m)?;
+    }
+    if !machines.is_empty() {
+        let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+        eprintln!(
+            "recovered {} write-only machine(s): {}",
+            machines.len(),
+            names.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The end of a write-only key's install: its own head, if it backed up

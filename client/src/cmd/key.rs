@@ -187,7 +187,13 @@ fn export_write_only(
     {
         anyhow::bail!("a machine is called {name:?} already: give another --name");
     }
-    let owner = super::open_secrets(passphrase_file)?;
+    let key_path = home.key_file();
+    let owner_pass = passphrase::get(passphrase_file, "EVENTI_PASSPHRASE", "Passphrase", false)?;
+    let owner = keyfile::open(
+        &keyfile::read(&key_path)?,
+        owner_pass.as_bytes(),
+        &key_path.display().to_string(),
+    )?;
     if owner.is_write_only() {
         anyhow::bail!("this home holds a write-only key: only the owner's full key exports keys");
     }
@@ -208,6 +214,21 @@ fn export_write_only(
             head: None,
         },
     )?;
+    // Kept on the servers too, so that a home recovered from the key
+    // alone lists this machine again.
+    let published = eventi::repo::Repo::open_with(&owner_pass, eventi::repo::Access::Write)
+        .and_then(|repo| {
+            let kept = eventi::machines::publish(&repo)?;
+            repo.close()?;
+            Ok(kept)
+        });
+    match published {
+        Ok(0) => {}
+        Ok(n) => eprintln!("the machine list is kept on {n} server(s) for `eventi init --recover`"),
+        Err(e) => eprintln!(
+            "eventi: the machine list is in config.toml but not on the servers ({e:#}); the next export puts it there"
+        ),
+    }
     eprintln!(
         "exported a write-only key for machine {name} to {}: on it, `eventi init --import-key {}`",
         file.display(),
