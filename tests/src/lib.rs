@@ -432,3 +432,32 @@ pub fn assert_same_file_tree(a: &Path, b: &Path) {
         }
     }
 }
+
+/// Flips one byte in the middle of `data`'s largest log segment
+/// (`log/NNNNNNNN.log`), where block bytes are.
+pub fn damage_log(data: &Path) {
+    let mut logs: Vec<PathBuf> = walk_files(&data.join("log"))
+        .into_iter()
+        .filter(|p| p.extension() == Some(std::ffi::OsStr::new("log")))
+        .collect();
+    logs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let log = logs.pop().expect("a log segment");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&log, bytes).unwrap();
+}
+
+/// Every file below `dir`, at any depth.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

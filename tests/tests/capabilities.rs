@@ -384,3 +384,63 @@ fn a_chain_of_five_drops_is_walked_back_and_a_fork_is_its_own_chain() {
     assert!(output_text(&o).contains("checksum"), "{}", output_text(&o));
     nobody.assert_untouched();
 }
+
+#[test]
+fn a_damaged_copy_is_passed_over_and_with_no_good_copy_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers: Vec<Server> = (0..2)
+        .map(|i| {
+            let data = dir.path().join(format!("data{i}"));
+            keys_cli(&data, &["list"]);
+            Server::start_strict(&data, &[])
+        })
+        .collect();
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr.to_string()).collect();
+    let home = dir.path().join("owner");
+    let key = stdout(&ok(eventi(
+        &home,
+        &["init", "--server", &addrs[0], "--server", &addrs[1]],
+    )));
+    for s in &servers {
+        keys_cli(&s.data, &["add", "owner", &key, "--quota", "10GiB"]);
+    }
+    let file = dir.path().join("big.bin");
+    fs::write(&file, pattern(21, 4 << 20)).unwrap();
+    let line = stdout(&ok(eventi(&home, &["put", file.to_str().unwrap()])));
+    assert!(
+        line.contains(&addrs[0]) && line.contains(&addrs[1]),
+        "{line}"
+    );
+
+    // The first server the line names holds a damaged copy (its disk
+    // changed while it was stopped): the good copy on the second wins.
+    let mut servers = servers;
+    let data0 = servers[0].data.clone();
+    servers.remove(0).terminate();
+    eventi_tests::damage_log(&data0);
+    servers.insert(0, Server::start_on(&data0, &addrs[0], &[], |_| {}));
+    let nobody = Homeless::new(dir.path());
+    let got = dir.path().join("got.bin");
+    ok(nobody.run(&["get", &line, got.to_str().unwrap()]));
+    assert!(fs::read(&got).unwrap() == pattern(21, 4 << 20));
+
+    // The good server goes away: no good copy is left anywhere, and the
+    // get fails naming the damage, with no file, whole or partial.
+    servers.remove(1).terminate();
+    let lost = dir.path().join("lost.bin");
+    let o = nobody.run(&["get", &line, lost.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", output_text(&o));
+    let text = output_text(&o);
+    assert!(
+        text.contains("damaged") || text.contains("corrupt"),
+        "{text}"
+    );
+    assert!(text.contains(&addrs[1]), "the dead server is named: {text}");
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("lost") || n.starts_with(".eventi-restore-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    nobody.assert_untouched();
+}

@@ -3,7 +3,6 @@
 //! server, a damaged block on one server's disk, check and repair, and a
 //! server that joins.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -247,34 +246,6 @@ fn a_stopped_server_holds_a_backup_only_until_its_timeout() {
     assert!(clean, "{report}");
 }
 
-/// Flips one byte in the middle of `data`'s largest log segment
-/// (`log/NNNNNNNN.log`), where block bytes are.
-fn damage_log(data: &Path) {
-    let mut logs: Vec<PathBuf> = walk_files(&data.join("log"))
-        .into_iter()
-        .filter(|p| p.extension() == Some(OsStr::new("log")))
-        .collect();
-    logs.sort_by_key(|p| fs::metadata(p).unwrap().len());
-    let log = logs.pop().expect("a log segment");
-    let mut bytes = fs::read(&log).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x55;
-    fs::write(&log, bytes).unwrap();
-}
-
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_damaged_block_is_read_from_another_server_and_check_read_data_names_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -285,7 +256,7 @@ fn a_damaged_block_is_read_from_another_server_and_check_read_data_names_it() {
     // the same address (nothing of the block is left in its memory).
     let data0 = servers[0].data.clone();
     servers.remove(0).terminate();
-    damage_log(&data0);
+    eventi_tests::damage_log(&data0);
     servers.insert(0, Server::start_on(&data0, &addrs[0], &[], |_| {}));
 
     let target = dir.path().join("restored");
