@@ -4,13 +4,14 @@
 //! connection, `server` accepts connections and shuts down gracefully (`shutdown`
 //! is the signal every task waits on), `state` is what they share,
 //! `http` serves metrics, `admin` manages write keys through the admin
-//! socket, `config` holds the settings. The binary's commands live in
+//! socket, `config` holds the settings, `identity` the server's key pair. The binary's commands live in
 //! `src/cmd/`.
 
 pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod out_queue;

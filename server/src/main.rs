@@ -1,4 +1,4 @@
-//! The `eventi-server` command: serve, verify, keys, bench.
+//! The `eventi-server` command: serve, verify, keys, bench, identity.
 
 mod cmd;
 
@@ -22,6 +22,9 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Authorize write keys and set their quotas.
     Keys(cmd::keys::Args),
+    /// Print the server's identity line (its public key, made on first
+    /// start) to send to friends beside the address.
+    Identity(cmd::identity::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,7 +39,10 @@ fn main() -> std::process::ExitCode {
     // `eventi-server keys list | head` ends quietly, as `ls` does. Not
     // `serve` or `bench`: they write to sockets with writev, and a peer
     // that resets its connection must cost an EPIPE, not the process.
-    if matches!(cli.command, Command::Keys(_) | Command::Verify(_)) {
+    if matches!(
+        cli.command,
+        Command::Keys(_) | Command::Verify(_) | Command::Identity(_)
+    ) {
         // SAFETY: as above, before any thread; SIG_DFL is always valid.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
@@ -47,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Keys(args) => cmd::keys::run(args),
+        Command::Identity(args) => cmd::identity::run(args),
     };
     match result {
         Ok(code) => code,

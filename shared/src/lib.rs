@@ -6,7 +6,8 @@
 //! every byte: `score` (SHA-1 addresses), `block_type` (wire/disk types),
 //! `version` (the text line both ends exchange first), `codec` (messages and
 //! their 2- or 4-byte framing), `errors` (the Rerror texts clients act
-//! on), `public_key` (the write-key line servers authorize), and `client` (a pipelined async client); `size` and `time` format
+//! on), `public_key` (the write-key line servers authorize), `identity`
+//! (a server's X25519 identity line and fingerprint), and `client` (a pipelined async client); `size` and `time` format
 //! byte counts and dates the same way in every binary.
 
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod client;
 pub mod codec;
 pub mod errors;
 pub mod head;
+pub mod identity;
 pub mod public_key;
 pub mod score;
 pub mod size;

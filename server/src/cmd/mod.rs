@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod bench;
+pub mod identity;
 pub mod keys;
 pub mod serve;
 pub mod verify;

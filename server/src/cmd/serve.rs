@@ -85,6 +85,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .await?
         .with_context(|| format!("opening data directory {}", data.display()))?;
+        let identity = eventi_server::identity::Identity::load_or_create(&data)?;
+        tracing::info!(
+            identity = %eventi_shared::identity::format(&identity.public(), ""),
+            fingerprint = %eventi_shared::identity::fingerprint(&identity.public()),
+            "server identity"
+        );
         let exposures = eventi_store::private::audit(&data);
         for e in &exposures {
             tracing::warn!(problem = %e, "the data directory is not private to the server's user");
