@@ -1,8 +1,7 @@
 //! The server's identity: an X25519 key pair made on first start in the
 //! data directory (`identity`, mode 0600), whose public half friends pin
-//! (`eventi-server identity` prints its line). It is what the encrypted
-//! sessions of issue 14 will authenticate the server by; nothing uses the
-//! secret yet but this module.
+//! (`eventi-server identity` prints its line). Encrypted sessions
+//! (`eventi_shared::session`) prove it to clients.
 //!
 //! File: `eventi-server identity v1\n` then the secret as 64 hex digits
 //! and a newline (`docs/FORMAT.md`).
@@ -54,9 +53,9 @@ impl Identity {
         x25519_dalek::PublicKey::from(&self.secret).to_bytes()
     }
 
-    /// The secret, for the session handshake.
-    pub fn secret(&self) -> &x25519_dalek::StaticSecret {
-        &self.secret
+    /// The secret's bytes, for the session handshake.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.secret.to_bytes())
     }
 
     /// The identity in `data`, made (mode 0600, written whole or not at

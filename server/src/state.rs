@@ -25,4 +25,6 @@ pub struct Shared {
     /// Held across a head's compare-and-swap, so two sessions setting
     /// one head cannot both win.
     pub heads_lock: std::sync::Mutex<()>,
+    /// The server's identity, which encrypted sessions prove.
+    pub identity: crate::identity::Identity,
 }

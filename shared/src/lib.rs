@@ -7,7 +7,8 @@
 //! `version` (the text line both ends exchange first), `codec` (messages and
 //! their 2- or 4-byte framing), `errors` (the Rerror texts clients act
 //! on), `public_key` (the write-key line servers authorize), `identity`
-//! (a server's X25519 identity line and fingerprint), and `client` (a pipelined async client); `size` and `time` format
+//! (a server's X25519 identity line and fingerprint), `session` (encrypted
+//! sessions: the Noise handshake and framing, I/O like `client`), and `client` (a pipelined async client); `size` and `time` format
 //! byte counts and dates the same way in every binary.
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod head;
 pub mod identity;
 pub mod public_key;
 pub mod score;
+pub mod session;
 pub mod size;
 pub mod time;
 pub mod version;

@@ -112,6 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             keys,
             anonymous_reads: config.auth.anonymous_reads,
             heads_lock: std::sync::Mutex::new(()),
+            identity,
         });
         let listener = server::bind(config.listen).await?;
         let venti_addr = listener.local_addr()?;

@@ -35,7 +35,6 @@ use eventi_shared::codec::{decode_body, CodecError, Frame, FrameDecoder};
 use eventi_shared::version::{self, Version};
 use eventi_shared::{auth as venti_auth, Message, MAX_BLOCK_V02};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -72,6 +71,12 @@ struct Reply {
     kind: Kind,
     started: Instant,
 }
+
+/// The connection's reader: the socket, or an encrypted session's
+/// plaintext.
+pub(crate) type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+/// The connection's writer, likewise.
+pub(crate) type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 
 /// Replies queued for one socket write are flushed past this size.
 const OUT_BUDGET: usize = 1 << 20;
@@ -133,17 +138,22 @@ async fn run(
 ) -> Result<(), ConnError> {
     let limits = &shared.limits;
     stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    let (mut rd, mut wr): (Reader, Writer) = (Box::new(rd), Box::new(wr));
     let mut buf = BytesMut::with_capacity(128 * 1024);
     let handshake = Duration::from_secs(limits.handshake_timeout_secs);
     let challenge: [u8; venti_auth::CHALLENGE_LEN] = rand::random();
-    let (version, uid) = timeout(
+    let hello::Hello {
+        version,
+        uid,
+        encrypted,
+    } = timeout(
         handshake,
         hello::hello(&mut rd, &mut wr, &mut buf, shared, &challenge),
     )
     .await
     .map_err(|_| ConnError::Timeout("version line and hello"))??;
-    tracing::debug!(%peer, version = version.as_str(), uid = %uid, "session started");
+    tracing::debug!(%peer, version = version.as_str(), uid = %uid, encrypted = encrypted.is_some(), "session started");
 
     let max_block = match version {
         Version::V02 => MAX_BLOCK_V02,
@@ -269,7 +279,7 @@ fn start_received(
 /// Writes every queued reply in one socket write, within `write_time`.
 async fn send_replies(
     s: &mut Session<'_>,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut Writer,
     write_time: Duration,
     peer: SocketAddr,
 ) -> Result<(), ConnError> {

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -77,6 +76,13 @@ pub enum ClientError {
     /// venti server, or an older eventi-server).
     #[error("the server does not support this eventi extension")]
     Unsupported,
+    /// The encrypted session could not be opened: a handshake that failed,
+    /// or a server that proved another identity than the one pinned.
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
+    /// A frame of the encrypted session failed authentication.
+    #[error("an encrypted frame from the server failed authentication: the bytes were changed in transit; the session is closed")]
+    Tampered,
     /// A block read back does not hash to the score asked for.
     #[error("venti read asked for {want} but the data hashes to {got}")]
     HashMismatch {
@@ -101,6 +107,22 @@ pub struct ClientOptions {
     /// How long the server may stay silent: for each handshake step, and
     /// while requests are in flight (see the module documentation).
     pub timeout: Duration,
+    /// Whether to encrypt the session, and whom to expect.
+    pub server_key: ServerKey,
+}
+
+/// Whether a session is encrypted, and the server identity it expects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServerKey {
+    /// Plain venti.
+    #[default]
+    Plain,
+    /// Encrypted, with a server that proves this identity (refused otherwise).
+    Pinned([u8; 32]),
+    /// Encrypted if the server is an eventi-server (its version line
+    /// says so), whatever identity it proves; plain otherwise. For a
+    /// first contact, whose key is then shown and pinned.
+    Learn,
 }
 
 /// The default [`ClientOptions::timeout`]: sized for a slow link, where
@@ -115,6 +137,7 @@ impl Default for ClientOptions {
             max_frame: 16 << 20,
             write_key: None,
             timeout: DEFAULT_TIMEOUT,
+            server_key: ServerKey::Plain,
         }
     }
 }
@@ -141,6 +164,7 @@ struct Pending {
 #[derive(Clone, Copy, Debug)]
 enum Closed {
     Gone,
+    Tampered,
     Stalled {
         phase: &'static str,
         after: Duration,
@@ -151,6 +175,7 @@ impl Closed {
     fn error(self) -> ClientError {
         match self {
             Closed::Gone => ClientError::Disconnected,
+            Closed::Tampered => ClientError::Tampered,
             Closed::Stalled { phase, after } => ClientError::Timeout { phase, after },
         }
     }
@@ -173,6 +198,7 @@ struct Inner {
     version: Version,
     sid: String,
     peer: SocketAddr,
+    encrypted: Option<Encrypted>,
     frames: mpsc::Sender<Bytes>,
     state: Arc<State>,
 }
@@ -219,8 +245,17 @@ impl VentiClient {
         .await?;
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
-        let (mut rd, mut wr) = stream.into_split();
+        let (rd, wr) = stream.into_split();
+        let (mut rd, mut wr): (Reader, Writer) = (Box::new(rd), Box::new(wr));
         let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut encrypted = None;
+        if options.server_key != ServerKey::Plain {
+            let (r, w, session) = within(after, "encrypted session handshake", async {
+                encrypt(rd, wr, &mut buf, options.server_key).await
+            })
+            .await?;
+            (rd, wr, encrypted) = (r, w, session);
+        }
         let version = within(after, "version exchange", async {
             wr.write_all(format!("venti-{}-eventi\n", options.offer).as_bytes())
                 .await?;
@@ -292,6 +327,7 @@ impl VentiClient {
             version,
             sid,
             peer,
+            encrypted,
             frames: frames_tx,
             state: Arc::clone(&state),
         });
@@ -313,6 +349,12 @@ impl VentiClient {
     /// The server's address.
     pub fn peer(&self) -> SocketAddr {
         self.inner.peer
+    }
+
+    /// For an encrypted session, the identity the server proved and the
+    /// session's handshake hash; `None` for plain venti.
+    pub fn encrypted(&self) -> Option<Encrypted> {
+        self.inner.encrypted
     }
 
     /// Sends one request and waits for its reply. Rerror comes back as
@@ -468,6 +510,7 @@ impl State {
             if let Some((tx, phase)) = slot.take() {
                 let error = match why {
                     Closed::Gone => ClientError::Disconnected,
+                    Closed::Tampered => ClientError::Tampered,
                     Closed::Stalled { after, .. } => ClientError::Timeout { phase, after },
                 };
                 let _ = tx.send(Err(error));
@@ -494,12 +537,60 @@ impl State {
     }
 }
 
+/// The connection's reader: the socket, or an encrypted session's plaintext.
+type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+/// The connection's writer, likewise.
+type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// What an encrypted session proved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encrypted {
+    /// The server's identity (its X25519 public key).
+    pub server_key: [u8; 32],
+    /// The Noise handshake hash, unique to the session.
+    pub handshake_hash: [u8; crate::session::HASH_LEN],
+}
+
+/// Reads the server's clear version line and, if `want` asks for it
+/// (and, for [`ServerKey::Learn`], the server is an eventi-server), opens
+/// the encrypted session: the reader and writer to use from then on.
+async fn encrypt(
+    mut rd: Reader,
+    wr: Writer,
+    buf: &mut BytesMut,
+    want: ServerKey,
+) -> Result<(Reader, Writer, Option<Encrypted>), ClientError> {
+    let mut line = read_version_line(&mut rd, buf).await?;
+    line.push(b'\n');
+    let pinned = match want {
+        ServerKey::Plain => None,
+        ServerKey::Pinned(k) => Some(k),
+        ServerKey::Learn => {
+            if !line.ends_with(b"-eventi\n") {
+                // Plain venti (plan9port's): put the line back and go on
+                // in clear.
+                let rest = buf.split();
+                buf.extend_from_slice(&line);
+                buf.extend_from_slice(&rest);
+                return Ok((rd, wr, None));
+            }
+            None
+        }
+    };
+    let s = crate::session::client(rd, wr, buf.split(), &line, pinned).await?;
+    let proved = Encrypted {
+        server_key: s.server_key,
+        handshake_hash: s.handshake_hash,
+    };
+    Ok((s.reader, s.writer, Some(proved)))
+}
+
 /// How often a silent connection checks whether it has stalled.
 const STALL_CHECK: Duration = Duration::from_millis(250);
 
 /// Reads one whole frame during the handshake, before the reader task runs.
 async fn next_frame(
-    rd: &mut OwnedReadHalf,
+    rd: &mut Reader,
     buf: &mut BytesMut,
     decoder: &FrameDecoder,
 ) -> Result<Frame, ClientError> {
@@ -513,10 +604,7 @@ async fn next_frame(
     }
 }
 
-async fn read_version_line(
-    rd: &mut OwnedReadHalf,
-    buf: &mut BytesMut,
-) -> Result<Vec<u8>, ClientError> {
+async fn read_version_line(rd: &mut Reader, buf: &mut BytesMut) -> Result<Vec<u8>, ClientError> {
     loop {
         if let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line = buf.split_to(nl + 1);
@@ -531,7 +619,7 @@ async fn read_version_line(
     }
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut frames: mpsc::Receiver<Bytes>) {
+async fn write_loop(mut wr: Writer, mut frames: mpsc::Receiver<Bytes>) {
     let mut batch = BytesMut::with_capacity(256 * 1024);
     while let Some(first) = frames.recv().await {
         batch.extend_from_slice(&first);
@@ -549,12 +637,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut frames: mpsc::Receiver<Bytes>) {
     let _ = wr.shutdown().await;
 }
 
-async fn read_loop(
-    inner: Arc<State>,
-    mut rd: OwnedReadHalf,
-    mut buf: BytesMut,
-    decoder: FrameDecoder,
-) {
+async fn read_loop(inner: Arc<State>, mut rd: Reader, mut buf: BytesMut, decoder: FrameDecoder) {
     loop {
         match decoder.decode(&mut buf) {
             Ok(Some(body)) => match decode_body(body) {
@@ -585,6 +668,11 @@ async fn read_loop(
                 }
             },
             Ok(None) => match tokio::time::timeout(STALL_CHECK, rd.read_buf(&mut buf)).await {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    tracing::warn!(peer = %inner.peer, error = %e, "encrypted session broken");
+                    inner.fail_all(Closed::Tampered);
+                    return;
+                }
                 Ok(Ok(0)) | Ok(Err(_)) => break,
                 Ok(Ok(_)) => {}
                 Err(_) => {

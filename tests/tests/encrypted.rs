@@ -1,0 +1,210 @@
+//! Encrypted sessions with the real eventi-server on loopback: the
+//! pinned identity, a wrong one, a first contact, the write key inside,
+//! plain venti on the same port, and a proxy in the middle that changes
+//! one byte or replays a recorded session.
+
+use std::process::Command;
+
+use bytes::Bytes;
+use eventi_shared::client::{ClientOptions, ServerKey};
+use eventi_shared::{BlockType, ClientError, Score, VentiClient};
+use eventi_tests::{binary, keys_cli, new_key, public_line, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The server's identity key, as `eventi-server identity` prints it.
+fn identity(server: &Server) -> [u8; 32] {
+    let o = Command::new(binary("eventi-server"))
+        .args(["identity", "--data"])
+        .arg(&server.data)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    eventi_shared::identity::parse(String::from_utf8_lossy(&o.stdout).trim()).unwrap()
+}
+
+fn options(server_key: ServerKey) -> ClientOptions {
+    ClientOptions {
+        server_key,
+        ..ClientOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_pinned_session_reads_and_writes_and_a_wrong_pin_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = new_key();
+    keys_cli(&data, &["add", "me", &public_line(&key), "--quota", "1GiB"]);
+    let server = Server::start_strict(&data, &[]);
+    let id = identity(&server);
+
+    // Pinned, with the write key inside: writes and reads as plain venti.
+    let c = VentiClient::connect_with(
+        server.addr,
+        ClientOptions {
+            write_key: Some(key.clone()),
+            ..options(ServerKey::Pinned(id))
+        },
+    )
+    .await
+    .unwrap();
+    let proved = c.encrypted().expect("an encrypted session");
+    assert_eq!(proved.server_key, id);
+    let block = Bytes::from(vec![7u8; 20_000]);
+    let score = c.write(BlockType::DATA, block.clone()).await.unwrap();
+    c.sync().await.unwrap();
+    assert_eq!(c.read(score, BlockType::DATA, 65536).await.unwrap(), block);
+
+    // A first contact learns the same identity.
+    let learned = VentiClient::connect_with(server.addr, options(ServerKey::Learn))
+        .await
+        .unwrap();
+    assert_eq!(learned.encrypted().unwrap().server_key, id);
+    assert_ne!(
+        learned.encrypted().unwrap().handshake_hash,
+        proved.handshake_hash,
+        "every session has its own keys"
+    );
+    // Plain venti on the same port still works.
+    let plain = VentiClient::connect(server.addr).await.unwrap();
+    assert!(plain.encrypted().is_none());
+    assert_eq!(
+        plain.read(score, BlockType::DATA, 65536).await.unwrap(),
+        block
+    );
+
+    // Another pinned key: refused with both fingerprints, before any
+    // request, and the write key never reaches the server.
+    let stored_before = server.metric("eventi_stored_blocks");
+    assert!(stored_before >= 1.0, "the block written is counted");
+    let wrong = [5u8; 32];
+    let e = VentiClient::connect_with(
+        server.addr,
+        ClientOptions {
+            write_key: Some(key),
+            ..options(ServerKey::Pinned(wrong))
+        },
+    )
+    .await
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, ClientError::Session(_)), "{text}");
+    assert!(
+        text.contains(&eventi_shared::identity::fingerprint(&id)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&eventi_shared::identity::fingerprint(&wrong)),
+        "{text}"
+    );
+    assert_eq!(server.metric("eventi_stored_blocks"), stored_before);
+}
+
+/// A loopback proxy to `to` that passes bytes through, flipping the byte
+/// at `flip` (counted from the first byte the client sends) if given, and
+/// recording what the client sent.
+async fn proxy(
+    to: std::net::SocketAddr,
+    flip: Option<usize>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect(to).await.unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        let back = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        });
+        let mut seen = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        loop {
+            let n = match cr.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let start = seen.len();
+            seen.extend_from_slice(&chunk[..n]);
+            if let Some(at) = flip {
+                if (start..start + n).contains(&at) {
+                    chunk[at - start] ^= 0x20;
+                }
+            }
+            if sw.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+        }
+        drop(sw);
+        back.abort();
+        seen
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_changed_byte_breaks_the_session_and_a_replay_gets_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = new_key();
+    keys_cli(&data, &["add", "me", &public_line(&key), "--quota", "1GiB"]);
+    let server = Server::start_strict(&data, &[]);
+    let id = identity(&server);
+    let pinned = || ClientOptions {
+        write_key: Some(key.clone()),
+        ..options(ServerKey::Pinned(id))
+    };
+    let block = Bytes::from(vec![3u8; 30_000]);
+    let score = Score::of(&block);
+
+    // A clean pass through the proxy, recorded.
+    let (addr, recorder) = proxy(server.addr, None).await;
+    let c = VentiClient::connect_with(addr, pinned()).await.unwrap();
+    c.write(BlockType::DATA, block.clone()).await.unwrap();
+    c.sync().await.unwrap();
+    drop(c);
+    let recorded = recorder.await.unwrap();
+    assert!(
+        !recorded.windows(64).any(|w| w == &block[..64]),
+        "the block crossed the wire in clear"
+    );
+    let stored = server.metric("eventi_stored_blocks");
+    assert!(stored >= 1.0, "the block written is counted");
+
+    // One byte changed well inside the block's frame: the server drops
+    // the session, nothing is stored, and the client says why.
+    let other = Bytes::from(vec![4u8; 30_000]);
+    let (addr, _) = proxy(server.addr, Some(recorded.len() / 2)).await;
+    let c = VentiClient::connect_with(addr, pinned()).await.unwrap();
+    let e = c.write(BlockType::DATA, other.clone()).await.unwrap_err();
+    assert!(
+        matches!(e, ClientError::Disconnected | ClientError::Tampered),
+        "{e}"
+    );
+    assert_eq!(server.metric("eventi_stored_blocks"), stored);
+    let plain = VentiClient::connect(server.addr).await.unwrap();
+    assert!(plain
+        .read(Score::of(&other), BlockType::DATA, 65536)
+        .await
+        .is_err());
+    assert_eq!(
+        plain.read(score, BlockType::DATA, 65536).await.unwrap(),
+        block
+    );
+
+    // The recorded client bytes replayed to the server: a new session
+    // has new keys, so the server refuses them and stores nothing.
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(&recorded).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.read_to_end(&mut answer),
+    )
+    .await;
+    assert_eq!(server.metric("eventi_stored_blocks"), stored);
+    assert!(
+        server.log().contains("failed") || server.log().contains("handshake"),
+        "the server says why it dropped the replay"
+    );
+}
