@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use eventi_shared::client::ServerKey;
 use eventi_shared::{BlockType, Score};
 
 use crate::format::capability::{self, Capability, Envelope};
@@ -32,8 +33,9 @@ pub fn store_envelope(repo: &Repo, envelope: &Envelope) -> anyhow::Result<Capabi
 /// chain that never ends; content addressing makes a loop impossible).
 pub const MAX_CHAIN: usize = 1_000_000;
 
-/// Reads through the servers of capabilities (anonymously), or through a
-/// home's own store; tries each in turn for every block.
+/// Reads through the servers of capabilities (anonymously; encrypted
+/// where the server is an eventi-server, whose identity a line does not
+/// pin), or through a home's own store; tries each in turn for every block.
 pub struct Reader {
     stores: Mutex<Vec<(String, Arc<dyn BlockStore>)>>,
     /// Addresses tried, and why those that failed did.
@@ -80,7 +82,9 @@ impl Reader {
         let connected: Vec<Result<VentiStore, StoreError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = new
                 .iter()
-                .map(|a| scope.spawn(move || VentiStore::connect(a, None, timeout)))
+                .map(|a| {
+                    scope.spawn(move || VentiStore::connect(a, None, ServerKey::Learn, timeout))
+                })
                 .collect();
             handles
                 .into_iter()

@@ -106,6 +106,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Connections closed for a protocol violation or timeout.
     pub connections_dropped: Counter,
+    /// Sessions that began encrypted (the others are plain venti).
+    pub sessions_encrypted: Counter,
     /// Writes that stored a new block.
     pub writes_new: Counter,
     /// Writes of a block already stored.
@@ -189,6 +191,7 @@ impl Metrics {
             connections_accepted: Counter::default(),
             connections_refused: Counter::default(),
             connections_dropped: Counter::default(),
+            sessions_encrypted: Counter::default(),
             writes_new: Counter::default(),
             writes_duplicate: Counter::default(),
             corrupt_reads: Counter::default(),
@@ -236,6 +239,11 @@ impl Metrics {
             "connections_dropped",
             "Connections closed for a protocol violation or timeout",
             m.connections_dropped.clone(),
+        );
+        r.register(
+            "sessions_encrypted",
+            "Sessions that began encrypted (Noise), by the time their hello was answered",
+            m.sessions_encrypted.clone(),
         );
         r.register(
             "writes_new_blocks",

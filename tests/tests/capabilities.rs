@@ -60,7 +60,10 @@ fn owner(dir: &Path) -> (Server, PathBuf) {
     let server = Server::start_strict(&data, &[]);
     let home = dir.join("owner");
     let addr = server.addr.to_string();
-    let line = stdout(&ok(eventi(&home, &["init", "--server", &addr])));
+    let line = stdout(&ok(eventi(
+        &home,
+        &["init", "--trust-on-first-use", "--server", &addr],
+    )));
     keys_cli(&data, &["add", "owner", &line, "--quota", "10GiB"]);
     (server, home)
 }
@@ -273,7 +276,12 @@ fn put_of_a_file_and_stdin_then_get_from_plan9port_venti() {
     let home = dir.path().join("owner");
     ok(eventi(
         &home,
-        &["init", "--server", &venti.addr.to_string()],
+        &[
+            "init",
+            "--trust-on-first-use",
+            "--server",
+            &venti.addr.to_string(),
+        ],
     ));
     put_then_get(dir.path(), &home);
 }
@@ -399,7 +407,14 @@ fn a_damaged_copy_is_passed_over_and_with_no_good_copy_nothing_is_written() {
     let home = dir.path().join("owner");
     let key = stdout(&ok(eventi(
         &home,
-        &["init", "--server", &addrs[0], "--server", &addrs[1]],
+        &[
+            "init",
+            "--trust-on-first-use",
+            "--server",
+            &addrs[0],
+            "--server",
+            &addrs[1],
+        ],
     )));
     for s in &servers {
         keys_cli(&s.data, &["add", "owner", &key, "--quota", "10GiB"]);

@@ -27,7 +27,7 @@ fn json(o: &Output) -> serde_json::Value {
 
 /// A home whose circle is `addrs` with `copies`; returns its public key line.
 fn init(home: &Path, addrs: &[String], copies: usize) -> String {
-    let mut args = vec!["init"];
+    let mut args = vec!["init", "--trust-on-first-use"];
     for a in addrs {
         args.extend(["--server", a]);
     }
@@ -303,7 +303,17 @@ fn a_fourth_server_joins_without_a_new_chain_and_repair_fills_it() {
     authorize(&data3, &line);
     let fourth = Server::start_strict(&data3, &[]);
     let addr3 = fourth.addr.to_string();
-    ok(eventi(&home, &["server", "add", &addr3, "--name", "dee"]));
+    ok(eventi(
+        &home,
+        &[
+            "server",
+            "add",
+            &addr3,
+            "--name",
+            "dee",
+            "--trust-on-first-use",
+        ],
+    ));
     let list = json(&ok(eventi(&home, &["server", "list", "--json"])));
     let rows = list.as_array().unwrap();
     assert_eq!(rows.len(), 4, "{list}");

@@ -56,7 +56,7 @@ fn init_with(home: &Path, servers: &[&Server]) -> String {
 /// key line.
 fn init_at(home: &Path, servers: &[SocketAddr]) -> String {
     let addrs: Vec<String> = servers.iter().map(SocketAddr::to_string).collect();
-    let mut args = vec![os("init")];
+    let mut args = vec![os("init"), os("--trust-on-first-use")];
     for a in &addrs {
         args.extend([os("--server"), os(a)]);
     }

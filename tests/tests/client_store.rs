@@ -6,7 +6,7 @@ use eventi::store::circle::{Circle, Joined};
 use eventi::store::local::LocalStore;
 use eventi::store::venti::VentiStore;
 use eventi::store::{put_wait, BlockStore, StoreError};
-use eventi_shared::client::DEFAULT_TIMEOUT;
+use eventi_shared::client::{ServerKey, DEFAULT_TIMEOUT};
 use eventi_shared::{BlockType, Score};
 use eventi_tests::{keys_cli, new_key, pattern, public_line, Server};
 
@@ -64,11 +64,11 @@ fn venti_store_with_a_write_key_and_anonymously() {
     let server = Server::start_strict(&data, &[]);
     let addr = server.addr.to_string();
 
-    let store = VentiStore::connect(&addr, Some(key), DEFAULT_TIMEOUT).unwrap();
+    let store = VentiStore::connect(&addr, Some(key), ServerKey::Plain, DEFAULT_TIMEOUT).unwrap();
     contract(&store, 1000);
 
     // Without a key, this server refuses writes, and says why.
-    let anon = VentiStore::connect(&addr, None, DEFAULT_TIMEOUT).unwrap();
+    let anon = VentiStore::connect(&addr, None, ServerKey::Plain, DEFAULT_TIMEOUT).unwrap();
     let err = put_wait(&anon, BlockType::DATA, Bytes::from_static(b"x")).unwrap_err();
     assert!(
         err.to_string().contains("write needs an authorized key"),
@@ -141,7 +141,9 @@ fn a_circle_reads_from_any_and_fails_only_below_its_copies() {
     let remote: Vec<std::sync::Arc<dyn BlockStore>> = servers
         .iter()
         .map(|s| {
-            let v = VentiStore::connect(&s.addr.to_string(), None, DEFAULT_TIMEOUT).unwrap();
+            let v =
+                VentiStore::connect(&s.addr.to_string(), None, ServerKey::Plain, DEFAULT_TIMEOUT)
+                    .unwrap();
             std::sync::Arc::new(v) as std::sync::Arc<dyn BlockStore>
         })
         .collect();

@@ -208,3 +208,67 @@ async fn a_changed_byte_breaks_the_session_and_a_replay_gets_nowhere() {
         "the server says why it dropped the replay"
     );
 }
+
+#[tokio::test]
+async fn a_relay_to_another_server_fails_the_write_key_authentication() {
+    use eventi_shared::session;
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key();
+    let data = dir.path().join("data");
+    keys_cli(&data, &["add", "me", &public_line(&key), "--quota", "1GiB"]);
+    let server = Server::start_strict(&data, &[]);
+    let target = server.addr;
+
+    // The relay ends the client's encrypted session with an identity of
+    // its own (a client that trusts on first use takes it), opens its own
+    // to the real server, and passes the plaintext through both ways.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (c, _) = listener.accept().await.unwrap();
+        let (crd, mut cwr) = c.into_split();
+        let line = b"venti-02:04-eventi\n";
+        cwr.write_all(line).await.unwrap();
+        let mut crd = crd;
+        let mut buf = bytes::BytesMut::new();
+        while buf.len() < session::MARKER.len() {
+            crd.read_buf(&mut buf).await.unwrap();
+        }
+        let _ = buf.split_to(session::MARKER.len());
+        let to_client = session::server(crd, cwr, buf, line, &[42; 32])
+            .await
+            .unwrap();
+        let s = tokio::net::TcpStream::connect(target).await.unwrap();
+        let (mut srd, swr) = s.into_split();
+        let mut sbuf = bytes::BytesMut::new();
+        let server_line = loop {
+            srd.read_buf(&mut sbuf).await.unwrap();
+            if let Some(nl) = sbuf.iter().position(|&b| b == b'\n') {
+                break sbuf.split_to(nl + 1).to_vec();
+            }
+        };
+        let to_server = session::client(srd, swr, sbuf, &server_line, None)
+            .await
+            .unwrap();
+        let (mut a_rd, mut a_wr) = (to_client.reader, to_client.writer);
+        let (mut b_rd, mut b_wr) = (to_server.reader, to_server.writer);
+        let up = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut a_rd, &mut b_wr).await;
+        });
+        let _ = tokio::io::copy(&mut b_rd, &mut a_wr).await;
+        up.abort();
+    });
+    let e = VentiClient::connect_with(
+        relay_addr,
+        ClientOptions {
+            write_key: Some(key),
+            ..options(ServerKey::Learn)
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("signature does not match"),
+        "the server refuses a signature bound to another session: {e}"
+    );
+}

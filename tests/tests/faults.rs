@@ -237,7 +237,7 @@ fn home_for(dir: &Path, server: &Server) -> PathBuf {
     let o = run_eventi(
         &home,
         &[("EVENTI_PASSPHRASE", PASS)],
-        ["init", "--server", &addr],
+        ["init", "--trust-on-first-use", "--server", &addr],
     );
     assert!(o.status.success(), "{}", output_text(&o));
     let public = String::from_utf8_lossy(&o.stdout).trim().to_string();

@@ -236,30 +236,30 @@ async fn bad_authentication_is_refused_and_the_server_goes_on() {
 
     // A wrong signature.
     let mut raw = Raw::hello(&server, "carol").await;
-    let (_, mut sig) = auth::sign(&carol, &raw.challenge, "04", "carol");
+    let (_, mut sig) = auth::sign(&carol, &raw.challenge, "04", "carol", None);
     sig[0] ^= 1;
     assert!(rerror(raw.auth(1, public, sig).await).contains("authentication failed"));
 
     // A transcript replayed from another connection (another challenge).
     let first = Raw::hello(&server, "carol").await;
-    let (_, replayed) = auth::sign(&carol, &first.challenge, "04", "carol");
+    let (_, replayed) = auth::sign(&carol, &first.challenge, "04", "carol", None);
     let mut second = Raw::hello(&server, "carol").await;
     assert!(rerror(second.auth(1, public, replayed).await).contains("authentication failed"));
 
     // Signed for another uid than the session's.
     let mut raw = Raw::hello(&server, "carol").await;
-    let (_, sig) = auth::sign(&carol, &raw.challenge, "04", "mallory");
+    let (_, sig) = auth::sign(&carol, &raw.challenge, "04", "mallory", None);
     assert!(rerror(raw.auth(1, public, sig).await).contains("authentication failed"));
 
     // A valid signature by a key the server does not know.
     let stranger = new_key();
     let mut raw = Raw::hello(&server, "x").await;
-    let (k, sig) = auth::sign(&stranger, &raw.challenge, "04", "x");
+    let (k, sig) = auth::sign(&stranger, &raw.challenge, "04", "x", None);
     assert!(rerror(raw.auth(1, k, sig).await).contains("not authorized"));
 
     // Right, then twice.
     let mut raw = Raw::hello(&server, "carol").await;
-    let (k, sig) = auth::sign(&carol, &raw.challenge, "04", "carol");
+    let (k, sig) = auth::sign(&carol, &raw.challenge, "04", "carol", None);
     assert_eq!(raw.auth(1, k, sig).await, Some(Message::Rauth0));
     assert!(rerror(raw.auth(2, k, sig).await).contains("already authenticated"));
     raw.send(

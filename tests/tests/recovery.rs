@@ -71,7 +71,14 @@ fn two_servers_and_home(dir: &Path) -> (Vec<Server>, Vec<String>, std::path::Pat
     let home = dir.join("home");
     let o = ok(eventi(
         &home,
-        &["init", "--server", &addrs[0], "--server", &addrs[1]],
+        &[
+            "init",
+            "--trust-on-first-use",
+            "--server",
+            &addrs[0],
+            "--server",
+            &addrs[1],
+        ],
     ));
     let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
     for s in &servers {
@@ -107,6 +114,7 @@ fn a_home_comes_back_from_the_paper_key_and_the_servers_heads() {
     lines[typo_line] = format!("{}{typed}{}", &l[..at], &l[at + 1..]);
     let recover = [
         "init",
+        "--trust-on-first-use",
         "--recover",
         "--paper",
         "--server",

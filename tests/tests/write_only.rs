@@ -62,7 +62,10 @@ fn a_write_only_machine_backs_up_reads_nothing_and_its_owner_restores_it() {
 
     // The owner: a home on the server, and a write-only key exported.
     let owner_home = dir.path().join("owner");
-    let owner_line = stdout(&ok(owner(&owner_home, &["init", "--server", &addr])));
+    let owner_line = stdout(&ok(owner(
+        &owner_home,
+        &["init", "--trust-on-first-use", "--server", &addr],
+    )));
     keys_cli(&data, &["add", "owner", &owner_line, "--quota", "10GiB"]);
     let key_file = dir.path().join("laptop2.key");
     let o = ok(run_eventi(
@@ -96,6 +99,7 @@ fn a_write_only_machine_backs_up_reads_nothing_and_its_owner_restores_it() {
         &machine_home,
         &[
             "init",
+            "--trust-on-first-use",
             "--import-key",
             key_file.to_str().unwrap(),
             "--server",
@@ -222,6 +226,7 @@ fn a_write_only_machine_backs_up_reads_nothing_and_its_owner_restores_it() {
         &recovered,
         &[
             "init",
+            "--trust-on-first-use",
             "--recover",
             "--key",
             owner_key.to_str().unwrap(),

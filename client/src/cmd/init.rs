@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use eventi::home::config::ServerSpec;
 use eventi::home::Home;
 use eventi::keys::{keyfile, passphrase};
 
@@ -37,6 +38,10 @@ pub struct Args {
     /// key export`) or a write-only one (`eventi key export --write-only`).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["recover", "convergence_secret_file"])]
     import_key: Option<PathBuf>,
+    /// How the servers' identities are pinned (--server-key with one
+    /// --server only).
+    #[command(flatten)]
+    pin: super::pinning::PinArgs,
 }
 
 /// Asks for the passphrase of a new key file (twice on a terminal).
@@ -50,6 +55,9 @@ pub fn new_passphrase(file: Option<&Path>) -> anyhow::Result<zeroize::Zeroizing<
 }
 
 pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    if args.pin.server_key.is_some() && args.servers.len() != 1 {
+        bail!("--server-key pins one server: give exactly one --server (add more with `eventi server add`)");
+    }
     if args.recover {
         return recover(&args);
     }
@@ -57,12 +65,16 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         let text = keyfile::read(file)?;
         return install(&args, &text);
     }
+    let home = Home::locate()?;
+    if home.key_file().exists() {
+        bail!(
+            "{} exists already; eventi init never replaces a key file (move it away first if you mean to)",
+            home.key_file().display()
+        );
+    }
+    let servers = pinned(&args)?;
     let pass = new_passphrase(args.passphrase_file.as_deref())?;
-    let public = create(
-        &args.servers,
-        args.convergence_secret_file.as_deref(),
-        &pass,
-    )?;
+    let public = create(&servers, args.convergence_secret_file.as_deref(), &pass)?;
     println!("{public}");
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -109,9 +121,10 @@ fn install(args: &Args, text: &str) -> anyhow::Result<std::process::ExitCode> {
             key_path.display()
         );
     }
+    let servers = pinned(args)?;
     eventi::home::create_private_dir(&home.config)?;
     // The key last: a recovery killed before it can simply be run again.
-    write_config(&home, &args.servers)?;
+    write_config(&home, &servers)?;
     keyfile::write(&key_path, text)?;
     if secrets.is_write_only() {
         return install_write_only(&secrets, &pass);
@@ -183,24 +196,39 @@ fn install_write_only(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// The `--server`s, each with the identity pinned for it.
+fn pinned(args: &Args) -> anyhow::Result<Vec<ServerSpec>> {
+    let timeout = eventi::home::config::Config::default().timeout()?;
+    args.servers
+        .iter()
+        .map(|address| {
+            Ok(ServerSpec::Named {
+                name: address.clone(),
+                address: address.clone(),
+                key: super::pinning::pin(address, &args.pin, timeout)?,
+            })
+        })
+        .collect()
+}
+
 /// Writes a new `config.toml` naming `servers`.
-fn write_config(home: &Home, servers: &[String]) -> anyhow::Result<()> {
+fn write_config(home: &Home, servers: &[ServerSpec]) -> anyhow::Result<()> {
     let config = home.config_file();
-    let servers: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
     std::fs::write(
         &config,
-        format!(
-            "# eventi configuration\n# Servers to back up to; empty means the embedded local store.\nservers = [{}]\n",
-            servers.join(", ")
-        ),
+        "# eventi configuration\n# Servers to back up to; empty means the embedded local store.\nservers = []\n",
     )
-    .with_context(|| format!("writing {}", config.display()))
+    .with_context(|| format!("writing {}", config.display()))?;
+    for spec in servers {
+        eventi::home::config::add_server(&config, spec)?;
+    }
+    Ok(())
 }
 
 /// Creates the key file and config (also used by `eventi backup` on an
 /// uninitialized home). Returns the public write key line.
 pub fn create(
-    servers: &[String],
+    servers: &[ServerSpec],
     convergence_secret_file: Option<&std::path::Path>,
     pass: &str,
 ) -> anyhow::Result<String> {

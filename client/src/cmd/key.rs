@@ -107,10 +107,16 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         } => {
             let secrets = super::open_secrets(passphrase_file.as_deref())?;
             let home = eventi::home::Home::locate()?;
-            let timeout = eventi::home::config::Config::load(&home.config_file())?.timeout()?;
+            let config = eventi::home::config::Config::load(&home.config_file())?;
+            let timeout = config.timeout()?;
+            let server_key = match config.find(&server) {
+                Some(spec) => spec.session_key()?,
+                None => eventi_shared::client::ServerKey::Learn,
+            };
             let options = eventi_shared::client::ClientOptions {
                 write_key: Some(secrets.signing_key()),
                 timeout,
+                server_key,
                 ..Default::default()
             };
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -9,6 +9,7 @@ pub mod init;
 pub mod key;
 pub mod log;
 pub mod ls;
+pub mod pinning;
 pub mod put;
 pub mod reading;
 pub mod repair;

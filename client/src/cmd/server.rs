@@ -19,6 +19,9 @@ pub enum Command {
         /// A name for it (default: its address).
         #[arg(long)]
         name: Option<String>,
+        /// How its identity is pinned.
+        #[command(flatten)]
+        pin: super::pinning::PinArgs,
     },
     /// List the circle's servers: reachable, latency, whether the write key
     /// is authorized, its quota and usage. Exit 1 if any does not answer.
@@ -42,13 +45,16 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let home = Home::locate()?;
     let config_path = home.config_file();
     match cmd {
-        Command::Add { address, name } => {
+        Command::Add { address, name, pin } => {
             if !address.contains(':') {
                 anyhow::bail!("{address:?} is not HOST:PORT");
             }
+            let timeout = Config::load(&config_path)?.timeout()?;
+            let key = super::pinning::pin(&address, &pin, timeout)?;
             let spec = ServerSpec::Named {
                 name: name.unwrap_or_else(|| address.clone()),
                 address: address.clone(),
+                key,
             };
             let had_snapshots = home.heads_dir().join("circle").exists();
             let was_local = Config::load(&config_path)?.servers.is_empty()

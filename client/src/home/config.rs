@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use eventi_shared::client::ServerKey;
+
 /// `config.toml`.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +64,10 @@ pub enum ServerSpec {
         name: String,
         /// `host:port`.
         address: String,
+        /// The server's pinned identity (`eventi-x25519 <hex>`): sessions
+        /// are encrypted and a server proving another is refused.
+        #[serde(default)]
+        key: Option<String>,
     },
 }
 
@@ -78,6 +84,26 @@ impl ServerSpec {
     pub fn address(&self) -> &str {
         match self {
             ServerSpec::Address(a) | ServerSpec::Named { address: a, .. } => a,
+        }
+    }
+
+    /// The pinned identity's line, if any.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ServerSpec::Named { key: Some(k), .. } => Some(k),
+            _ => None,
+        }
+    }
+
+    /// How sessions with it are opened: encrypted to the pinned identity,
+    /// or (none pinned) encrypted to whatever identity an eventi-server
+    /// proves, plain with plain venti.
+    pub fn session_key(&self) -> Result<ServerKey, ConfigError> {
+        match self.key() {
+            Some(line) => eventi_shared::identity::parse(line)
+                .map(ServerKey::Pinned)
+                .map_err(|e| ConfigError::Edit(format!("server {}: key: {e}", self.name()))),
+            None => Ok(ServerKey::Learn),
         }
     }
 }
@@ -198,6 +224,7 @@ impl Config {
             )));
         }
         for (i, a) in self.servers.iter().enumerate() {
+            a.session_key()?;
             for b in &self.servers[..i] {
                 if a.name() == b.name() || a.address() == b.address() {
                     return Err(ConfigError::Duplicate(a.name().to_string()));
@@ -242,6 +269,9 @@ pub fn add_server(path: &Path, spec: &ServerSpec) -> Result<(), ConfigError> {
     let mut entry = toml_edit::InlineTable::new();
     entry.insert("name", spec.name().into());
     entry.insert("address", spec.address().into());
+    if let Some(key) = spec.key() {
+        entry.insert("key", key.into());
+    }
     edit(path, |doc| push_entry(doc, "servers", entry))
 }
 
@@ -388,6 +418,7 @@ mod tests {
         let named = |n: &str, a: &str| ServerSpec::Named {
             name: n.into(),
             address: a.into(),
+            key: None,
         };
         add_server(&path, &named("bo", "127.0.0.1:2")).unwrap();
         add_server(&path, &named("cy", "127.0.0.1:3")).unwrap();

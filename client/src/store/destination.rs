@@ -65,8 +65,9 @@ pub fn connect(
     write_key: Option<&SigningKey>,
     timeout: Duration,
 ) -> Result<(Arc<VentiStore>, Duration), String> {
-    let store =
-        VentiStore::connect(spec.address(), write_key.cloned(), timeout).map_err(|e| e.reason())?;
+    let server_key = spec.session_key().map_err(|e| e.to_string())?;
+    let store = VentiStore::connect(spec.address(), write_key.cloned(), server_key, timeout)
+        .map_err(|e| e.reason())?;
     let latency = store.ping().map_err(|e| e.reason())?;
     Ok((Arc::new(store), latency))
 }

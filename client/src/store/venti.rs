@@ -1,6 +1,7 @@
-//! A venti server as the store: eventi-server (authenticating with the
-//! write key when the server offers a challenge) or any plain venti
-//! server such as plan9port's (anonymous).
+//! A venti server as the store: eventi-server (in an encrypted session
+//! to its pinned identity, authenticating with the write key when the
+//! server offers a challenge) or any plain venti server such as
+//! plan9port's (anonymous, in clear).
 //!
 //! The connection is pipelined (`VentiClient`); this adapter owns a small
 //! tokio runtime so that worker threads can put without waiting for
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use eventi_shared::client::ClientOptions;
+use eventi_shared::client::{ClientOptions, ServerKey};
 use eventi_shared::errors::KnownError;
 use eventi_shared::{BlockType, ClientError, Score, VentiClient, MAX_BLOCK_V02};
 
@@ -41,6 +42,7 @@ impl VentiStore {
     pub fn connect(
         addr: &str,
         write_key: Option<ed25519_dalek::SigningKey>,
+        server_key: ServerKey,
         timeout: std::time::Duration,
     ) -> Result<VentiStore, StoreError> {
         let failed = |e: &dyn std::fmt::Display| StoreError::Failed {
@@ -56,6 +58,7 @@ impl VentiStore {
         let options = ClientOptions {
             write_key,
             timeout,
+            server_key,
             ..ClientOptions::default()
         };
         let anonymous = ClientOptions {
@@ -107,6 +110,11 @@ impl VentiStore {
             Err(ClientError::Unsupported) => Ok(None),
             Err(e) => Err(self.failed(e)),
         }
+    }
+
+    /// The identity the server proved, for an encrypted session.
+    pub fn server_key(&self) -> Option<[u8; 32]> {
+        self.client.encrypted().map(|e| e.server_key)
     }
 
     /// The round trip of one ping. An error reply is an answer too:

@@ -38,6 +38,7 @@ impl Session<'_> {
             &self.challenge,
             self.version.as_str(),
             &self.uid,
+            self.binding.as_ref(),
         ) {
             metrics.auth_failure("bad signature");
             return rerror(format!("authentication failed: {e}"));

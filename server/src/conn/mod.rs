@@ -154,6 +154,9 @@ async fn run(
     .await
     .map_err(|_| ConnError::Timeout("version line and hello"))??;
     tracing::debug!(%peer, version = version.as_str(), uid = %uid, encrypted = encrypted.is_some(), "session started");
+    if encrypted.is_some() {
+        shared.metrics.sessions_encrypted.inc();
+    }
 
     let max_block = match version {
         Version::V02 => MAX_BLOCK_V02,
@@ -163,7 +166,9 @@ async fn run(
     // Rerror rather than a dropped connection.
     let decoder = FrameDecoder::new(version, max_block + 64);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Reply>();
-    let mut s = Session::new(shared, version, max_block, challenge, uid, done_tx);
+    let mut s = Session::new(
+        shared, version, max_block, challenge, uid, encrypted, done_tx,
+    );
     let idle = Duration::from_secs(limits.idle_timeout_secs);
     let frame_time = Duration::from_secs(limits.frame_timeout_secs);
     let write_time = Duration::from_secs(limits.write_timeout_secs);

@@ -32,6 +32,9 @@ pub(super) struct Session<'a> {
     /// Tauth0 signature must cover.
     pub(super) challenge: [u8; auth::CHALLENGE_LEN],
     pub(super) uid: String,
+    /// The encrypted session's handshake hash, which a Tauth0 signature
+    /// must bind; `None` in plain venti.
+    pub(super) binding: Option<[u8; auth::BINDING_LEN]>,
     /// How long to pause before reading more, for a key over its rate.
     pub(super) throttle: Duration,
     /// The writer's name in metrics ("anonymous" until authenticated),
@@ -50,6 +53,7 @@ impl<'a> Session<'a> {
         max_block: usize,
         challenge: [u8; auth::CHALLENGE_LEN],
         uid: String,
+        binding: Option<[u8; auth::BINDING_LEN]>,
         done_tx: mpsc::UnboundedSender<Reply>,
     ) -> Session<'a> {
         Session {
@@ -63,6 +67,7 @@ impl<'a> Session<'a> {
             writer: ANONYMOUS,
             challenge,
             uid,
+            binding,
             throttle: Duration::ZERO,
             writer_label: Arc::from("anonymous"),
             writer_key: None,

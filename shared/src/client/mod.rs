@@ -250,8 +250,12 @@ impl VentiClient {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut encrypted = None;
         if options.server_key != ServerKey::Plain {
+            let line = within(after, "version exchange", async {
+                read_version_line(&mut rd, &mut buf).await
+            })
+            .await?;
             let (r, w, session) = within(after, "encrypted session handshake", async {
-                encrypt(rd, wr, &mut buf, options.server_key).await
+                encrypt(rd, wr, &mut buf, line, options.server_key).await
             })
             .await?;
             (rd, wr, encrypted) = (r, w, session);
@@ -294,7 +298,9 @@ impl VentiClient {
         if let Some(key) = &options.write_key {
             let challenge = auth::parse_challenge(&sid).ok_or(ClientError::NoAuth)?;
             within(after, "auth", async {
-                let (key, signature) = auth::sign(key, &challenge, version.as_str(), &options.uid);
+                let binding = encrypted.as_ref().map(|e: &Encrypted| &e.handshake_hash);
+                let (key, signature) =
+                    auth::sign(key, &challenge, version.as_str(), &options.uid, binding);
                 let mut out = BytesMut::new();
                 encode_frame(version, 0, &Message::Tauth0 { key, signature }, &mut out)?;
                 wr.write_all(&out).await?;
@@ -551,16 +557,17 @@ pub struct Encrypted {
     pub handshake_hash: [u8; crate::session::HASH_LEN],
 }
 
-/// Reads the server's clear version line and, if `want` asks for it
-/// (and, for [`ServerKey::Learn`], the server is an eventi-server), opens
-/// the encrypted session: the reader and writer to use from then on.
+/// After the server's clear version line `line` (read without its
+/// newline), opens the encrypted session if `want` asks for it (and, for
+/// [`ServerKey::Learn`], the server is an eventi-server): the reader and
+/// writer to use from then on.
 async fn encrypt(
-    mut rd: Reader,
+    rd: Reader,
     wr: Writer,
     buf: &mut BytesMut,
+    mut line: Vec<u8>,
     want: ServerKey,
 ) -> Result<(Reader, Writer, Option<Encrypted>), ClientError> {
-    let mut line = read_version_line(&mut rd, buf).await?;
     line.push(b'\n');
     let pinned = match want {
         ServerKey::Plain => None,

@@ -1,0 +1,92 @@
+//! Pinning with the real `eventi` binary: a first contact without a
+//! terminal is refused unless trusted, a wrong `--server-key` is refused,
+//! and a server whose identity changed is refused at the next backup with
+//! both fingerprints.
+
+use std::path::Path;
+use std::process::Output;
+
+use eventi_tests::{keys_cli, output_text, run_eventi, Server};
+
+const PASS: &str = "pinned";
+
+fn eventi(home: &Path, args: &[&str]) -> Output {
+    run_eventi(home, &[("EVENTI_PASSPHRASE", PASS)], args)
+}
+
+fn identity_line(data: &Path) -> String {
+    let o = std::process::Command::new(eventi_tests::binary("eventi-server"))
+        .args(["identity", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn a_server_is_pinned_on_first_contact_and_a_changed_identity_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    keys_cli(&data, &["list"]);
+    let server = Server::start_strict(&data, &[]);
+    let addr = server.addr.to_string();
+    let line = identity_line(&data);
+    let key = eventi_shared::identity::parse(&line).unwrap();
+    let fingerprint = eventi_shared::identity::fingerprint(&key);
+    let home = dir.path().join("home");
+
+    // No terminal, nothing said about trust: refused, naming the
+    // fingerprint and how to pin it; nothing is created.
+    let o = eventi(&home, &["init", "--server", &addr]);
+    assert!(!o.status.success());
+    let text = output_text(&o);
+    assert!(
+        text.contains(&fingerprint) && text.contains("--server-key"),
+        "{text}"
+    );
+    assert!(!home.join("key").exists());
+    // A wrong line is refused with both fingerprints.
+    let other = eventi_shared::identity::format(&[9; 32], "");
+    let o = eventi(&home, &["init", "--server", &addr, "--server-key", &other]);
+    assert!(!o.status.success());
+    let text = output_text(&o);
+    assert!(text.contains(&fingerprint), "{text}");
+    assert!(!home.join("key").exists());
+    // The line its operator sent: pinned.
+    let o = eventi(&home, &["init", "--server", &addr, "--server-key", &line]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    assert!(config.contains(&line), "{config}");
+    let public = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    keys_cli(&data, &["add", "me", &public, "--quota", "1GiB"]);
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data").unwrap();
+    let o = eventi(&home, &["backup", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert!(
+        server.metric("eventi_sessions_encrypted_total") >= 1.0,
+        "the session was encrypted"
+    );
+
+    // The server comes back with another identity: the next backup is
+    // refused with both fingerprints and what to do, and writes nothing.
+    server.terminate();
+    std::fs::remove_file(data.join("identity")).unwrap();
+    let again = Server::start_on(&data, &addr, &[], |_| {});
+    let new_line = identity_line(&data);
+    assert_ne!(new_line, line);
+    let new_fp =
+        eventi_shared::identity::fingerprint(&eventi_shared::identity::parse(&new_line).unwrap());
+    let written = again.metric("eventi_stored_blocks");
+    std::fs::write(src.join("g"), b"more").unwrap();
+    let o = eventi(&home, &["backup", src.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let text = output_text(&o);
+    assert!(
+        text.contains(&fingerprint) && text.contains(&new_fp),
+        "{text}"
+    );
+    assert!(text.contains("operator"), "{text}");
+    assert_eq!(again.metric("eventi_stored_blocks"), written);
+}
