@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
-use eventi_shared::client::ClientOptions;
+use eventi_shared::client::{ClientOptions, ServerKey};
 use eventi_shared::size::parse_size;
 use eventi_shared::{BlockType, Score, VentiClient};
 use hdrhistogram::Histogram;
@@ -46,6 +46,10 @@ pub struct Args {
     /// Worker threads of the bench's own runtime.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Run every connection as an encrypted session (Noise; the server
+    /// must be an eventi-server), to compare with plain venti.
+    #[arg(long)]
+    encrypt: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -101,6 +105,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     });
     let options = ClientOptions {
         offer: args.offer.clone(),
+        server_key: if args.encrypt {
+            ServerKey::Learn
+        } else {
+            ServerKey::Plain
+        },
         ..ClientOptions::default()
     };
     let mut clients = Vec::new();
@@ -111,11 +120,15 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("connecting to {}", args.addr))?,
         );
     }
+    if args.encrypt && clients[0].encrypted().is_none() {
+        anyhow::bail!("{} is not an eventi-server: --encrypt needs one", args.addr);
+    }
     println!(
-        "bench: {} connection(s) x {} in flight, protocol {}, {} blocks of {} B ({:.2} GiB)",
+        "bench: {} connection(s) x {} in flight, protocol {}{}, {} blocks of {} B ({:.2} GiB)",
         args.connections,
         args.depth,
         clients[0].version().as_str(),
+        if args.encrypt { ", encrypted" } else { "" },
         count,
         block_size,
         (count * block_size) as f64 / (1u64 << 30) as f64
