@@ -41,6 +41,45 @@ pub struct Auth {
     pub anonymous_write_quota: Option<String>,
     /// Whether sessions without a key may read.
     pub anonymous_reads: bool,
+    /// What needs an encrypted session: `keyed-writes` (the default:
+    /// authenticating with a write key), `writes` (every write, anonymous
+    /// ones too), `reads`, `all`, or `none`. plan9port's tools cannot
+    /// encrypt: whatever is required here is refused to them.
+    pub require_encryption: RequireEncryption,
+}
+
+/// What a server takes only in an encrypted session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequireEncryption {
+    /// Nothing: plain venti sessions may do all they may do today.
+    None,
+    /// Tauth0: a write key authenticates only in an encrypted session.
+    #[default]
+    KeyedWrites,
+    /// Every write (and Tauth0).
+    Writes,
+    /// Every read.
+    Reads,
+    /// Everything but the handshake.
+    All,
+}
+
+impl RequireEncryption {
+    /// Whether a plain session is refused Tauth0.
+    pub fn keyed_writes(self) -> bool {
+        matches!(self, Self::KeyedWrites | Self::Writes | Self::All)
+    }
+
+    /// Whether a plain session is refused writes.
+    pub fn writes(self) -> bool {
+        matches!(self, Self::Writes | Self::All)
+    }
+
+    /// Whether a plain session is refused reads.
+    pub fn reads(self) -> bool {
+        matches!(self, Self::Reads | Self::All)
+    }
 }
 
 impl Default for Auth {
@@ -48,6 +87,7 @@ impl Default for Auth {
         Auth {
             anonymous_write_quota: None,
             anonymous_reads: true,
+            require_encryption: RequireEncryption::default(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Shared {
     pub keys: Arc<KeyRegistry>,
     /// Whether sessions without a key may read.
     pub anonymous_reads: bool,
+    /// What plain (unencrypted) sessions are refused.
+    pub require_encryption: crate::config::RequireEncryption,
     /// Held across a head's compare-and-swap, so two sessions setting
     /// one head cannot both win.
     pub heads_lock: std::sync::Mutex<()>,

@@ -34,12 +34,7 @@ pub fn parse(text: &str) -> Result<[u8; 32], NotAnIdentity> {
 
 /// The line for `public`, with `comment` after it if not empty.
 pub fn format(public: &[u8; 32], comment: &str) -> String {
-    let line = format!("{PREFIX} {}", hex::encode(public));
-    if comment.is_empty() {
-        line
-    } else {
-        format!("{line} {comment}")
-    }
+    crate::public_key::key_line(PREFIX, public, comment)
 }
 
 /// The fingerprint to read out and compare: `SHA256:` and the first 16

@@ -28,7 +28,13 @@ pub fn parse(text: &str) -> Result<[u8; 32], NotAPublicKey> {
 
 /// The line for `public`, with `comment` after it if not empty.
 pub fn format(public: &[u8; 32], comment: &str) -> String {
-    let line = format!("{PREFIX} {}", hex::encode(public));
+    key_line(PREFIX, public, comment)
+}
+
+/// `PREFIX <64 hex digits> [comment]`: how every public key line is
+/// written (write keys here, server identities in `identity`).
+pub(crate) fn key_line(prefix: &str, public: &[u8; 32], comment: &str) -> String {
+    let line = format!("{prefix} {}", hex::encode(public));
     if comment.is_empty() {
         line
     } else {

@@ -73,6 +73,7 @@ fn chmod(path: &Path, mode: u32) {
 async fn write_as(server: &Server, key: &ed25519_dalek::SigningKey, seed: u64) {
     let options = ClientOptions {
         write_key: Some(key.clone()),
+        server_key: eventi_shared::client::ServerKey::Learn,
         uid: "tester".into(),
         ..ClientOptions::default()
     };

@@ -64,7 +64,7 @@ fn venti_store_with_a_write_key_and_anonymously() {
     let server = Server::start_strict(&data, &[]);
     let addr = server.addr.to_string();
 
-    let store = VentiStore::connect(&addr, Some(key), ServerKey::Plain, DEFAULT_TIMEOUT).unwrap();
+    let store = VentiStore::connect(&addr, Some(key), ServerKey::Learn, DEFAULT_TIMEOUT).unwrap();
     contract(&store, 1000);
 
     // Without a key, this server refuses writes, and says why.

@@ -272,3 +272,87 @@ async fn a_relay_to_another_server_fails_the_write_key_authentication() {
         "the server refuses a signature bound to another session: {e}"
     );
 }
+
+#[tokio::test]
+async fn what_the_operator_requires_encrypted_is_refused_in_clear_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key();
+    let block = Bytes::from(vec![5u8; 4096]);
+    let anonymous = |server_key| ClientOptions {
+        server_key,
+        ..ClientOptions::default()
+    };
+
+    // The default: a write key authenticates only in an encrypted session.
+    let data = dir.path().join("default");
+    keys_cli(&data, &["add", "me", &public_line(&key), "--quota", "1GiB"]);
+    let server = Server::start(&data, &[]);
+    let plain_keyed = ClientOptions {
+        write_key: Some(key.clone()),
+        ..ClientOptions::default()
+    };
+    let e = VentiClient::connect_with(server.addr, plain_keyed)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("write keys only in an encrypted session"),
+        "{e}"
+    );
+    let keyed = ClientOptions {
+        write_key: Some(key.clone()),
+        ..options(ServerKey::Learn)
+    };
+    VentiClient::connect_with(server.addr, keyed).await.unwrap();
+    // Anonymous writers (plan9port's tools, given a quota) still write in clear.
+    let plain = VentiClient::connect_with(server.addr, anonymous(ServerKey::Plain))
+        .await
+        .unwrap();
+    let score = plain.write(BlockType::DATA, block.clone()).await.unwrap();
+    drop(server);
+
+    // `writes`: no write in clear; reads go on.
+    let server = Server::start(&data, &["--require-encryption", "writes"]);
+    let plain = VentiClient::connect_with(server.addr, anonymous(ServerKey::Plain))
+        .await
+        .unwrap();
+    let e = plain
+        .write(BlockType::DATA, Bytes::from_static(b"new"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("writes only in an encrypted session"),
+        "{e}"
+    );
+    assert_eq!(
+        plain.read(score, BlockType::DATA, 65536).await.unwrap(),
+        block
+    );
+    let encrypted = VentiClient::connect_with(server.addr, anonymous(ServerKey::Learn))
+        .await
+        .unwrap();
+    encrypted
+        .write(BlockType::DATA, Bytes::from_static(b"new"))
+        .await
+        .unwrap();
+    drop(server);
+
+    // `reads`: no read in clear.
+    let server = Server::start(&data, &["--require-encryption", "reads"]);
+    let plain = VentiClient::connect_with(server.addr, anonymous(ServerKey::Plain))
+        .await
+        .unwrap();
+    let e = plain.read(score, BlockType::DATA, 65536).await.unwrap_err();
+    assert!(
+        e.to_string().contains("reads only in an encrypted session"),
+        "{e}"
+    );
+    let encrypted = VentiClient::connect_with(server.addr, anonymous(ServerKey::Learn))
+        .await
+        .unwrap();
+    assert_eq!(
+        encrypted.read(score, BlockType::DATA, 65536).await.unwrap(),
+        block
+    );
+}

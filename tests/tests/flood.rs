@@ -26,6 +26,7 @@ fn add_key(data: &std::path::Path, name: &str, extra: &[&str]) -> SigningKey {
 async fn connect(server: &Server, key: &SigningKey) -> VentiClient {
     let options = ClientOptions {
         write_key: Some(key.clone()),
+        server_key: eventi_shared::client::ServerKey::Learn,
         ..ClientOptions::default()
     };
     VentiClient::connect_with(server.addr, options)

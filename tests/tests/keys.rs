@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use ed25519_dalek::SigningKey;
-use eventi_shared::client::ClientOptions;
+use eventi_shared::client::{ClientOptions, ServerKey};
 use eventi_shared::codec::{decode_body, encode_frame, FrameDecoder};
 use eventi_shared::{auth, BlockType, ClientError, Message, VentiClient, Version};
 use eventi_tests::{keys_cli, new_key, pattern, public_line, Server};
@@ -32,6 +32,7 @@ async fn as_key(server: &Server, key: &SigningKey) -> Result<VentiClient, Client
     let options = ClientOptions {
         write_key: Some(key.clone()),
         uid: "tester".into(),
+        server_key: ServerKey::Learn,
         ..ClientOptions::default()
     };
     VentiClient::connect_with(server.addr, options).await
@@ -231,7 +232,9 @@ async fn bad_authentication_is_refused_and_the_server_goes_on() {
         &data,
         &["add", "carol", &public_line(&carol), "--quota", "1MiB"],
     );
-    let server = Server::start_strict(&data, &[]);
+    // Hand-made Tauth0 frames travel in clear: let plain sessions
+    // authenticate (the default refuses them; tested in encrypted.rs).
+    let server = Server::start_strict(&data, &["--require-encryption", "none"]);
     let public = carol.verifying_key().to_bytes();
 
     // A wrong signature.

@@ -193,3 +193,37 @@ fn vbackup_and_vcat_round_trip_an_ext2_image() {
         "vcat image",
     );
 }
+
+#[test]
+fn a_server_that_requires_encrypted_writes_refuses_plan9port_writes_and_still_serves_reads() {
+    let plan9 = need_plan9!();
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let path = dir.path().join("a");
+    // Written in clear while the server allows it, then the operator
+    // requires encryption for writes.
+    let open = Server::start(&path, &[]);
+    let mut w = tool(&plan9, "venti/write");
+    w.args(["-h", &dial(&open), "-t", "0"]);
+    let score = ok(run_with_stdin(w, &data), "venti/write");
+    drop(open);
+    let strict = Server::start(&path, &["--require-encryption", "writes"]);
+    let mut w = tool(&plan9, "venti/write");
+    w.args(["-h", &dial(&strict), "-t", "0"]);
+    let refused = run_with_stdin(w, b"something new");
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("writes only in an encrypted session"),
+        "plan9port's venti/write shows the server's reason: {why}"
+    );
+    let mut r = tool(&plan9, "venti/read");
+    r.args(["-h", &dial(&strict), "-t", "0", score.trim()]);
+    let back = r.output().unwrap();
+    assert!(
+        back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&back.stderr)
+    );
+    assert_same(&back.stdout, &data, "venti/read in clear");
+}

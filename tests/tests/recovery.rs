@@ -180,6 +180,7 @@ fn a_stale_head_is_refused_and_a_forged_one_is_ignored_with_a_warning() {
     runtime.block_on(async {
         let options = ClientOptions {
             write_key: Some(key.clone()),
+            server_key: eventi_shared::client::ServerKey::Learn,
             ..ClientOptions::default()
         };
         let client = VentiClient::connect_with(servers[0].addr, options)

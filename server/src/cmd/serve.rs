@@ -39,6 +39,9 @@ pub struct Args {
     /// by default they may not write.
     #[arg(long)]
     anonymous_write_quota: Option<String>,
+    /// What needs an encrypted session [default: keyed-writes].
+    #[arg(long, value_enum)]
+    require_encryption: Option<eventi_server::config::RequireEncryption>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -63,6 +66,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(q) = args.anonymous_write_quota {
         config.auth.anonymous_write_quota = Some(q);
+    }
+    if let Some(r) = args.require_encryption {
+        config.auth.require_encryption = r;
     }
     config.validate()?;
     init_logging(config.log_format);
@@ -111,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             limits: config.limits.clone(),
             keys,
             anonymous_reads: config.auth.anonymous_reads,
+            require_encryption: config.auth.require_encryption,
             heads_lock: std::sync::Mutex::new(()),
             identity,
         });

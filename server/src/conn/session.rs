@@ -78,6 +78,9 @@ impl<'a> Session<'a> {
     /// Starts one request: answered now, queued for the commit, or sent
     /// to the blocking pool.
     pub(super) fn start(&mut self, tag: u8, message: Message, started: Instant) {
+        if let Some((why, kind)) = self.needs_encryption(&message) {
+            return self.reply(tag, rerror(why), kind, started);
+        }
         match message {
             Message::Tping => self.reply(tag, Message::Rping, Kind::Ping, started),
             Message::Thello { .. } => {
@@ -102,6 +105,34 @@ impl<'a> Session<'a> {
                 let why = format!("unknown request {}", other.name());
                 self.reply(tag, rerror(why), Kind::Other, started)
             }
+        }
+    }
+
+    /// Why a plain session may not make this request under the
+    /// operator's `require_encryption`, if it may not.
+    fn needs_encryption(&self, message: &Message) -> Option<(&'static str, Kind)> {
+        if self.binding.is_some() {
+            return None;
+        }
+        let require = self.shared.require_encryption;
+        match message {
+            Message::Tauth0 { .. } if require.keyed_writes() => Some((
+                "this server takes write keys only in an encrypted session: pin its identity (eventi server add --server-key, from eventi-server identity)",
+                Kind::Auth,
+            )),
+            Message::Twrite { .. } if require.writes() => Some((
+                "this server takes writes only in an encrypted session (plain venti tools cannot write here)",
+                Kind::Write,
+            )),
+            Message::Tread { .. } | Message::Thas { .. } | Message::Theadget { .. }
+                if require.reads() =>
+            {
+                Some((
+                    "this server serves reads only in an encrypted session (plain venti tools cannot read here)",
+                    Kind::Read,
+                ))
+            }
+            _ => None,
         }
     }
 
