@@ -90,3 +90,65 @@ fn a_server_is_pinned_on_first_contact_and_a_changed_identity_is_refused() {
     assert!(text.contains("operator"), "{text}");
     assert_eq!(again.metric("eventi_stored_blocks"), written);
 }
+
+/// Runs `eventi ARGS` on a pseudo-terminal (util-linux `script`), typing
+/// `answer`; `None` where `script` is missing.
+fn on_a_terminal(home: &Path, args: &str, answer: &str) -> Option<Output> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = ["/usr/bin/script", "/bin/script"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let command = format!("{} {args}", eventi_tests::binary("eventi").display());
+    let mut child = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .env("EVENTI_HOME", home)
+        .env("EVENTI_PASSPHRASE", PASS)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn on_a_terminal_the_fingerprint_is_shown_and_only_yes_pins_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    keys_cli(&data, &["list"]);
+    let server = Server::start_strict(&data, &[]);
+    let addr = server.addr.to_string();
+    let line = identity_line(&data);
+    let fingerprint =
+        eventi_shared::identity::fingerprint(&eventi_shared::identity::parse(&line).unwrap());
+    let home = dir.path().join("home");
+    assert!(eventi(&home, &["init"]).status.success());
+
+    let Some(no) = on_a_terminal(&home, &format!("server add {addr}"), "n\n") else {
+        eprintln!("skipped: util-linux `script` not found (needed for a pseudo-terminal)");
+        return;
+    };
+    let text = output_text(&no);
+    assert!(!no.status.success(), "{text}");
+    assert!(
+        text.contains(&fingerprint) && text.contains("[y/N]"),
+        "{text}"
+    );
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    assert!(!config.contains(&addr), "nothing added: {config}");
+
+    let yes = on_a_terminal(&home, &format!("server add {addr} --name friend"), "y\n").unwrap();
+    assert!(yes.status.success(), "{}", output_text(&yes));
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    assert!(
+        config.contains(&line) && config.contains("friend"),
+        "{config}"
+    );
+}
