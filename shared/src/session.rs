@@ -247,11 +247,11 @@ async fn decrypt_loop<R: AsyncRead + Unpin>(
     transport: Arc<snow::StatelessTransportState>,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
 ) {
-    let mut plain = vec![0u8; MAX_MESSAGE];
     for nonce in 0u64.. {
         let item = match read_frame(&mut rd, &mut buf).await {
-            Ok(Some(ct)) => match transport.read_message(nonce, &ct, &mut plain) {
-                Ok(n) => Ok(Bytes::copy_from_slice(&plain[..n])),
+            // Decrypted straight into the buffer handed on: no copy after.
+            Ok(Some(ct)) => match decrypt(&transport, nonce, &ct) {
+                Ok(plain) => Ok(plain),
                 Err(_) => Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!(
@@ -269,6 +269,18 @@ async fn decrypt_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// Decrypts message `nonce` into a buffer of its own.
+fn decrypt(
+    transport: &snow::StatelessTransportState,
+    nonce: u64,
+    ct: &[u8],
+) -> Result<Bytes, snow::Error> {
+    let mut plain = BytesMut::zeroed(ct.len());
+    let n = transport.read_message(nonce, ct, &mut plain)?;
+    plain.truncate(n);
+    Ok(plain.freeze())
+}
+
 /// Reads plaintext the session wrote, encrypts it in messages of at most
 /// [`MAX_PLAIN`] bytes, and sends them.
 async fn encrypt_loop<W: AsyncWrite + Unpin>(
@@ -277,22 +289,20 @@ async fn encrypt_loop<W: AsyncWrite + Unpin>(
     transport: Arc<snow::StatelessTransportState>,
 ) {
     let mut plain = vec![0u8; MAX_PLAIN];
-    let mut out = Vec::with_capacity(8 * (2 + MAX_MESSAGE));
-    let mut ct = vec![0u8; MAX_MESSAGE];
+    // The frame: its length, then the ciphertext written in place.
+    let mut out = vec![0u8; 2 + MAX_MESSAGE];
     let mut nonce = 0u64;
     loop {
         let n = match from.read(&mut plain).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        out.clear();
-        let Ok(len) = transport.write_message(nonce, &plain[..n], &mut ct) else {
+        let Ok(len) = transport.write_message(nonce, &plain[..n], &mut out[2..]) else {
             break;
         };
         nonce += 1;
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-        out.extend_from_slice(&ct[..len]);
-        if wr.write_all(&out).await.is_err() {
+        out[..2].copy_from_slice(&(len as u16).to_be_bytes());
+        if wr.write_all(&out[..2 + len]).await.is_err() {
             break;
         }
     }
