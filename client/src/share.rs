@@ -6,6 +6,7 @@
 //! each earlier link hints as it goes. Reads are checked like every read
 //! of a tree: by score, then by each reference's SHA-256.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use eventi_shared::client::ServerKey;
 use eventi_shared::{BlockType, Score};
 
 use crate::format::capability::{self, Capability, Envelope};
+use crate::home::config::Config;
 use crate::repo::Repo;
 use crate::store::venti::VentiStore;
 use crate::store::{self, BlockStore, PutDone, StoreError};
@@ -33,36 +35,57 @@ pub fn store_envelope(repo: &Repo, envelope: &Envelope) -> anyhow::Result<Capabi
 /// chain that never ends; content addressing makes a loop impossible).
 pub const MAX_CHAIN: usize = 1_000_000;
 
-/// Reads through the servers of capabilities (anonymously; encrypted
-/// where the server is an eventi-server, whose identity a line does not
-/// pin), or through a home's own store; tries each in turn for every block.
+/// Reads through the servers of capabilities (anonymously; in an
+/// encrypted session with each eventi-server, to its pinned identity
+/// where this machine's config pins one), or through a home's own store;
+/// tries each in turn for every block.
 pub struct Reader {
     stores: Mutex<Vec<(String, Arc<dyn BlockStore>)>>,
     /// Addresses tried, and why those that failed did.
     tried: Mutex<Vec<(String, Option<String>)>>,
     timeout: Duration,
+    /// Identities pinned in this machine's config, by address.
+    pins: HashMap<String, [u8; 32]>,
+}
+
+/// The identities `config` pins, by address (what a [`Reader`] holds
+/// servers to).
+pub fn pins_of(config: &Config) -> HashMap<String, [u8; 32]> {
+    config
+        .servers
+        .iter()
+        .filter_map(|s| match s.session_key() {
+            Ok(ServerKey::Pinned(k)) => Some((s.address().to_string(), k)),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Reader {
-    /// A reader of `servers` (`host:port`), connected at once, each
-    /// anonymously: it needs no key and writes nothing.
-    pub fn connect(servers: &[String], timeout: Duration) -> Reader {
-        let reader = Reader {
+    /// A reader of no server yet ([`Reader::add`] connects), holding each
+    /// server it reaches to its identity in `pins`.
+    pub fn new(timeout: Duration, pins: HashMap<String, [u8; 32]>) -> Reader {
+        Reader {
             stores: Mutex::new(Vec::new()),
             tried: Mutex::new(Vec::new()),
             timeout,
-        };
-        reader.add(servers);
-        reader
+            pins,
+        }
     }
 
-    /// A reader of a store already open (the home's own).
-    pub fn of_store(store: Arc<dyn BlockStore>, timeout: Duration) -> Reader {
+    /// A reader of a store already open (the home's own), then of the
+    /// servers added.
+    pub fn of_store(
+        store: Arc<dyn BlockStore>,
+        timeout: Duration,
+        pins: HashMap<String, [u8; 32]>,
+    ) -> Reader {
         let name = store.name();
         Reader {
             stores: Mutex::new(vec![(name.clone(), store)]),
             tried: Mutex::new(vec![(name, None)]),
             timeout,
+            pins,
         }
     }
 
@@ -83,7 +106,11 @@ impl Reader {
             let handles: Vec<_> = new
                 .iter()
                 .map(|a| {
-                    scope.spawn(move || VentiStore::connect(a, None, ServerKey::Learn, timeout))
+                    let key = match self.pins.get(a) {
+                        Some(k) => ServerKey::Pinned(*k),
+                        None => ServerKey::Learn,
+                    };
+                    scope.spawn(move || VentiStore::connect(a, None, key, timeout))
                 })
                 .collect();
             handles

@@ -113,7 +113,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// or a made-up capability never starts a chain.
 fn earlier_drop(repo: &Repo, arg: &str) -> anyhow::Result<String> {
     let cap = super::reading::read(arg).context("--follows")?;
-    let reader = Reader::of_store(Arc::clone(repo.store()), repo.config.timeout()?);
+    let reader = Reader::of_store(
+        Arc::clone(repo.store()),
+        repo.config.timeout()?,
+        eventi::share::pins_of(&repo.config),
+    );
     reader.add(&cap.hints);
     reader
         .envelope(&cap)

@@ -60,7 +60,15 @@ pub fn reader(cap: &Capability, servers: &[String]) -> anyhow::Result<Reader> {
     if addresses.is_empty() {
         return home_reader(timeout);
     }
-    let reader = Reader::connect(&addresses, timeout);
+    // A server this machine's home pins is held to its identity; reading
+    // the config writes nothing, and with no home there is none.
+    let pins = Home::locate()
+        .ok()
+        .and_then(|h| Config::load(&h.config_file()).ok())
+        .map(|c| eventi::share::pins_of(&c))
+        .unwrap_or_default();
+    let reader = Reader::new(timeout, pins);
+    reader.add(&addresses);
     if reader.is_empty() {
         bail!(
             "no server of the capability answers: {}",
@@ -85,7 +93,8 @@ fn home_reader(timeout: std::time::Duration) -> anyhow::Result<Reader> {
             .iter()
             .map(|s| s.address().to_string())
             .collect();
-        let reader = Reader::connect(&addresses, timeout);
+        let reader = Reader::new(timeout, eventi::share::pins_of(&config));
+        reader.add(&addresses);
         if reader.is_empty() {
             bail!(
                 "the capability names no server, and none of this home's answers: {}",
@@ -99,7 +108,11 @@ fn home_reader(timeout: std::time::Duration) -> anyhow::Result<Reader> {
         bail!("{no_server}");
     }
     let store = eventi::store::local::LocalStore::open(&dir)?;
-    Ok(Reader::of_store(std::sync::Arc::new(store), timeout))
+    Ok(Reader::of_store(
+        std::sync::Arc::new(store),
+        timeout,
+        Default::default(),
+    ))
 }
 
 #[cfg(test)]
