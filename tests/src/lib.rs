@@ -461,3 +461,18 @@ pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `eventi-server identity --data DATA`: the identity line on stdout and
+/// what it says on stderr (the fingerprint); the command must succeed.
+pub fn server_identity(data: &Path) -> (String, String) {
+    let o = Command::new(binary("eventi-server"))
+        .args(["identity", "--data"])
+        .arg(data)
+        .output()
+        .expect("run eventi-server identity");
+    assert!(o.status.success(), "{}", output_text(&o));
+    (
+        String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}

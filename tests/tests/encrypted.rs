@@ -3,23 +3,16 @@
 //! plain venti on the same port, and a proxy in the middle that changes
 //! one byte or replays a recorded session.
 
-use std::process::Command;
-
 use bytes::Bytes;
 use eventi_shared::client::{ClientOptions, ServerKey};
 use eventi_shared::{BlockType, ClientError, Score, VentiClient};
-use eventi_tests::{binary, keys_cli, new_key, public_line, Server};
+use eventi_tests::{keys_cli, new_key, public_line, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The server's identity key, as `eventi-server identity` prints it.
 fn identity(server: &Server) -> [u8; 32] {
-    let o = Command::new(binary("eventi-server"))
-        .args(["identity", "--data"])
-        .arg(&server.data)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    eventi_shared::identity::parse(String::from_utf8_lossy(&o.stdout).trim()).unwrap()
+    let (line, _) = eventi_tests::server_identity(&server.data);
+    eventi_shared::identity::parse(&line).unwrap()
 }
 
 fn options(server_key: ServerKey) -> ClientOptions {

@@ -2,21 +2,11 @@
 //! private, printed by `eventi-server identity`, kept across restarts.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
-use eventi_tests::{binary, Server};
+use eventi_tests::Server;
 
 fn identity(data: &std::path::Path) -> (String, String) {
-    let o = Command::new(binary("eventi-server"))
-        .args(["identity", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", eventi_tests::output_text(&o));
-    (
-        String::from_utf8(o.stdout).unwrap().trim().to_string(),
-        String::from_utf8(o.stderr).unwrap(),
-    )
+    eventi_tests::server_identity(data)
 }
 
 #[test]

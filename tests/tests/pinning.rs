@@ -15,12 +15,7 @@ fn eventi(home: &Path, args: &[&str]) -> Output {
 }
 
 fn identity_line(data: &Path) -> String {
-    let o = std::process::Command::new(eventi_tests::binary("eventi-server"))
-        .args(["identity", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    eventi_tests::server_identity(data).0
 }
 
 #[test]
