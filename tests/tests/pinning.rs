@@ -147,3 +147,40 @@ fn on_a_terminal_the_fingerprint_is_shown_and_only_yes_pins_it() {
         "{config}"
     );
 }
+
+#[test]
+fn a_capability_read_holds_a_pinned_server_to_its_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    keys_cli(&data, &["list"]);
+    let server = Server::start_strict(&data, &[]);
+    let addr = server.addr.to_string();
+    let line = identity_line(&data);
+    let home = dir.path().join("home");
+    let o = eventi(&home, &["init", "--server", &addr, "--server-key", &line]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let public = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    keys_cli(&data, &["add", "me", &public, "--quota", "1GiB"]);
+    let file = dir.path().join("note");
+    std::fs::write(&file, b"pinned read").unwrap();
+    let o = eventi(&home, &["put", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let cap = String::from_utf8_lossy(&o.stdout).trim().to_string();
+
+    // The server comes back with another identity (its blocks kept).
+    server.terminate();
+    std::fs::remove_file(data.join("identity")).unwrap();
+    let _again = Server::start_on(&data, &addr, &[], |_| {});
+    // This home pins the old identity: its read is refused, naming it.
+    let o = eventi(&home, &["get", &cap]);
+    assert!(!o.status.success(), "{}", output_text(&o));
+    let old_fp =
+        eventi_shared::identity::fingerprint(&eventi_shared::identity::parse(&line).unwrap());
+    assert!(output_text(&o).contains(&old_fp), "{}", output_text(&o));
+    // Someone with no home pins nothing, and reads.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = eventi_tests::run_eventi_homeless(&empty, ["get", cap.as_str()], b"");
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(o.stdout, b"pinned read");
+}
