@@ -184,3 +184,92 @@ fn a_capability_read_holds_a_pinned_server_to_its_identity() {
     assert!(o.status.success(), "{}", output_text(&o));
     assert_eq!(o.stdout, b"pinned read");
 }
+
+#[test]
+fn a_server_added_plain_gets_plain_venti_and_refuses_keyed_writes_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    keys_cli(&data, &["list"]);
+    let server = Server::start_strict(&data, &[]);
+    let addr = server.addr.to_string();
+    let home = dir.path().join("home");
+    let o = eventi(&home, &["init", "--server", &addr, "--plain"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    assert!(config.contains("plain = true"), "{config}");
+    let public = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    keys_cli(&data, &["add", "me", &public, "--quota", "1GiB"]);
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data in clear").unwrap();
+
+    // The default server requires keyed writes to be encrypted: refused,
+    // saying so.
+    let o = eventi(&home, &["backup", src.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let text = output_text(&o);
+    assert!(text.contains("encrypted session"), "{text}");
+
+    // An operator who allows it: the backup goes through in clear.
+    server.terminate();
+    let open = Server::start_on(&data, &addr, &["--require-encryption", "none"], |_| {});
+    let o = eventi(&home, &["backup", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    assert_eq!(open.metric("eventi_sessions_encrypted_total"), 0.0);
+    assert!(open.metric("eventi_stored_blocks") > 0.0);
+    let out = dir.path().join("out");
+    let spec = format!("latest:{}", src.display());
+    let o = eventi(&home, &["restore", &spec, out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    eventi_tests::assert_same_file_tree(&src, &out.join("src"));
+}
+
+#[test]
+fn an_unpinned_server_is_pinned_at_first_use_and_then_held_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    keys_cli(&data, &["list"]);
+    let server = Server::start_strict(&data, &[]);
+    let addr = server.addr.to_string();
+    let home = dir.path().join("home");
+    let o = eventi(&home, &["init", "--server", &addr, "--trust-on-first-use"]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let public = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    keys_cli(&data, &["add", "me", &public, "--quota", "1GiB"]);
+    // The config's old form: an address and nothing pinned.
+    std::fs::write(
+        home.join("config.toml"),
+        format!("# before pinning\nservers = [\"{addr}\"]\n"),
+    )
+    .unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data").unwrap();
+    let o = eventi(&home, &["backup", src.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", output_text(&o));
+    let line = identity_line(&data);
+    let fingerprint =
+        eventi_shared::identity::fingerprint(&eventi_shared::identity::parse(&line).unwrap());
+    assert!(
+        output_text(&o).contains(&fingerprint),
+        "{}",
+        output_text(&o)
+    );
+    let config = std::fs::read_to_string(home.join("config.toml")).unwrap();
+    assert!(
+        config.contains(&line) && config.starts_with("# before pinning"),
+        "{config}"
+    );
+
+    // Pinned now: a server with another identity at that address is refused.
+    server.terminate();
+    std::fs::remove_file(data.join("identity")).unwrap();
+    let _again = Server::start_on(&data, &addr, &[], |_| {});
+    let o = eventi(&home, &["backup", src.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        output_text(&o).contains(&fingerprint),
+        "{}",
+        output_text(&o)
+    );
+}

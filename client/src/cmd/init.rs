@@ -206,6 +206,7 @@ fn pinned(args: &Args) -> anyhow::Result<Vec<ServerSpec>> {
                 name: address.clone(),
                 address: address.clone(),
                 key: super::pinning::pin(address, &args.pin, timeout)?,
+                plain: args.pin.plain,
             })
         })
         .collect()

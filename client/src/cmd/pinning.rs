@@ -24,11 +24,21 @@ pub struct PinArgs {
     /// asking (for scripts; check the fingerprint some other way).
     #[arg(long)]
     pub trust_on_first_use: bool,
+    /// Talk plain venti to it, unencrypted: only for a server reached
+    /// through a tunnel you already trust (WireGuard, SSH) or on this
+    /// machine. An eventi-server refuses keyed writes in clear unless
+    /// its operator allows them (`--require-encryption none`).
+    #[arg(long, conflicts_with_all = ["server_key", "trust_on_first_use"])]
+    pub plain: bool,
 }
 
 /// The identity line to pin for `address`, or `None` where there is none
 /// to pin (a plain venti server, or one that does not answer now).
 pub fn pin(address: &str, how: &PinArgs, timeout: Duration) -> anyhow::Result<Option<String>> {
+    if how.plain {
+        eprintln!("{address}: sessions with it will be plain venti, not encrypted (--plain)");
+        return Ok(None);
+    }
     if let Some(line) = &how.server_key {
         let key = identity::parse(line).context("--server-key")?;
         let options = ClientOptions {

@@ -55,6 +55,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 name: name.unwrap_or_else(|| address.clone()),
                 address: address.clone(),
                 key,
+                plain: pin.plain,
             };
             let had_snapshots = home.heads_dir().join("circle").exists();
             let was_local = Config::load(&config_path)?.servers.is_empty()

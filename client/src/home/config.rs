@@ -68,6 +68,11 @@ pub enum ServerSpec {
         /// are encrypted and a server proving another is refused.
         #[serde(default)]
         key: Option<String>,
+        /// Sessions in clear, plain venti (`server add --plain`): for a
+        /// server reached only through a tunnel already trusted, where
+        /// encrypting twice costs CPU for nothing.
+        #[serde(default)]
+        plain: bool,
     },
 }
 
@@ -99,6 +104,9 @@ impl ServerSpec {
     /// or (none pinned) encrypted to whatever identity an eventi-server
     /// proves, plain with plain venti.
     pub fn session_key(&self) -> Result<ServerKey, ConfigError> {
+        if let ServerSpec::Named { plain: true, .. } = self {
+            return Ok(ServerKey::Plain);
+        }
         match self.key() {
             Some(line) => eventi_shared::identity::parse(line)
                 .map(ServerKey::Pinned)
@@ -272,6 +280,9 @@ pub fn add_server(path: &Path, spec: &ServerSpec) -> Result<(), ConfigError> {
     if let Some(key) = spec.key() {
         entry.insert("key", key.into());
     }
+    if let ServerSpec::Named { plain: true, .. } = spec {
+        entry.insert("plain", true.into());
+    }
     edit(path, |doc| push_entry(doc, "servers", entry))
 }
 
@@ -341,6 +352,43 @@ pub fn remove_server(path: &Path, name_or_address: &str) -> Result<ServerSpec, C
         Ok(())
     })?;
     Ok(spec)
+}
+
+/// Pins `line` (an identity line) for the server at `address`, which has
+/// none pinned: an old bare-address entry becomes a named one. Refuses to
+/// replace a pinned key (that is `server remove` and `add`, on purpose).
+pub fn pin_server(path: &Path, address: &str, line: &str) -> Result<(), ConfigError> {
+    edit(path, |doc| {
+        let array = doc
+            .get_mut("servers")
+            .and_then(|s| s.as_array_mut())
+            .ok_or_else(|| ConfigError::Edit("`servers` is not an array".into()))?;
+        for item in array.iter_mut() {
+            if item.as_str() == Some(address) {
+                let mut entry = toml_edit::InlineTable::new();
+                entry.insert("name", address.into());
+                entry.insert("address", address.into());
+                entry.insert("key", line.into());
+                let decor = item.decor().clone();
+                *item = toml_edit::Value::InlineTable(entry);
+                *item.decor_mut() = decor;
+                return Ok(());
+            }
+            if let Some(table) = item.as_inline_table_mut() {
+                if table.get("address").and_then(|a| a.as_str()) != Some(address) {
+                    continue;
+                }
+                if table.contains_key("key") {
+                    return Err(ConfigError::Edit(format!(
+                        "{address} already has a pinned identity"
+                    )));
+                }
+                table.insert("key", line.into());
+                return Ok(());
+            }
+        }
+        Err(ConfigError::Edit(format!("no server at {address:?}")))
+    })
 }
 
 /// Rewrites the config file through `change`, atomically.
@@ -419,6 +467,7 @@ mod tests {
             name: n.into(),
             address: a.into(),
             key: None,
+            plain: a.ends_with(":3"),
         };
         add_server(&path, &named("bo", "127.0.0.1:2")).unwrap();
         add_server(&path, &named("cy", "127.0.0.1:3")).unwrap();
@@ -427,6 +476,25 @@ mod tests {
         let config = Config::load(&path).unwrap();
         assert_eq!(config.servers.len(), 3);
         assert_eq!(config.servers[0].name(), "127.0.0.1:1");
+        // An unpinned server is learned (encrypted to an eventi-server);
+        // one added --plain stays plain.
+        assert_eq!(config.servers[1].session_key().unwrap(), ServerKey::Learn);
+        assert_eq!(config.servers[2].session_key().unwrap(), ServerKey::Plain);
+        // Pinning on first use: the bare address becomes a named entry
+        // with the key; a pinned key is not replaced.
+        let line = eventi_shared::identity::format(&[4; 32], "");
+        pin_server(&path, "127.0.0.1:1", &line).unwrap();
+        pin_server(&path, "127.0.0.1:2", &line).unwrap();
+        assert!(pin_server(&path, "127.0.0.1:2", &line).is_err());
+        assert!(pin_server(&path, "127.0.0.1:9", &line).is_err());
+        let config = Config::load(&path).unwrap();
+        for spec in &config.servers[..2] {
+            assert_eq!(spec.session_key().unwrap(), ServerKey::Pinned([4; 32]));
+        }
+        assert_eq!(config.servers[0].name(), "127.0.0.1:1");
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("# mine\n"));
         assert_eq!(config.find("cy").unwrap().address(), "127.0.0.1:3");
         assert_eq!(config.find("127.0.0.1:2").unwrap().name(), "bo");
         assert_eq!(config.copies().unwrap(), 1);

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ed25519_dalek::SigningKey;
+use eventi_shared::client::ServerKey;
 use eventi_shared::Score;
 use sha2::{Digest, Sha256};
 
@@ -91,6 +92,33 @@ pub fn connect_all(
     })
 }
 
+/// Pins the identity each unpinned server proved (one entered before
+/// pinning existed, or while it did not answer), so that from now on a
+/// different one is refused: trust on first use, not on every use.
+fn pin_first_use(
+    home: &Home,
+    config: &Config,
+    connected: &[Result<(Arc<VentiStore>, Duration), String>],
+) {
+    for (spec, c) in config.servers.iter().zip(connected) {
+        let (Ok(ServerKey::Learn), Ok((store, _))) = (spec.session_key(), c) else {
+            continue;
+        };
+        let Some(key) = store.server_key() else {
+            continue;
+        };
+        let line = eventi_shared::identity::format(&key, "");
+        let fingerprint = eventi_shared::identity::fingerprint(&key);
+        match home::config::pin_server(&home.config_file(), spec.address(), &line) {
+            Ok(()) => eprintln!(
+                "eventi: {}: pinned the identity it proved, {fingerprint} (first use); from now on another is refused. Check it with the server's operator (`eventi-server identity`)",
+                spec.name()
+            ),
+            Err(e) => eprintln!("eventi: {}: could not pin its identity: {e}", spec.name()),
+        }
+    }
+}
+
 impl Destination {
     /// Connects to what `config` names (the embedded store when it names no
     /// server), authenticating writers with `write_key`.
@@ -126,6 +154,7 @@ impl Destination {
                 }
             }
         }
+        pin_first_use(home, config, &connected);
         let keepers: Vec<(String, Arc<VentiStore>)> = config
             .servers
             .iter()
