@@ -7,12 +7,14 @@
 //! - `chunk`: content-defined chunking and packing of file data;
 //! - `tree`: pointer blocks and the shape of a stream's tree;
 //! - `dirent`: a directory's entries;
-//! - `snapshot`: sealed, signed snapshot roots.
+//! - `sealed`: the sealed, signed envelope of snapshot roots;
+//! - `snapshot`: snapshot roots.
 
 pub mod base32;
 pub mod block;
 pub mod capability;
 pub mod chunk;
 pub mod dirent;
+pub mod sealed;
 pub mod snapshot;
 pub mod tree;

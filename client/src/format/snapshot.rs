@@ -22,20 +22,21 @@
 //!
 //! Readers skip body bytes after the fields they know.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use eventi_shared::Score;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::format::block::Ref;
+use crate::format::sealed::{self, OpenError};
 
 /// First bytes of every snapshot root.
 pub const MAGIC: &[u8; 18] = b"eventi snapshot 1\n";
-const SEAL_LABEL: &[u8] = b"eventi snapshot seal v1\0";
-const SIGN_LABEL: &[u8] = b"eventi snapshot signature v1\0";
+/// The envelope of snapshot roots.
+pub const KIND: sealed::Kind = sealed::Kind {
+    magic: MAGIC,
+    seal_label: b"eventi snapshot seal v1\0",
+    sign_label: b"eventi snapshot signature v1\0",
+};
 const BODY_VERSION: u8 = 1;
 
 /// What a backup counted.
@@ -86,18 +87,6 @@ pub enum SnapshotError {
     /// Opened but malformed or badly signed.
     #[error("snapshot {0} is malformed: {1}")]
     Malformed(Score, &'static str),
-}
-
-fn seal_key(shared: &[u8; 32], ephemeral: &[u8; 32], owner: &[u8; 32]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(shared).expect("any key length");
-    mac.update(SEAL_LABEL);
-    mac.update(ephemeral);
-    mac.update(owner);
-    mac.finalize().into_bytes().into()
-}
-
-fn aad(ephemeral: &[u8; 32], owner: &[u8; 32]) -> Vec<u8> {
-    [&MAGIC[..], ephemeral, owner].concat()
 }
 
 impl Snapshot {
@@ -207,27 +196,7 @@ impl Snapshot {
         ephemeral: StaticSecret,
         nonce: [u8; 24],
     ) -> Vec<u8> {
-        let ephemeral_public = PublicKey::from(&ephemeral).to_bytes();
-        let shared = ephemeral.diffie_hellman(owner);
-        let key = seal_key(shared.as_bytes(), &ephemeral_public, owner.as_bytes());
-        let body = self.encode_body();
-        let signed = [SIGN_LABEL, owner.as_bytes(), &body].concat();
-        let signature = signer.sign(&signed);
-        let mut plain = Vec::with_capacity(4 + body.len() + 96);
-        plain.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        plain.extend_from_slice(&body);
-        plain.extend_from_slice(signer.verifying_key().as_bytes());
-        plain.extend_from_slice(&signature.to_bytes());
-        let sealed = XChaCha20Poly1305::new((&key).into())
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &aad(&ephemeral_public, owner.as_bytes()),
-                },
-            )
-            .expect("encryption cannot fail");
-        [&MAGIC[..], &ephemeral_public, &nonce, &sealed].concat()
+        KIND.seal_with(&self.encode_body(), owner, signer, ephemeral, nonce)
     }
 
     /// Opens a root block with the owner's secret; returns the snapshot
@@ -237,48 +206,12 @@ impl Snapshot {
         block: &[u8],
         owner: &StaticSecret,
     ) -> Result<(Snapshot, VerifyingKey), SnapshotError> {
-        if block.len() < MAGIC.len() + 56 + 16 || &block[..MAGIC.len()] != MAGIC {
-            return Err(SnapshotError::NotARoot(score));
-        }
-        let rest = &block[MAGIC.len()..];
-        let ephemeral_public: [u8; 32] = rest[..32].try_into().expect("32");
-        let nonce = &rest[32..56];
-        let owner_public = PublicKey::from(owner).to_bytes();
-        let shared = owner.diffie_hellman(&PublicKey::from(ephemeral_public));
-        if !shared.was_contributory() {
-            return Err(SnapshotError::Sealed(score));
-        }
-        let key = seal_key(shared.as_bytes(), &ephemeral_public, &owner_public);
-        let plain = XChaCha20Poly1305::new((&key).into())
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: &rest[56..],
-                    aad: &aad(&ephemeral_public, &owner_public),
-                },
-            )
-            .map_err(|_| SnapshotError::Sealed(score))?;
-        let bad = |why| SnapshotError::Malformed(score, why);
-        let len = u32::from_be_bytes(
-            plain
-                .get(..4)
-                .ok_or(bad("truncated"))?
-                .try_into()
-                .expect("4"),
-        ) as usize;
-        let body = plain.get(4..4 + len).ok_or(bad("truncated"))?;
-        let tail = &plain[4 + len..];
-        if tail.len() != 96 {
-            return Err(bad("bad signature block"));
-        }
-        let signer = VerifyingKey::from_bytes(tail[..32].try_into().expect("32"))
-            .map_err(|_| bad("bad signer key"))?;
-        let signature = ed25519_dalek::Signature::from_bytes(tail[32..].try_into().expect("64"));
-        let signed = [SIGN_LABEL, &owner_public, body].concat();
-        signer
-            .verify_strict(&signed, &signature)
-            .map_err(|_| bad("signature does not verify"))?;
-        Ok((Snapshot::decode_body(score, body)?, signer))
+        let (body, signer) = KIND.open(block, owner).map_err(|e| match e {
+            OpenError::OtherKind => SnapshotError::NotARoot(score),
+            OpenError::Sealed => SnapshotError::Sealed(score),
+            OpenError::Malformed(why) => SnapshotError::Malformed(score, why),
+        })?;
+        Ok((Snapshot::decode_body(score, &body)?, signer))
     }
 }
 
