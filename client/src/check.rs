@@ -35,7 +35,8 @@ pub struct Needed {
 }
 
 /// Every block of the snapshots `roots` (their roots, their trees, every
-/// directory and file), each once. Reads the directories and pointer
+/// directory and file), each once; a history record among `roots` is one
+/// block. Reads the directories and pointer
 /// blocks (through the circle, from any server), not the file data: a
 /// file smaller than the smallest chunk is one data block, and the trees
 /// of bigger files are listed in parallel. A subtree already listed
@@ -63,7 +64,11 @@ pub fn blocks_of(repo: &Repo, roots: &[Score]) -> anyhow::Result<Vec<Needed>> {
             score: *root,
             r: None,
         });
-        let snapshot = repo.load_snapshot(*root)?;
+        let snapshot = match repo.load_head_block(*root)? {
+            crate::repo::HeadBlock::Snapshot(snapshot, _) => *snapshot,
+            // A history record (forget's): one block, nothing below it.
+            crate::repo::HeadBlock::History(_) => continue,
+        };
         if seen.contains(&snapshot.tree.score) {
             continue;
         }

@@ -17,10 +17,13 @@
 //!   and opened (read back with nothing but the line, chains walked);
 //! - `machines`: the owner's list of write-only machines, kept on the
 //!   servers too so that a recovered home finds their chains;
+//! - `forget`: which snapshots a retention policy keeps, and the history
+//!   record that removes the others from the chain;
 //! - `repo`: an opened home: its keys, its destination, its chain of roots.
 
 pub mod backup;
 pub mod check;
+pub mod forget;
 pub mod format;
 pub mod fsmeta;
 pub mod home;

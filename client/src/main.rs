@@ -71,6 +71,11 @@ is written under a temporary name and renamed into place only when every block c
     Check(cmd::check::Args),
     /// Copy to every server of the circle the blocks it lacks.
     Repair(cmd::repair::Args),
+    /// Remove snapshots from the chain, by a retention policy or by name.
+    #[command(
+        after_help = "The rules are restic's: snapshots are grouped (by host and paths), and in each group --keep-last N keeps the N newest, --keep-daily N the newest of each of the N newest days that have one (local time; likewise hourly, weekly by ISO week, monthly, yearly), --keep-within SPAN all within SPAN of the newest, --keep-tag all with the tags. While a count is left at the oldest snapshot, the oldest is kept too. Nothing is deleted: the head moves to a signed history record that lists the kept snapshots."
+    )]
+    Forget(cmd::forget::Args),
     /// The circle of servers backups go to: add, list, remove.
     #[command(subcommand)]
     Server(cmd::server::Command),
@@ -104,6 +109,7 @@ fn main() -> std::process::ExitCode {
         Command::Server(cmd) => cmd::server::run(cmd),
         Command::Check(args) => cmd::check::run(args),
         Command::Repair(args) => cmd::repair::run(args),
+        Command::Forget(args) => cmd::forget::run(args),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use eventi_shared::{BlockType, Score};
 
+use crate::format::history::{self, History};
 use crate::format::snapshot::Snapshot;
 use crate::home::config::Config;
 use crate::home::Home;
@@ -20,6 +21,34 @@ use crate::store::{self, BlockStore};
 /// A snapshot of a chain: its root score, the snapshot, and the write
 /// key that signed it.
 pub type Signed = (Score, Snapshot, ed25519_dalek::VerifyingKey);
+
+/// A block a head or a parent link names: a snapshot root, or a history
+/// record that `forget` left.
+pub enum HeadBlock {
+    /// A snapshot root, with the key that signed it.
+    Snapshot(Box<Snapshot>, ed25519_dalek::VerifyingKey),
+    /// A history record (signed by this key file's own write key).
+    History(History),
+}
+
+/// A chain as walked from its head.
+#[derive(Default)]
+pub struct Chain {
+    /// Its snapshots, newest first.
+    pub snapshots: Vec<Signed>,
+    /// The history records met on the way (at most one: the walk stops
+    /// following links there), by score.
+    pub records: Vec<(Score, History)>,
+}
+
+/// What setting the head came to.
+enum HeadMove {
+    /// The head is now this block.
+    Set(Score),
+    /// Another machine set a newer head meanwhile: the block must be made
+    /// again on top of it.
+    Moved(Score, u64),
+}
 
 /// Refuses, before any passphrase is asked, a write-only key file for a
 /// command that must `doing` (what the message says it cannot do).
@@ -178,58 +207,93 @@ impl Repo {
         let mut parent_seq = self.newest_head()?.map(|(_, seq)| seq).unwrap_or(0);
         for _attempt in 0..5 {
             let block = snapshot.seal(&write.owner().snapshot, write.signing_key());
-            let score = store::put_wait(self.store().as_ref(), BlockType::DATA, block.into())?;
-            self.store().sync()?;
-            let seq = parent_seq + 1;
-            let Some(heads) = self.destination.heads() else {
-                self.destination.set_local_head(&self.home, &score, seq)?;
-                return Ok(score);
-            };
-            let outcomes = heads.set(write.signing_key(), score, seq, &self.up_labels());
-            let mut stale = false;
-            let mut kept = 0;
-            for (label, outcome) in &outcomes {
-                match outcome {
-                    SetOutcome::Set => kept += 1,
-                    SetOutcome::Unsupported => {}
-                    SetOutcome::Stale(_) => stale = true,
-                    SetOutcome::Failed(e) => {
-                        eprintln!("eventi: could not set the head on {label}: {e}")
-                    }
+            match self.advance_head(block, parent_seq)? {
+                HeadMove::Set(score) => return Ok(score),
+                HeadMove::Moved(root, seq) => {
+                    eprintln!("eventi: this snapshot now follows {root}");
+                    snapshot.parent = Some(root);
+                    parent_seq = seq;
                 }
             }
-            if stale {
-                let found = heads.fetch();
-                // Another machine's head, not ours on a server that took it.
-                let theirs = found
-                    .newest
-                    .filter(|(h, _)| h.seq >= seq && h.root != score);
-                if let Some((h, holders)) = theirs {
-                    eprintln!(
-                        "eventi: {} took a newer head (sequence {}) meanwhile: this snapshot now follows {}",
-                        holders.join(", "),
-                        h.seq,
-                        h.root
-                    );
-                    snapshot.parent = Some(h.root);
-                    parent_seq = h.seq;
-                    continue;
-                }
-            }
-            if kept == 0
-                && outcomes
-                    .iter()
-                    .all(|(_, o)| matches!(o, SetOutcome::Unsupported))
-            {
-                eprintln!(
-                    "eventi: no server of the circle keeps heads (plain venti): without this machine, the root score {score} is the only way back to this snapshot"
-                );
-            }
-            self.destination.set_local_head(&self.home, &score, seq)?;
-            *self.newest.lock().expect("newest head") = Some(Some((score, seq)));
-            return Ok(score);
         }
         bail!("the head kept moving: another machine is backing up with this key and head name right now; try again")
+    }
+
+    /// Seals, stores and syncs a history record; makes it the head, as
+    /// [`Repo::commit_snapshot`] does a root, if the head is still
+    /// `expected` (score and sequence). `Ok(None)`: another machine moved
+    /// the head meanwhile (the newest head is now known to this repo), and
+    /// the record must be worked out again.
+    pub fn commit_history(
+        &self,
+        record: &History,
+        expected: (Score, u64),
+    ) -> anyhow::Result<Option<Score>> {
+        self.key.full("forget snapshots")?;
+        let write = self.key.write();
+        if self.newest_head()? != Some(expected) {
+            return Ok(None);
+        }
+        let block = record.seal(&write.owner().snapshot, write.signing_key())?;
+        match self.advance_head(block, expected.1)? {
+            HeadMove::Set(score) => Ok(Some(score)),
+            HeadMove::Moved(..) => Ok(None),
+        }
+    }
+
+    /// Stores and syncs `block`, then makes it the head with sequence
+    /// `parent_seq + 1`, here and on every server that keeps heads.
+    fn advance_head(&self, block: Vec<u8>, parent_seq: u64) -> anyhow::Result<HeadMove> {
+        let score = store::put_wait(self.store().as_ref(), BlockType::DATA, block.into())?;
+        self.store().sync()?;
+        let seq = parent_seq + 1;
+        let Some(heads) = self.destination.heads() else {
+            self.destination.set_local_head(&self.home, &score, seq)?;
+            *self.newest.lock().expect("newest head") = Some(Some((score, seq)));
+            return Ok(HeadMove::Set(score));
+        };
+        let write = self.key.write();
+        let outcomes = heads.set(write.signing_key(), score, seq, &self.up_labels());
+        let mut stale = false;
+        let mut kept = 0;
+        for (label, outcome) in &outcomes {
+            match outcome {
+                SetOutcome::Set => kept += 1,
+                SetOutcome::Unsupported => {}
+                SetOutcome::Stale(_) => stale = true,
+                SetOutcome::Failed(e) => {
+                    eprintln!("eventi: could not set the head on {label}: {e}")
+                }
+            }
+        }
+        if stale {
+            let found = heads.fetch();
+            // Another machine's head, not ours on a server that took it.
+            let theirs = found
+                .newest
+                .filter(|(h, _)| h.seq >= seq && h.root != score);
+            if let Some((h, holders)) = theirs {
+                eprintln!(
+                    "eventi: {} took a newer head (sequence {}) meanwhile",
+                    holders.join(", "),
+                    h.seq,
+                );
+                *self.newest.lock().expect("newest head") = Some(Some((h.root, h.seq)));
+                return Ok(HeadMove::Moved(h.root, h.seq));
+            }
+        }
+        if kept == 0
+            && outcomes
+                .iter()
+                .all(|(_, o)| matches!(o, SetOutcome::Unsupported))
+        {
+            eprintln!(
+                "eventi: no server of the circle keeps heads (plain venti): without this machine, the root score {score} is the only way back to this snapshot"
+            );
+        }
+        self.destination.set_local_head(&self.home, &score, seq)?;
+        *self.newest.lock().expect("newest head") = Some(Some((score, seq)));
+        Ok(HeadMove::Set(score))
     }
 
     /// The labels of the circle's servers that are up.
@@ -259,17 +323,69 @@ impl Repo {
 
     /// The chain from `head` back, newest first, with each root's signer.
     pub fn chain_from(&self, head: Option<Score>) -> anyhow::Result<Vec<Signed>> {
-        let mut out = Vec::new();
+        Ok(self.walk_chain(head)?.snapshots)
+    }
+
+    /// The chain from `head` back: parent links from root to root until
+    /// a history record, whose list of kept roots is the rest.
+    pub fn walk_chain(&self, head: Option<Score>) -> anyhow::Result<Chain> {
+        let mut out = Chain::default();
         let mut next = head;
         while let Some(score) = next {
-            if out.len() > 1_000_000 {
+            if out.snapshots.len() > 1_000_000 {
                 bail!("the snapshot chain loops");
             }
-            let (snap, signer) = self.load_signed(score)?;
-            next = snap.parent;
-            out.push((score, snap, signer));
+            match self.load_head_block(score)? {
+                HeadBlock::Snapshot(snap, signer) => {
+                    next = snap.parent;
+                    out.snapshots.push((score, *snap, signer));
+                }
+                HeadBlock::History(record) => {
+                    for root in &record.kept {
+                        let (snap, signer) = self.load_signed(*root)?;
+                        out.snapshots.push((*root, snap, signer));
+                    }
+                    out.records.push((score, record));
+                    break;
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// Reads and opens what a head or a parent link names. A history
+    /// record must be signed by this key file's own write key: only the
+    /// owner forgets.
+    pub fn load_head_block(&self, score: Score) -> anyhow::Result<HeadBlock> {
+        let block = self
+            .store()
+            .get(score, BlockType::DATA)
+            .with_context(|| format!("reading snapshot {score}"))?;
+        let secret = self.key.full("open snapshots")?.snapshot_secret();
+        if history::KIND.is_kind(&block) {
+            let (record, signer) = History::open(score, &block, secret)?;
+            if !self.is_own_key(&signer) {
+                bail!("history record {score} is signed by another write key than this key file's: refusing to take the chain's history from it");
+            }
+            return Ok(HeadBlock::History(record));
+        }
+        let (snap, signer) = Snapshot::open(score, &block, secret)?;
+        Ok(HeadBlock::Snapshot(Box::new(snap), signer))
+    }
+
+    /// The newest snapshot: the head, or the first root the history
+    /// record at the head keeps.
+    pub fn latest(&self) -> anyhow::Result<Option<(Score, Snapshot)>> {
+        let Some(head) = self.head()? else {
+            return Ok(None);
+        };
+        match self.load_head_block(head)? {
+            HeadBlock::Snapshot(snap, _) => Ok(Some((head, *snap))),
+            HeadBlock::History(record) => match record.kept.first() {
+                Some(root) => Ok(Some((*root, self.load_snapshot(*root)?))),
+                None => Ok(None),
+            },
+        }
     }
 
     /// The chains of the write-only machines in the config, by name,
@@ -310,10 +426,9 @@ impl Repo {
     /// one in the chain (or, failing that, in a machine's chain).
     pub fn resolve(&self, spec: &str) -> anyhow::Result<(Score, Snapshot)> {
         if spec == "latest" {
-            let head = self
-                .head()?
-                .context("no snapshots yet (run `eventi backup`)")?;
-            return Ok((head, self.load_snapshot(head)?));
+            return self
+                .latest()?
+                .context("no snapshots yet (run `eventi backup`)");
         }
         if let Ok(score) = spec.parse::<Score>() {
             return Ok((score, self.load_snapshot(score)?));

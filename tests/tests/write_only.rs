@@ -135,6 +135,8 @@ fn a_write_only_machine_backs_up_reads_nothing_and_its_owner_restores_it() {
         vec!["restore", root1, target.to_str().unwrap()],
         vec!["share", &file_path],
         vec!["check"],
+        vec!["forget", "--keep-last", "1"],
+        vec!["forget", root1],
     ] {
         let o = run_eventi(&machine_home, &[], &args);
         assert!(!o.status.success(), "{args:?} worked with a write-only key");

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod cat;
 pub mod check;
 pub mod diff;
+pub mod forget;
 pub mod get;
 pub mod init;
 pub mod key;
@@ -130,11 +131,18 @@ fn roots_of(
     all: bool,
 ) -> anyhow::Result<Vec<eventi_shared::Score>> {
     if all {
-        let chain = repo.chain()?;
-        if chain.is_empty() {
+        let chain = repo.walk_chain(repo.head()?)?;
+        if chain.snapshots.is_empty() {
             anyhow::bail!("no snapshots yet (run `eventi backup`)");
         }
-        return Ok(chain.into_iter().map(|(s, _)| s).collect());
+        // The history record at the end of the walk is part of the chain
+        // too: without it a server's head leads nowhere.
+        return Ok(chain
+            .snapshots
+            .into_iter()
+            .map(|(s, ..)| s)
+            .chain(chain.records.into_iter().map(|(s, _)| s))
+            .collect());
     }
     Ok(vec![repo.resolve(snapshot.unwrap_or("latest"))?.0])
 }

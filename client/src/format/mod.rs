@@ -7,7 +7,8 @@
 //! - `chunk`: content-defined chunking and packing of file data;
 //! - `tree`: pointer blocks and the shape of a stream's tree;
 //! - `dirent`: a directory's entries;
-//! - `sealed`: the sealed, signed envelope of snapshot roots;
+//! - `history`: history records, which `forget` leaves at a chain's head;
+//! - `sealed`: the sealed, signed envelope of roots and history records;
 //! - `snapshot`: snapshot roots.
 
 pub mod base32;
@@ -15,6 +16,7 @@ pub mod block;
 pub mod capability;
 pub mod chunk;
 pub mod dirent;
+pub mod history;
 pub mod sealed;
 pub mod snapshot;
 pub mod tree;
