@@ -228,9 +228,10 @@ async fn a_relay_to_another_server_fails_the_write_key_authentication() {
             crd.read_buf(&mut buf).await.unwrap();
         }
         let _ = buf.split_to(session::MARKER.len());
-        let to_client = session::server(crd, cwr, buf, line, &[42; 32])
-            .await
-            .unwrap();
+        let to_client =
+            session::server(crd, cwr, buf, line, &[42; 32], session::Cipher::ChaChaPoly)
+                .await
+                .unwrap();
         let s = tokio::net::TcpStream::connect(target).await.unwrap();
         let (mut srd, swr) = s.into_split();
         let mut sbuf = bytes::BytesMut::new();

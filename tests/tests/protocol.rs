@@ -203,7 +203,10 @@ impl Raw {
             buf: BytesMut::new(),
             version,
         };
-        assert_eq!(raw.line().await, "venti-04:02-eventi");
+        assert_eq!(
+            raw.line().await,
+            format!("venti-04:02-{}", eventi_shared::session::server_comment())
+        );
         raw
     }
 
@@ -329,7 +332,8 @@ async fn bad_handshakes_close_the_connection() {
             .expect("closed promptly")
             .ok();
         assert_eq!(
-            all, b"venti-04:02-eventi\n",
+            all,
+            eventi_shared::version::our_line(eventi_shared::session::server_comment()).as_bytes(),
             "only our version line, then close"
         );
     }

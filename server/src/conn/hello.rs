@@ -35,17 +35,24 @@ pub(super) async fn hello(
     shared: &Shared,
     challenge: &[u8; auth::CHALLENGE_LEN],
 ) -> Result<Hello, ConnError> {
-    let ours = version::our_line("eventi");
+    let ours = version::our_line(session::server_comment());
     wr.write_all(ours.as_bytes()).await?;
     let mut line = read_line(rd, buf).await?;
     let mut encrypted = None;
-    if line == session::MARKER[..session::MARKER.len() - 1] {
+    if let Some(cipher) = session::Cipher::from_marker(&line) {
         let plain_rd = std::mem::replace(rd, Box::new(tokio::io::empty()));
         let plain_wr = std::mem::replace(wr, Box::new(tokio::io::sink()));
         let secret = shared.identity.secret_bytes();
-        let s = session::server(plain_rd, plain_wr, buf.split(), ours.as_bytes(), &secret)
-            .await
-            .map_err(|e| ConnError::Protocol(e.to_string()))?;
+        let s = session::server(
+            plain_rd,
+            plain_wr,
+            buf.split(),
+            ours.as_bytes(),
+            &secret,
+            cipher,
+        )
+        .await
+        .map_err(|e| ConnError::Protocol(e.to_string()))?;
         *rd = s.reader;
         *wr = s.writer;
         encrypted = Some(s.handshake_hash);

@@ -573,7 +573,7 @@ async fn encrypt(
         ServerKey::Plain => None,
         ServerKey::Pinned(k) => Some(k),
         ServerKey::Learn => {
-            if !line.ends_with(b"-eventi\n") {
+            if !crate::session::is_eventi_line(&line) {
                 // Plain venti (plan9port's): put the line back and go on
                 // in clear.
                 let rest = buf.split();
