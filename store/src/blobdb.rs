@@ -59,8 +59,10 @@ impl Engine for BlobDbEngine {
     fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError> {
         let mut meta = self.index.meta();
         let mut batch = WriteBatch::default();
+        let now = crate::refs::now();
         for b in blocks {
             batch.put(b.key.to_bytes(), &b.data);
+            crate::refs::put(&mut batch, &b.key, b.writer, now);
             meta = meta.plus(b.data.len());
         }
         let charges = blocks.iter().map(|b| (b.writer, b.data.len() as u64));

@@ -131,6 +131,8 @@ impl Committer {
         let mut charged: std::collections::HashMap<u32, (WriteLimit, u64)> =
             std::collections::HashMap::new();
         let mut new_blocks = Vec::new();
+        // Blocks stored again: the writer holds them too.
+        let mut again: Vec<(BlockKey, u32)> = Vec::new();
         let mut outcomes: Vec<Result<bool, StoreError>> = Vec::new();
         // Free space above the reserve, read once per batch when the
         // first new block needs it: (room left, free, reserve).
@@ -143,11 +145,15 @@ impl Committer {
                 } else if let Some(why) = read_only {
                     Err(StoreError::ReadOnly(why))
                 } else if !scratch.seen.insert(block.key) {
+                    again.push((block.key, block.writer));
                     Ok(false)
                 } else {
                     match self.engine.contains(&block.key) {
                         // A block already stored charges nothing.
-                        Ok(true) => Ok(false),
+                        Ok(true) => {
+                            again.push((block.key, block.writer));
+                            Ok(false)
+                        }
                         Ok(false) => {
                             let (limit, so_far) =
                                 *charged.entry(block.writer).or_insert_with(|| {
@@ -211,12 +217,21 @@ impl Committer {
                 e.to_string()
             })
         };
+        // A writer told its block is already there must hold it: a failure
+        // here fails those writes, as a failed append fails new ones.
+        let refs_error = self.engine.index().add_refs(&again).err().map(|e| {
+            tracing::error!(error = %e, "recording the writers of stored blocks failed");
+            e.to_string()
+        });
         let mut outcomes = outcomes.into_iter();
         for job in batch {
             match job {
                 Job::Write(_, done) => {
                     let mut outcome = outcomes.next().expect("one outcome per write");
                     if let (Ok(true), Some(reason)) = (&outcome, &put_error) {
+                        outcome = Err(StoreError::Failed(reason.clone()));
+                    }
+                    if let (Ok(false), Some(reason)) = (&outcome, &refs_error) {
                         outcome = Err(StoreError::Failed(reason.clone()));
                     }
                     done(outcome);

@@ -35,6 +35,8 @@ pub struct Index {
     usage: UsageBook,
     /// Why writes are refused, when opened read-only.
     read_only: Option<&'static str>,
+    /// Whether references went through the WAL since the last sync.
+    refs_unsynced: std::sync::atomic::AtomicBool,
     _cache: rocksdb::Cache,
 }
 
@@ -59,11 +61,21 @@ impl Index {
             .and_then(|v| Meta::decode(&v))
             .unwrap_or_default();
         let usage = UsageBook::load(&db)?;
+        if read_only.is_none() {
+            let given = crate::refs::migrate(&db)?;
+            if given > 0 {
+                tracing::info!(
+                    blocks = given,
+                    "blocks stored before references were kept are now held by the legacy holder"
+                );
+            }
+        }
         Ok(Index {
             db,
             meta: Mutex::new(meta),
             usage,
             read_only,
+            refs_unsynced: std::sync::atomic::AtomicBool::new(false),
             _cache: cache,
         })
     }
@@ -105,6 +117,51 @@ impl Index {
         self.usage.commit(charged);
         *self.meta.lock().expect("meta lock") = meta;
         Ok(())
+    }
+
+    /// Records that `writer` stored `key` again (a block already there):
+    /// through the WAL, made durable by [`Index::sync_refs`].
+    pub fn add_refs(&self, refs: &[(BlockKey, u32)]) -> Result<(), StoreError> {
+        if refs.is_empty() {
+            return Ok(());
+        }
+        self.refuse_if_read_only()?;
+        let now = crate::refs::now();
+        let mut batch = WriteBatch::default();
+        for (key, writer) in refs {
+            crate::refs::put(&mut batch, key, *writer, now);
+        }
+        self.db.write(batch)?;
+        self.refs_unsynced
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Makes the references added since the last call durable (one WAL
+    /// sync, only if there are any).
+    pub fn sync_refs(&self) -> Result<(), StoreError> {
+        if self
+            .refs_unsynced
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            if let Err(e) = self.sync_wal() {
+                self.refs_unsynced
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every holder of `key`, with the Unix time it last stored it.
+    pub fn holders(&self, key: &BlockKey) -> Result<Vec<(u32, u64)>, StoreError> {
+        crate::refs::holders(&self.db, key)
+    }
+
+    /// Writes a raw batch (tests that fake an old data directory).
+    #[cfg(test)]
+    pub fn write_for_test(&self, batch: WriteBatch) {
+        self.db.write(batch).unwrap();
     }
 
     /// Makes every commit through the WAL durable.

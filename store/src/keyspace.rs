@@ -11,8 +11,10 @@
 //! | `WriteKeys`| `\x01k` id[4]             | the server's key entry, JSON |
 //! | `Usage`    | `\x02u` writer[4]         | bytes, blocks, last write    |
 //! | `Heads`    | `\x03h` key[32] name      | root[20] seq[8] signature[64]|
+//! | `Refs`     | `\x04r` score[20] type[1] writer[4] | time[8] (`refs.rs`) |
+//! | `Features` | `\x05f` name              | `1`: the store has it        |
 //!
-//! New tables (leases) take the next prefix byte here.
+//! New tables take the next prefix byte here.
 
 /// A table of records kept beside the blocks, in the same database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +27,11 @@ pub enum Table {
     Usage,
     /// Signed snapshot heads, by public key and name (eventi's heads).
     Heads,
+    /// Which writers hold each block, by block key and writer.
+    Refs,
+    /// What this data directory's records already do, by name (one-time
+    /// migrations mark themselves done here).
+    Features,
 }
 
 impl Table {
@@ -35,6 +42,8 @@ impl Table {
             Table::WriteKeys => b"\x01k",
             Table::Usage => b"\x02u",
             Table::Heads => b"\x03h",
+            Table::Refs => b"\x04r",
+            Table::Features => b"\x05f",
         }
     }
 
@@ -64,7 +73,14 @@ mod tests {
     /// The prefixes are pinned: they are in every data directory.
     #[test]
     fn prefixes_are_fixed_and_distinct() {
-        let all = [Table::Meta, Table::WriteKeys, Table::Usage, Table::Heads];
+        let all = [
+            Table::Meta,
+            Table::WriteKeys,
+            Table::Usage,
+            Table::Heads,
+            Table::Refs,
+            Table::Features,
+        ];
         assert_eq!(Table::Meta.prefix(), b"\0meta");
         assert_eq!(
             Table::WriteKeys.key(&7u32.to_be_bytes()),

@@ -36,6 +36,7 @@ mod log;
 mod options;
 pub mod private;
 mod quota;
+pub mod refs;
 mod rocks;
 pub mod space;
 pub mod usage;
@@ -128,6 +129,12 @@ impl Store {
     /// Calls `visit` for every stored block's key until it returns `false`.
     pub fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {
         self.engine.for_each_key(visit)
+    }
+
+    /// The writers that hold `key` (stored it, new or again), with the
+    /// Unix time each last did, by writer number (`refs.rs`).
+    pub fn holders(&self, key: &BlockKey) -> Result<Vec<(u32, u64)>, StoreError> {
+        self.engine.index().holders(key)
     }
 
     /// What `writer` has stored.

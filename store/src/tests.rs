@@ -260,3 +260,90 @@ fn a_log_shorter_than_its_index_is_refused() {
         "{text}"
     );
 }
+
+/// Both engines: every writer that stores a block holds it, new or
+/// already there, anonymous writers too; the references survive a
+/// reopen, and the log engine re-makes a new block's from the log after a
+/// crash that lost the index's memtable.
+#[test]
+fn every_writer_of_a_block_holds_it_across_reopens_and_crashes() {
+    let writers = |store: &Store, b: &NewBlock| -> Vec<u32> {
+        // In writer order: the references are keyed by block, then writer.
+        store
+            .holders(&b.key)
+            .unwrap()
+            .into_iter()
+            .map(|(w, _)| w)
+            .collect()
+    };
+    for kind in ENGINES {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, a2, a0) = (
+            block("shared block", 1),
+            block("shared block", 2),
+            block("shared block", 0),
+        );
+        let alone = block("one writer", 3);
+        {
+            let store = Store::open(dir.path(), &options(kind)).unwrap();
+            assert!(write(&store, &a).unwrap());
+            assert!(!write(&store, &a2).unwrap());
+            assert!(!write(&store, &a0).unwrap());
+            assert!(write(&store, &alone).unwrap());
+            assert_eq!(writers(&store, &a), [0, 1, 2], "{kind:?}");
+            assert_eq!(writers(&store, &alone), [3], "{kind:?}");
+            let (_, when) = store.holders(&a.key).unwrap()[0];
+            assert!(when.abs_diff(crate::refs::now()) < 60);
+            // Usage still charges the first writer only.
+            assert_eq!(store.usage(2).bytes, 0);
+            store.shutdown().unwrap();
+        }
+        let store = Store::open(dir.path(), &options(kind)).unwrap();
+        assert_eq!(writers(&store, &a), [0, 1, 2], "{kind:?} after reopen");
+        store.shutdown().unwrap();
+    }
+    // Dropped without closing, as a crash leaves it: the new block's
+    // reference comes back with its index entry (from the log, if the
+    // index batch was lost), the duplicate's from RocksDB's WAL.
+    let dir = tempfile::tempdir().unwrap();
+    let b = block("written just before a crash", 7);
+    let engine = open_engine(dir.path(), &options(EngineKind::Log)).unwrap();
+    engine.put_batch(std::slice::from_ref(&b)).unwrap();
+    engine.index().add_refs(&[(b.key, 9)]).unwrap();
+    engine.sync().unwrap();
+    drop(engine);
+    let store = Store::open(dir.path(), &options(EngineKind::Log)).unwrap();
+    assert_eq!(writers(&store, &b), [7, 9]);
+    store.shutdown().unwrap();
+}
+
+/// A store made before references were kept: at the next open every block
+/// is held by the legacy holder, once.
+#[test]
+fn blocks_from_before_references_are_held_by_the_legacy_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = block("an old block", 4);
+    {
+        let store = Store::open(dir.path(), &options(EngineKind::Log)).unwrap();
+        write(&store, &a).unwrap();
+        // Make it look old: no reference, no feature record.
+        store
+            .put_record(Table::Features, crate::refs::FEATURE, None)
+            .unwrap();
+        let engine = &store.engine;
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete(crate::refs::ref_key(&a.key, 4));
+        engine.index().write_for_test(batch);
+        assert!(store.holders(&a.key).unwrap().is_empty());
+        store.shutdown().unwrap();
+    }
+    let store = Store::open(dir.path(), &options(EngineKind::Log)).unwrap();
+    let holders: Vec<u32> = store
+        .holders(&a.key)
+        .unwrap()
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(holders, [crate::refs::LEGACY]);
+    store.shutdown().unwrap();
+}

@@ -263,7 +263,9 @@ impl Engine for LogEngine {
         let mut batch = WriteBatch::default();
         let mut meta = self.index.meta();
         let mut offset = w.len;
+        let now = crate::refs::now();
         for b in blocks {
+            crate::refs::put(&mut batch, &b.key, b.writer, now);
             let loc = Location {
                 segment: w.segment,
                 offset,
@@ -315,7 +317,9 @@ impl Engine for LogEngine {
             (Arc::clone(&w.file), w.path.clone())
         };
         file.sync_data()
-            .map_err(|e| StoreError::io("syncing", &path, e))
+            .map_err(|e| StoreError::io("syncing", &path, e))?;
+        // References of blocks stored again live only in RocksDB's WAL.
+        self.index.sync_refs()
     }
 
     fn for_each_key(&self, visit: &mut dyn FnMut(BlockKey) -> bool) -> Result<(), StoreError> {

@@ -33,6 +33,7 @@ pub fn into_index(engine: &LogEngine, start: Meta) -> Result<Meta, StoreError> {
     // `contains`), so a block logged twice is charged once.
     let mut fresh = HashSet::new();
     let mut charges: Vec<(u32, u64)> = Vec::new();
+    let now = crate::refs::now();
     for (seg, file) in segments {
         let (path, from, file_len) = unindexed(engine, seg, &file, start)?;
         let mut batch = WriteBatch::default();
@@ -51,6 +52,7 @@ pub fn into_index(engine: &LogEngine, start: Meta) -> Result<Meta, StoreError> {
                 charges.push((record.writer, record.len as u64));
             }
             batch.put(record.key.to_bytes(), record.location(seg).encode());
+            crate::refs::put(&mut batch, &record.key, record.writer, now);
             meta.offset = scan.pos;
             if batch.len() >= BATCH {
                 let full = std::mem::take(&mut batch);
