@@ -140,7 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         print_list(&format!("{verb} {} snapshot(s):", removed.len()), &removed);
         match record {
             Some(r) => println!(
-                "history record {r} is the head now; `eventi prune` gives back the space only the removed snapshots used"
+                "history record {r} is the head now; no block was deleted (the removed snapshots' space stays in use until a prune, not built yet, gives it back)"
             ),
             None if args.dry_run => println!("dry run: nothing changed"),
             None => println!("nothing removed"),

@@ -1,7 +1,8 @@
 //! Forgetting snapshots: working out which of a chain's snapshots a policy
 //! (or the user, by name) removes, and writing the history record that
 //! makes the chain's head reach exactly the kept ones (`format/history.rs`).
-//! No block is deleted here; `prune` gives space back.
+//! No block is deleted here; giving space back is prune's work (not built
+//! yet).
 
 pub mod policy;
 
