@@ -411,6 +411,16 @@ fn run_with_stdin(mut c: Command, stdin: &[u8]) -> std::process::Output {
     out
 }
 
+/// The last line of a command's stdout (where eventi prints a root score
+/// or a key line).
+pub fn last_line(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Every file under `a` is under `b` with the same bytes (directories
 /// compared recursively; extra files in `b` are not looked for).
 pub fn assert_same_file_tree(a: &Path, b: &Path) {

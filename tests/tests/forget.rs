@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use eventi_tests::{keys_cli, output_text, pattern, run_eventi, Server};
+use eventi_tests::{keys_cli, last_line, output_text, pattern, run_eventi, Server};
 
 const PASS: &str = "forgetful";
 
@@ -24,14 +24,6 @@ fn ok(o: Output) -> Output {
 
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", output_text(o)))
-}
-
-fn last_line(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .to_string()
 }
 
 /// The chain's root scores, newest first.

@@ -12,7 +12,7 @@ use eventi_shared::errors::KnownError;
 use eventi_shared::head;
 use eventi_shared::{ClientError, VentiClient};
 use eventi_store::{Store, StoreOptions, Table};
-use eventi_tests::{binary, keys_cli, output_text, pattern, run_eventi, Server};
+use eventi_tests::{binary, keys_cli, last_line, output_text, pattern, run_eventi, Server};
 
 const PASS: &str = "remember me";
 
@@ -48,14 +48,6 @@ fn eventi_typed(home: &Path, args: &[&str], stdin: &str) -> Output {
 fn snapshots(home: &Path) -> Vec<serde_json::Value> {
     let o = ok(eventi(home, &["snapshots", "--json"]));
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn last_line(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .to_string()
 }
 
 /// Two servers that authorize the key of a new home with copies = 2.

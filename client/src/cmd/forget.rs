@@ -3,7 +3,6 @@
 //! what it keeps and removes and why. It writes one history record and
 //! moves the head to it; no block is deleted (that is prune's work).
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -154,15 +153,6 @@ fn print_list(title: &str, list: &[&Decision]) {
     println!("{title}");
     for d in list {
         let s = &d.snapshot;
-        let paths: Vec<String> = s
-            .paths
-            .iter()
-            .map(|p| {
-                std::path::Path::new(std::ffi::OsStr::from_bytes(p))
-                    .display()
-                    .to_string()
-            })
-            .collect();
         let tags = if s.tags.is_empty() {
             String::new()
         } else {
@@ -178,7 +168,7 @@ fn print_list(title: &str, list: &[&Decision]) {
             &d.score.to_string()[..12],
             super::format_time(s.time_ns),
             s.host,
-            paths.join(" ")
+            super::display_paths(&s.paths)
         );
     }
 }

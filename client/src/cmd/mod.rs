@@ -186,6 +186,20 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// A snapshot's paths as people read them, space-separated.
+pub fn display_paths(paths: &[Vec<u8>]) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    paths
+        .iter()
+        .map(|p| {
+            std::path::Path::new(std::ffi::OsStr::from_bytes(p))
+                .display()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A time in ns since the epoch as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn format_time(ns: i64) -> String {
     eventi_shared::time::format_utc(ns.div_euclid(1_000_000_000))

@@ -2,7 +2,6 @@
 //! with `--all`, also the chain of each write-only machine the owner
 //! exported a key to (found by its heads), each marked with its machine.
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -74,15 +73,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         for (machine, (score, s, signer)) in &chain {
-            let paths: Vec<String> = s
-                .paths
-                .iter()
-                .map(|p| {
-                    std::path::Path::new(std::ffi::OsStr::from_bytes(p))
-                        .display()
-                        .to_string()
-                })
-                .collect();
             // Roots are sealed to a public key: anyone holding it (a
             // write-only machine) can add one. Say when it was not us.
             let foreign = if let Some(m) = machine {
@@ -109,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 s.host,
                 s.counts.files,
                 super::human_bytes(s.counts.bytes),
-                paths.join(" ")
+                super::display_paths(&s.paths)
             );
         }
     }

@@ -180,12 +180,7 @@ impl Snapshot {
     /// Seals the snapshot to `owner` and signs it with `signer`: the root
     /// block to store.
     pub fn seal(&self, owner: &PublicKey, signer: &SigningKey) -> Vec<u8> {
-        self.seal_with(
-            owner,
-            signer,
-            StaticSecret::from(rand::random::<[u8; 32]>()),
-            rand::random(),
-        )
+        KIND.seal(&self.encode_body(), owner, signer)
     }
 
     /// [`Snapshot::seal`] with a given ephemeral secret and nonce (tests).
