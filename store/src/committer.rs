@@ -254,6 +254,19 @@ impl Committer {
         }
     }
 
+    /// Runs `f` with no commit in progress and none starting until it
+    /// returns (prune and compaction steps), then commits what was queued
+    /// meanwhile.
+    pub fn exclusive<T>(&self, f: impl FnOnce() -> T) -> T {
+        let out = {
+            let _scratch = self.commit.lock().expect("commit lock");
+            f()
+        };
+        // Writers that found the lock taken left their jobs queued.
+        self.submit(Vec::new());
+        out
+    }
+
     /// Refuses new jobs, commits what is queued, and stops the syncer
     /// after it has served every sync sent to it.
     pub fn stop(&self) {

@@ -68,6 +68,42 @@ pub(crate) trait Engine: Send + Sync + 'static {
     }
     /// Flushes and closes; called once at shutdown after the last sync.
     fn close(&self) -> Result<(), StoreError>;
+
+    /// Whether the design can give space back (`prune`); one that cannot
+    /// keeps every block.
+    fn reclaims(&self) -> bool {
+        false
+    }
+    /// The writer charged when `key` was stored (its log record's).
+    fn first_writer(&self, key: &BlockKey) -> Result<Option<u32>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
+    /// The length of a stored block's data, without reading it.
+    fn stored_len(&self, key: &BlockKey) -> Result<Option<u64>, StoreError> {
+        Ok(self.get(key)?.map(|d| d.len() as u64))
+    }
+    /// Makes every block commit so far durable in the index itself, so
+    /// that a batch letting blocks go, written through the WAL, is never
+    /// replayed on top of totals older than it.
+    fn before_release(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Forgets anything cached about blocks no longer stored.
+    fn released(&self, keys: &[BlockKey]) {
+        let _ = keys;
+    }
+    /// Copies live blocks out of segments that are mostly dead and removes
+    /// them (`compact`); `exclusive` runs a step with block commits held
+    /// off. Designs without segments have nothing to do.
+    fn compact(
+        &self,
+        options: &crate::compact::CompactOptions,
+        exclusive: &crate::compact::Exclusive<'_>,
+    ) -> Result<crate::compact::CompactReport, StoreError> {
+        let _ = (options, exclusive);
+        Ok(crate::compact::CompactReport::default())
+    }
 }
 
 /// Which storage design a data directory uses.

@@ -63,6 +63,12 @@ pub enum StoreError {
         /// Bytes the store keeps free.
         reserve: u64,
     },
+    /// A prune step refused (no marking begun, or the key's heads moved).
+    #[error("prune refused: {0}")]
+    PruneRefused(String),
+    /// The store's design keeps every block (the BlobDB engine).
+    #[error("this store cannot reclaim space (its engine keeps every block)")]
+    CannotReclaim,
     /// The store was opened read-only (its filesystem was full at start).
     #[error("store is read-only: {0}")]
     ReadOnly(&'static str),

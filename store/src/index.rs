@@ -158,6 +158,35 @@ impl Index {
         crate::refs::holders(&self.db, key)
     }
 
+    /// The database, for the modules that keep their own tables in it
+    /// (`prune`).
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// Writes a batch that lets blocks go (`prune`): the references and
+    /// keys it deletes, the usage moved by `deltas` and the meta record
+    /// `meta`, through the WAL and synced, so that it survives a crash
+    /// whatever the engine's block commits do. The caller has made every
+    /// earlier block commit durable first (`Engine::before_release`), so
+    /// that the WAL's replay never lands on totals older than it.
+    pub(crate) fn write_release(
+        &self,
+        mut batch: WriteBatch,
+        deltas: &std::collections::HashMap<u32, (i64, i64)>,
+        meta: Meta,
+    ) -> Result<(), StoreError> {
+        self.refuse_if_read_only()?;
+        batch.put(Table::Meta.prefix(), meta.encode());
+        let next = self.usage.adjust(deltas, &mut batch);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        self.usage.commit(next);
+        *self.meta.lock().expect("meta lock") = meta;
+        Ok(())
+    }
+
     /// Writes a raw batch (tests that fake an old data directory).
     #[cfg(test)]
     pub fn write_for_test(&self, batch: WriteBatch) {

@@ -13,6 +13,9 @@
 //! | `Heads`    | `\x03h` key[32] name      | root[20] seq[8] signature[64]|
 //! | `Refs`     | `\x04r` score[20] type[1] writer[4] | time[8] (`refs.rs`) |
 //! | `Features` | `\x05f` name              | `1`: the store has it        |
+//! | `Prune`    | `\x06p` writer[4]         | a writer's prune state (`prune.rs`) |
+//! | `Prune`    | `\x06p` `space`           | bytes reclaimable, reclaimed |
+//! | `Payers`   | `\x07$` score[20] type[1] | writer[4] charged, once moved |
 //!
 //! New tables take the next prefix byte here.
 
@@ -32,6 +35,12 @@ pub enum Table {
     /// What this data directory's records already do, by name (one-time
     /// migrations mark themselves done here).
     Features,
+    /// Each writer's prune epoch and marking, and the store's space
+    /// counters (`prune.rs`).
+    Prune,
+    /// Who is charged for a block whose first writer let go of it (the
+    /// rest are charged to the writer in their log record).
+    Payers,
 }
 
 impl Table {
@@ -44,6 +53,8 @@ impl Table {
             Table::Heads => b"\x03h",
             Table::Refs => b"\x04r",
             Table::Features => b"\x05f",
+            Table::Prune => b"\x06p",
+            Table::Payers => b"\x07$",
         }
     }
 
@@ -80,6 +91,8 @@ mod tests {
             Table::Heads,
             Table::Refs,
             Table::Features,
+            Table::Prune,
+            Table::Payers,
         ];
         assert_eq!(Table::Meta.prefix(), b"\0meta");
         assert_eq!(

@@ -21,11 +21,14 @@
 //!   usage, records), `keyspace` its table of key prefixes, `rocks` its
 //!   tuning, `usage` the writers' usage book;
 //! - `committer`, `space`, `quota`: group commit, the disk reserve, limits;
+//! - `refs`, `prune`, `compact`: who holds each block, letting go of what
+//!   no writer needs, and giving its disk space back;
 //! - `private`: directories 0700 and files 0600, and their audit;
 //! - `location_cache`: the log engine's read-path hint cache.
 
 mod blobdb;
 mod committer;
+pub mod compact;
 mod engine;
 mod error;
 mod index;
@@ -35,12 +38,15 @@ mod location_cache;
 mod log;
 mod options;
 pub mod private;
+pub mod prune;
 mod quota;
 pub mod refs;
 mod rocks;
 pub mod space;
 pub mod usage;
 
+#[cfg(test)]
+mod prune_tests;
 #[cfg(test)]
 mod tests;
 
@@ -75,6 +81,7 @@ impl Store {
     /// Opens (creating if needed) the store in `dir`, recovering after a crash.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let engine = open_engine(dir, options)?;
+        prune::restore_floor(engine.as_ref())?;
         let space = space::SpaceGuard::new(dir, options.reserve.clone());
         let committer = Arc::new(committer::Committer::new(Arc::clone(&engine), space));
         Ok(Store {
@@ -135,6 +142,69 @@ impl Store {
     /// Unix time each last did, by writer number (`refs.rs`).
     pub fn holders(&self, key: &BlockKey) -> Result<Vec<(u32, u64)>, StoreError> {
         self.engine.index().holders(key)
+    }
+
+    /// The prune state of `writer` (its epoch, a marking in progress).
+    pub fn prune_state(&self, writer: u32) -> Result<prune::PruneState, StoreError> {
+        prune::state(self.engine.as_ref(), writer)
+    }
+
+    /// Starts (or starts over) marking what `writer` still needs.
+    pub fn prune_begin(&self, writer: u32) -> Result<prune::PruneState, StoreError> {
+        prune::begin(self.engine.as_ref(), writer)
+    }
+
+    /// Marks `keys` as needed by `writer` (taking hold of stored blocks
+    /// it did not hold), and says which are stored. Durable at the next
+    /// sync. Blocking.
+    pub fn hold(&self, writer: u32, keys: &[BlockKey]) -> Result<Vec<bool>, StoreError> {
+        self.committer
+            .exclusive(|| prune::hold(self.engine.as_ref(), writer, keys))
+    }
+
+    /// Ends `writer`'s marking: its epoch goes up, then every reference it
+    /// neither marked nor stored within `grace` is let go (`prune.rs`).
+    /// `check` runs before anything changes and may refuse. Blocking.
+    pub fn prune_commit(
+        &self,
+        writer: u32,
+        grace: std::time::Duration,
+        check: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<prune::PruneOutcome, StoreError> {
+        let engine = self.engine.as_ref();
+        let opened = self
+            .committer
+            .exclusive(|| prune::open_commit(engine, writer, check))?;
+        let cutoff = opened
+            .since
+            .min(refs::now().saturating_sub(grace.as_secs()));
+        let candidates = prune::candidates(engine, writer, cutoff)?;
+        let mut outcome = prune::PruneOutcome {
+            epoch: opened.epoch,
+            ..Default::default()
+        };
+        for step in candidates.chunks(prune::STEP) {
+            self.committer
+                .exclusive(|| prune::release(engine, writer, cutoff, step, &mut outcome))?;
+        }
+        prune::close_commit(engine, writer, &outcome)?;
+        Ok(outcome)
+    }
+
+    /// Bytes of dead blocks still on disk, and bytes compaction gave back.
+    pub fn space_counters(&self) -> Result<prune::SpaceCounters, StoreError> {
+        prune::space(self.engine.as_ref())
+    }
+
+    /// One compaction pass: segments mostly dead are copied forward and
+    /// removed (`compact.rs`). Runs beside reads and writes. Blocking.
+    pub fn compact(
+        &self,
+        options: &compact::CompactOptions,
+    ) -> Result<compact::CompactReport, StoreError> {
+        let exclusive =
+            |step: &mut dyn FnMut() -> Result<(), StoreError>| self.committer.exclusive(step);
+        self.engine.compact(options, &exclusive)
     }
 
     /// What `writer` has stored.

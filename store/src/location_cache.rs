@@ -79,6 +79,17 @@ impl LocationCache {
         slot[1].store(w1, Ordering::Relaxed);
     }
 
+    /// Forgets where `key` was (it is gone, or moved), if its slot holds it.
+    pub fn forget(&self, key: &BlockKey) {
+        let Some((i, tag)) = self.slot_and_tag(key) else {
+            return;
+        };
+        let slot = &self.slots[i];
+        if slot[1].load(Ordering::Relaxed) as u32 == tag {
+            slot[1].store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Where `key` may be. A hint only: see the module documentation.
     pub fn get(&self, key: &BlockKey) -> Option<CachedLocation> {
         let (i, tag) = self.slot_and_tag(key)?;

@@ -1,8 +1,7 @@
 //! Which writers hold each block: one record per (block, writer), written
 //! whenever a writer stores the block, new or already there, so that space
 //! can later be given back only when no writer needs a block any more
-//! (`docs/STORAGE.md`, "Reclaiming space"). Nothing drops a reference yet;
-//! this module only keeps them.
+//! (`docs/STORAGE.md`, "Reclaiming space"). `prune.rs` drops them.
 //!
 //! A reference is `Refs` + score[20] type[1] writer[4] -> time[8] (Unix
 //! seconds of the last store). Writer 0 is anonymous; [`LEGACY`] holds
@@ -47,20 +46,46 @@ pub fn holders(db: &DB, key: &BlockKey) -> Result<Vec<(u32, u64)>, StoreError> {
         let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
             break;
         };
-        let (Ok(writer), Ok(time)) = (<[u8; 4]>::try_from(rest), <[u8; 8]>::try_from(&v[..]))
-        else {
+        let (Ok(writer), Some(time)) = (<[u8; 4]>::try_from(rest), parse_time(&v)) else {
             continue;
         };
-        out.push((u32::from_be_bytes(writer), u64::from_be_bytes(time)));
+        out.push((u32::from_be_bytes(writer), time));
     }
     Ok(out)
 }
 
-/// Unix seconds now.
+/// The earliest time [`now`] may answer: a prune's marking start, so
+/// that a clock stepped back never stamps a reference as older than the
+/// marking it was made during (which would let the prune drop it).
+static FLOOR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Unix seconds now, never earlier than a marking start seen.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
+    let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_secs());
+    clock.max(FLOOR.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// Makes [`now`] answer `at` or later from here on.
+pub fn raise_floor(at: u64) {
+    FLOOR.fetch_max(at, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The (block, writer) of a reference's database key.
+pub fn parse_ref_key(k: &[u8]) -> Option<(BlockKey, u32)> {
+    let rest = Table::Refs.id_of(k)?;
+    if rest.len() != BlockKey::LEN + 4 {
+        return None;
+    }
+    let key = BlockKey::from_bytes(&rest[..BlockKey::LEN])?;
+    let writer = u32::from_be_bytes(rest[BlockKey::LEN..].try_into().ok()?);
+    Some((key, writer))
+}
+
+/// The time of a reference's value.
+pub fn parse_time(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
 }
 
 /// Gives every block of a store made before references were kept a

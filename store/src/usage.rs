@@ -116,6 +116,27 @@ impl UsageBook {
         next
     }
 
+    /// Moves charges between writers (blocks reclaimed, or passed to
+    /// another holder): `deltas` maps a writer to (bytes, blocks) to add,
+    /// negative to take off (never below zero). Like [`UsageBook::charge`],
+    /// the values go into `batch` and are visible after [`UsageBook::commit`].
+    pub fn adjust(
+        &self,
+        deltas: &HashMap<u32, (i64, i64)>,
+        batch: &mut WriteBatch,
+    ) -> HashMap<u32, Usage> {
+        let map = self.by_writer.lock().expect("usage lock");
+        let mut next = HashMap::new();
+        for (w, (bytes, blocks)) in deltas {
+            let mut u = map.get(w).copied().unwrap_or_default();
+            u.bytes = u.bytes.saturating_add_signed(*bytes);
+            u.blocks = u.blocks.saturating_add_signed(*blocks);
+            batch.put(key(*w), u.encode());
+            next.insert(*w, u);
+        }
+        next
+    }
+
     /// Makes charged values visible after their batch was written.
     pub fn commit(&self, next: HashMap<u32, Usage>) {
         self.by_writer.lock().expect("usage lock").extend(next);

@@ -9,6 +9,7 @@
 //! log from that position (`recover`). A Tsync is one `fdatasync` of the
 //! current segment.
 
+mod compact;
 mod record;
 mod recover;
 mod segments;
@@ -172,10 +173,31 @@ impl LogEngine {
         }
     }
 
-    /// Starts a new segment once the current one is full. The old one is
-    /// synced first so that a sync need only ever touch the newest file.
-    fn roll_if_full(&self, w: &mut Writer, incoming: u64) -> Result<(), StoreError> {
-        if w.len == 0 || w.len + incoming <= self.segment_bytes {
+    /// Reads `key` where the index says it is. Compaction may move the
+    /// block and remove its segment between the lookup and the read: the
+    /// index is then asked once more.
+    fn try_get_at_location(&self, key: &BlockKey, nowait: bool) -> Result<Lookup, StoreError> {
+        let mut retried = false;
+        loop {
+            let Some(loc) = self.location(key)? else {
+                return Ok(Lookup::Absent);
+            };
+            match self.read_at(key, loc, nowait) {
+                Ok(Some(data)) => return Ok(Lookup::Found(data)),
+                Ok(None) => return Ok(Lookup::WouldBlock),
+                Err(StoreError::BadLocation(..))
+                    if !retried && !self.segments.contains(loc.segment) =>
+                {
+                    retried = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Starts a new segment now (compaction: the tail is to be emptied).
+    fn roll(&self, w: &mut Writer) -> Result<(), StoreError> {
+        if w.len == 0 {
             return Ok(());
         }
         w.file
@@ -187,6 +209,34 @@ impl LogEngine {
         w.path = self.segments.path(next);
         w.len = 0;
         Ok(())
+    }
+
+    /// Syncs the log, points the meta record at its end and flushes the
+    /// index: every commit so far is then durable in RocksDB's own files,
+    /// and start-up re-indexes nothing before this point.
+    fn make_index_durable(&self) -> Result<(), StoreError> {
+        let w = self.writer.lock().expect("writer lock");
+        w.file
+            .sync_data()
+            .map_err(|e| StoreError::io("syncing", &w.path, e))?;
+        let mut meta = self.index.meta();
+        if (meta.segment, meta.offset) != (w.segment, w.len) {
+            meta.segment = w.segment;
+            meta.offset = w.len;
+            self.index
+                .commit(WriteBatch::default(), [], meta, Wal::Off)?;
+        }
+        self.index.sync_refs()?;
+        self.index.flush(true)
+    }
+
+    /// Starts a new segment once the current one is full. The old one is
+    /// synced first so that a sync need only ever touch the newest file.
+    fn roll_if_full(&self, w: &mut Writer, incoming: u64) -> Result<(), StoreError> {
+        if w.len + incoming <= self.segment_bytes {
+            return Ok(());
+        }
+        self.roll(w)
     }
 }
 
@@ -224,26 +274,18 @@ impl Engine for LogEngine {
         if let Some(Lookup::Found(data)) = self.read_cached(key, false) {
             return Ok(Some(data));
         }
-        let Some(loc) = self.location(key)? else {
-            return Ok(None);
-        };
-        Ok(Some(
-            self.read_at(key, loc, false)?
-                .expect("a blocking read always completes"),
-        ))
+        match self.try_get_at_location(key, false)? {
+            Lookup::Found(data) => Ok(Some(data)),
+            Lookup::Absent => Ok(None),
+            Lookup::WouldBlock => unreachable!("a blocking read always completes"),
+        }
     }
 
     fn try_get(&self, key: &BlockKey) -> Result<Lookup, StoreError> {
         if let Some(found) = self.read_cached(key, true) {
             return Ok(found);
         }
-        let Some(loc) = self.location(key)? else {
-            return Ok(Lookup::Absent);
-        };
-        Ok(match self.read_at(key, loc, true)? {
-            Some(data) => Lookup::Found(data),
-            None => Lookup::WouldBlock,
-        })
+        self.try_get_at_location(key, true)
     }
 
     fn contains(&self, key: &BlockKey) -> Result<bool, StoreError> {
@@ -349,5 +391,42 @@ impl Engine for LogEngine {
         }
         self.sync()?;
         self.index.flush(true)
+    }
+
+    fn reclaims(&self) -> bool {
+        self.tail.is_none()
+    }
+
+    fn first_writer(&self, key: &BlockKey) -> Result<Option<u32>, StoreError> {
+        let Some(loc) = self.location(key)? else {
+            return Ok(None);
+        };
+        let file = self.segments.get(key, loc)?;
+        let mut header = [0u8; HEADER_LEN];
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut header, loc.offset)
+            .map_err(|e| StoreError::io("reading", &self.segments.path(loc.segment), e))?;
+        Ok(Some(record::header_writer(&header)))
+    }
+
+    fn stored_len(&self, key: &BlockKey) -> Result<Option<u64>, StoreError> {
+        Ok(self.location(key)?.map(|loc| loc.len as u64))
+    }
+
+    fn before_release(&self) -> Result<(), StoreError> {
+        self.make_index_durable()
+    }
+
+    fn released(&self, keys: &[BlockKey]) {
+        for key in keys {
+            self.locations.forget(key);
+        }
+    }
+
+    fn compact(
+        &self,
+        options: &crate::compact::CompactOptions,
+        exclusive: &crate::compact::Exclusive<'_>,
+    ) -> Result<crate::compact::CompactReport, StoreError> {
+        compact::compact(self, options, exclusive)
     }
 }

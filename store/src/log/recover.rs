@@ -50,9 +50,12 @@ pub fn into_index(engine: &LogEngine, start: Meta) -> Result<Meta, StoreError> {
                 meta = meta.plus(record.len);
                 reindexed += 1;
                 charges.push((record.writer, record.len as u64));
+                crate::refs::put(&mut batch, &record.key, record.writer, now);
             }
+            // A block indexed already and logged again is compaction's
+            // copy: as good as the original, and its holders are as they
+            // were (its first writer may have let go of it since).
             batch.put(record.key.to_bytes(), record.location(seg).encode());
-            crate::refs::put(&mut batch, &record.key, record.writer, now);
             meta.offset = scan.pos;
             if batch.len() >= BATCH {
                 let full = std::mem::take(&mut batch);

@@ -120,6 +120,24 @@ impl Segments {
     }
 }
 
+impl Segments {
+    /// Removes segment `n` (compaction moved everything live out of it):
+    /// readers holding its file keep reading it; new lookups miss it.
+    pub fn remove(&self, n: u32) -> Result<(), StoreError> {
+        let path = self.path(n);
+        self.files.write().expect("segments lock").remove(&n);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("removing", &path, e)),
+        }
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
 fn segment_path(dir: &Path, n: u32) -> PathBuf {
     dir.join(format!("{n:08}.log"))
 }

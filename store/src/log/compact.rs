@@ -1,0 +1,241 @@
+//! Compaction of the data log: segments that are mostly dead have their
+//! live records copied, byte for byte, to the log's tail, and are then
+//! removed.
+//!
+//! Crash-safe at every step:
+//! - a copy is appended and its index entry moved in one commit, like a
+//!   new block's (no WAL; the meta record says how far the log is
+//!   indexed), and an entry is moved only if it still points at the
+//!   record copied (a block let go or moved meanwhile keeps its state);
+//! - a crash before that commit is durable leaves the copy in the tail,
+//!   which start-up re-indexes (`recover`): the entry then points at the
+//!   copy, which is as good as the original;
+//! - the old segment is removed only after the log is synced and the
+//!   index flushed, so no durable entry points into it; a crash before
+//!   the removal leaves a segment with nothing live, which the next pass
+//!   removes without copying. Space is never leaked for ever: every byte
+//!   of a segment that is neither live nor removed is counted dead and
+//!   compacted in its turn.
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::time::{Duration, Instant};
+
+use rocksdb::WriteBatch;
+
+use super::record::{record_data, Location};
+use super::segments::{pwrite_all, read_record};
+use super::LogEngine;
+use crate::compact::{CompactOptions, CompactReport, Exclusive};
+use crate::index::Wal;
+use crate::{BlockKey, StoreError};
+
+/// Record bytes copied per step with block commits held off.
+const CHUNK_BYTES: u64 = 4 << 20;
+
+/// Live bytes and size of one segment.
+#[derive(Clone, Copy, Debug, Default)]
+struct SegmentUse {
+    live: u64,
+    size: u64,
+}
+
+/// One compaction pass over the whole log.
+pub fn compact(
+    engine: &LogEngine,
+    options: &CompactOptions,
+    exclusive: &Exclusive<'_>,
+) -> Result<CompactReport, StoreError> {
+    engine.index.refuse_if_read_only()?;
+    let mut report = CompactReport::default();
+    let mut usage: HashMap<u32, SegmentUse> = HashMap::new();
+    let numbers: Vec<u32> = engine
+        .segments
+        .from(0)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for (n, file) in engine.segments.from(0) {
+        let size = file
+            .metadata()
+            .map_err(|e| StoreError::io("reading size of", &engine.segments.path(n), e))?
+            .len();
+        usage.insert(n, SegmentUse { live: 0, size });
+    }
+    scan_live(engine, &mut |_, loc| {
+        if let Some(u) = usage.get_mut(&loc.segment) {
+            u.live += loc.record_len() as u64;
+        }
+    })?;
+    report.segments = numbers.len() as u64;
+    let victims: Vec<u32> = numbers
+        .iter()
+        .copied()
+        .filter(|n| {
+            let u = usage[n];
+            u.size > 0 && (u.live as f64) < options.live_below * u.size as f64
+        })
+        .collect();
+    if victims.is_empty() {
+        return Ok(report);
+    }
+    // The tail may be a victim: start a new segment so it is not
+    // appended to while its records move out.
+    if victims.contains(&engine.segments.last().0) {
+        exclusive(&mut || {
+            let mut w = engine.writer.lock().expect("writer lock");
+            engine.roll(&mut w)
+        })?;
+    }
+    let mut records: HashMap<u32, Vec<(BlockKey, Location)>> = HashMap::new();
+    scan_live(engine, &mut |key, loc| {
+        if victims.contains(&loc.segment) {
+            records.entry(loc.segment).or_default().push((key, loc));
+        }
+    })?;
+    let pace = Pace::new(options.bytes_per_second);
+    for n in victims {
+        let mut list = records.remove(&n).unwrap_or_default();
+        list.sort_by_key(|(_, loc)| loc.offset);
+        let mut copied = 0u64;
+        for chunk in chunks(&list) {
+            let bytes = copy_chunk(engine, n, chunk, exclusive)?;
+            copied += bytes;
+            report.blocks_copied += chunk.len() as u64;
+            pace.wait(report.bytes_copied + copied);
+        }
+        report.bytes_copied += copied;
+        // Nothing durable may point into the segment when it goes.
+        exclusive(&mut || engine.make_index_durable())?;
+        let size = usage[&n].size;
+        engine.segments.remove(n)?;
+        report.removed += 1;
+        let freed = size.saturating_sub(copied);
+        report.bytes_freed += freed;
+        crate::prune::count_space(engine, -(freed as i64), freed)?;
+        tracing::info!(segment = n, size, copied, freed, "compacted a log segment");
+    }
+    Ok(report)
+}
+
+/// Calls `visit` with every indexed block and its location.
+fn scan_live(
+    engine: &LogEngine,
+    visit: &mut dyn FnMut(BlockKey, Location),
+) -> Result<(), StoreError> {
+    let db = engine.index.db();
+    for item in db.iterator(rocksdb::IteratorMode::Start) {
+        let (k, v) = item?;
+        let Some(key) = BlockKey::from_bytes(&k) else {
+            continue;
+        };
+        if let Some(loc) = Location::decode(&v) {
+            visit(key, loc);
+        }
+    }
+    Ok(())
+}
+
+/// Splits a segment's live records into steps of about [`CHUNK_BYTES`].
+fn chunks(list: &[(BlockKey, Location)]) -> Vec<&[(BlockKey, Location)]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0u64;
+    for (i, (_, loc)) in list.iter().enumerate() {
+        bytes += loc.record_len() as u64;
+        if bytes >= CHUNK_BYTES {
+            out.push(&list[start..=i]);
+            start = i + 1;
+            bytes = 0;
+        }
+    }
+    if start < list.len() {
+        out.push(&list[start..]);
+    }
+    out
+}
+
+/// Copies one step's records of segment `n` to the tail and moves their
+/// index entries; returns the record bytes copied.
+fn copy_chunk(
+    engine: &LogEngine,
+    n: u32,
+    chunk: &[(BlockKey, Location)],
+    exclusive: &Exclusive<'_>,
+) -> Result<u64, StoreError> {
+    let path = engine.segments.path(n);
+    let mut copies: Vec<(BlockKey, Location, Vec<u8>)> = Vec::with_capacity(chunk.len());
+    for (key, loc) in chunk {
+        let file = engine.segments.get(key, *loc)?;
+        let buf = read_record(&file, *loc, false)
+            .map_err(|e| StoreError::io("reading", &path, e))?
+            .expect("a blocking read always completes");
+        // The header must be the block's; the bytes go over unchanged.
+        record_data(key, *loc, buf.clone())?;
+        copies.push((*key, *loc, buf));
+    }
+    let mut copied = 0u64;
+    exclusive(&mut || {
+        let mut w = engine.writer.lock().expect("writer lock");
+        let total: u64 = copies.iter().map(|c| c.2.len() as u64).sum();
+        engine.roll_if_full(&mut w, total)?;
+        let mut batch = WriteBatch::default();
+        let mut offset = w.len;
+        let mut moved = Vec::with_capacity(copies.len());
+        for (key, old, buf) in &copies {
+            let new = Location {
+                segment: w.segment,
+                offset,
+                len: old.len,
+            };
+            offset += buf.len() as u64;
+            let current = engine.index.get(key)?.and_then(|v| Location::decode(&v));
+            if current == Some(*old) {
+                batch.put(key.to_bytes(), new.encode());
+                moved.push((*key, new));
+            }
+        }
+        let mut slices: Vec<IoSlice<'_>> = copies.iter().map(|c| IoSlice::new(&c.2)).collect();
+        if let Err(e) = pwrite_all(&w.file, &mut slices, w.len) {
+            let _ = w.file.set_len(w.len);
+            return Err(StoreError::io("appending to", &w.path, e));
+        }
+        let mut meta = engine.index.meta();
+        meta.segment = w.segment;
+        meta.offset = offset;
+        engine.index.commit(batch, [], meta, Wal::Off)?;
+        for (key, loc) in moved {
+            engine.remember(&key, loc);
+        }
+        copied = offset - w.len;
+        w.len = offset;
+        Ok(())
+    })?;
+    Ok(copied)
+}
+
+/// Keeps copying at no more than a set rate.
+struct Pace {
+    start: Instant,
+    rate: Option<u64>,
+}
+
+impl Pace {
+    fn new(rate: Option<u64>) -> Pace {
+        Pace {
+            start: Instant::now(),
+            rate,
+        }
+    }
+
+    /// Sleeps until `bytes` copied since the start is within the rate.
+    fn wait(&self, bytes: u64) {
+        let Some(rate) = self.rate.filter(|r| *r > 0) else {
+            return;
+        };
+        let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        if let Some(left) = due.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(left);
+        }
+    }
+}
