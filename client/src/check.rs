@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::format::block::{self, Ref};
 use crate::format::chunk;
-use crate::format::dirent::Kind;
+use crate::format::dirent::{Entry, Kind};
 use crate::repo::Repo;
 use crate::store::circle::Circle;
 use crate::store::{BlockStore, StoreError};
@@ -42,25 +42,23 @@ pub struct Needed {
 /// of bigger files are listed in parallel. A subtree already listed
 /// (shared by two snapshots) is not walked again.
 pub fn blocks_of(repo: &Repo, roots: &[Score]) -> anyhow::Result<Vec<Needed>> {
+    blocks_with(repo, roots, &[])
+}
+
+/// [`blocks_of`], and also the blocks of `entries`: (a block that names
+/// the entry, such as a capability's envelope, and the entry).
+pub fn blocks_with(
+    repo: &Repo,
+    roots: &[Score],
+    entries: &[(Score, Entry)],
+) -> anyhow::Result<Vec<Needed>> {
     let store = repo.store().as_ref();
-    let mut seen: HashSet<Score> = HashSet::new();
-    let mut out: Vec<Needed> = Vec::new();
-    // Trees whose blocks are listed after the walk, in parallel.
-    let mut trees: Vec<Ref> = Vec::new();
-    let mut queued: HashSet<Score> = HashSet::new();
-    let add = |r: Ref, seen: &mut HashSet<Score>, out: &mut Vec<Needed>| {
-        if seen.insert(r.score) {
-            out.push(Needed {
-                score: r.score,
-                r: Some(r),
-            });
-        }
-    };
+    let mut lister = Lister::default();
     for root in roots {
-        if !seen.insert(*root) {
+        if !lister.seen.insert(*root) {
             continue;
         }
-        out.push(Needed {
+        lister.out.push(Needed {
             score: *root,
             r: None,
         });
@@ -69,52 +67,97 @@ pub fn blocks_of(repo: &Repo, roots: &[Score]) -> anyhow::Result<Vec<Needed>> {
             // A history record (forget's): one block, nothing below it.
             crate::repo::HeadBlock::History(_) => continue,
         };
-        if seen.contains(&snapshot.tree.score) {
-            continue;
+        lister.entry(store, &walk::root_entry(snapshot.tree))?;
+    }
+    for (holder, entry) in entries {
+        if lister.seen.insert(*holder) {
+            lister.out.push(Needed {
+                score: *holder,
+                r: None,
+            });
         }
-        stream::for_each_ref(store, &snapshot.tree, &mut |r, _| {
-            add(r, &mut seen, &mut out)
-        })?;
-        let top = walk::root_entry(snapshot.tree);
-        walk::walk::<WalkError>(store, &top, Path::new("/"), Blocks::None, &mut |v| {
+        lister.entry(store, entry)?;
+    }
+    lister.finish(store)
+}
+
+/// What [`blocks_with`] has listed so far.
+#[derive(Default)]
+struct Lister {
+    seen: HashSet<Score>,
+    out: Vec<Needed>,
+    /// Trees whose blocks are listed at the end, in parallel.
+    trees: Vec<Ref>,
+    queued: HashSet<Score>,
+}
+
+impl Lister {
+    fn add(&mut self, r: Ref) {
+        if self.seen.insert(r.score) {
+            self.out.push(Needed {
+                score: r.score,
+                r: Some(r),
+            });
+        }
+    }
+
+    /// Lists `top` and everything below it (a file's tree is queued).
+    fn entry(&mut self, store: &dyn BlockStore, top: &Entry) -> anyhow::Result<()> {
+        match self.content(store, top)? {
+            Flow::Continue => {}
+            _ => return Ok(()),
+        }
+        walk::walk::<WalkError>(store, top, Path::new("/"), Blocks::None, &mut |v| {
             let Visit::Entry(_, e) = v else {
                 return Ok(Flow::Continue);
             };
-            let Some(content) = e.content else {
-                return Ok(Flow::Continue);
-            };
-            if seen.contains(&content.score) || queued.contains(&content.score) {
-                // Listed already, with everything below it.
-                return Ok(Flow::Skip);
-            }
-            match e.kind {
-                Kind::Dir => {
-                    stream::for_each_ref(store, &content, &mut |r, _| add(r, &mut seen, &mut out))?;
-                    Ok(Flow::Continue)
-                }
-                _ if e.size < u64::from(chunk::MIN_CHUNK) => {
-                    add(content, &mut seen, &mut out);
-                    Ok(Flow::Skip)
-                }
-                _ => {
-                    queued.insert(content.score);
-                    trees.push(content);
-                    Ok(Flow::Skip)
-                }
-            }
+            Ok(self.content(store, e)?)
         })?;
+        Ok(())
     }
-    let listed: Vec<Vec<Ref>> = trees
-        .par_iter()
-        .map(|t| {
-            let mut refs = Vec::new();
-            stream::for_each_ref(store, t, &mut |r, _| refs.push(r)).map(|()| refs)
+
+    /// Lists an entry's own content: a directory's stream (and its
+    /// entries are walked: `Continue`), a small file's block, or a big
+    /// file's tree for later; `Skip` when listed already.
+    fn content(&mut self, store: &dyn BlockStore, e: &Entry) -> Result<Flow, stream::TreeError> {
+        let Some(content) = e.content else {
+            return Ok(Flow::Continue);
+        };
+        if self.seen.contains(&content.score) || self.queued.contains(&content.score) {
+            // Listed already, with everything below it.
+            return Ok(Flow::Skip);
+        }
+        Ok(match e.kind {
+            Kind::Dir => {
+                stream::for_each_ref(store, &content, &mut |r, _| self.add(r))?;
+                Flow::Continue
+            }
+            _ if e.size < u64::from(chunk::MIN_CHUNK) => {
+                self.add(content);
+                Flow::Skip
+            }
+            _ => {
+                self.queued.insert(content.score);
+                self.trees.push(content);
+                Flow::Skip
+            }
         })
-        .collect::<Result<_, _>>()?;
-    for r in listed.into_iter().flatten() {
-        add(r, &mut seen, &mut out);
     }
-    Ok(out)
+
+    fn finish(mut self, store: &dyn BlockStore) -> anyhow::Result<Vec<Needed>> {
+        let listed: Vec<Vec<Ref>> = self
+            .trees
+            .par_iter()
+            .map(|t| {
+                let mut refs = Vec::new();
+                stream::for_each_ref(store, t, &mut |r, _| refs.push(r)).map(|()| refs)
+            })
+            .collect::<Result<_, _>>()?;
+        for r in listed.into_iter().flatten() {
+            self.add(r);
+        }
+        Ok(self.out)
+    }
 }
 
 /// What one server's check found.

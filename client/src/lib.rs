@@ -30,6 +30,7 @@ pub mod home;
 pub mod keys;
 pub mod machines;
 pub mod progress;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod share;

@@ -84,7 +84,7 @@ pub fn publish(repo: &Repo) -> anyhow::Result<usize> {
         match outcome {
             SetOutcome::Set => kept += 1,
             SetOutcome::Unsupported => {}
-            SetOutcome::Stale(e) | SetOutcome::Failed(e) => {
+            SetOutcome::Stale(e) | SetOutcome::Pruned(e) | SetOutcome::Failed(e) => {
                 eprintln!("eventi: {label} did not keep the machine list: {e}")
             }
         }

@@ -76,6 +76,11 @@ is written under a temporary name and renamed into place only when every block c
         after_help = "The rules are restic's: snapshots are grouped (by host and paths), and in each group --keep-last N keeps the N newest, --keep-daily N the newest of each of the N newest days that have one (local time; likewise hourly, weekly by ISO week, monthly, yearly), --keep-within SPAN all within SPAN of the newest, --keep-tag all with the tags. While a count is left at the oldest snapshot, the oldest is kept too. Nothing is deleted: the head moves to a signed history record that lists the kept snapshots."
     )]
     Forget(cmd::forget::Args),
+    /// Give back the space of blocks no kept snapshot needs any more.
+    #[command(
+        after_help = "Each eventi-server of the circle (and the embedded store) is told which of this key's blocks the kept snapshots, the machine list and this home's drops still reach; it lets go of the key's other blocks stored before its grace period (24 h by default), and reclaims a block once no key holds it. A plain venti server cannot give space back: it is named and left unchanged. Exit status 1 if a store that can prune failed."
+    )]
+    Prune(cmd::prune::Args),
     /// The circle of servers backups go to: add, list, remove.
     #[command(subcommand)]
     Server(cmd::server::Command),
@@ -110,6 +115,7 @@ fn main() -> std::process::ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Repair(args) => cmd::repair::run(args),
         Command::Forget(args) => cmd::forget::run(args),
+        Command::Prune(args) => cmd::prune::run(args),
     };
     match result {
         Ok(code) => code,

@@ -253,7 +253,21 @@ impl Repo {
             return Ok(HeadMove::Set(score));
         };
         let write = self.key.write();
-        let outcomes = heads.set(write.signing_key(), score, seq, &self.up_labels());
+        let mut outcomes = heads.set(write.signing_key(), score, seq, &self.up_labels());
+        for (label, outcome) in outcomes.iter_mut() {
+            if matches!(outcome, SetOutcome::Pruned(_)) {
+                *outcome = match self.mark_again(label, score) {
+                    Ok(()) => {
+                        let again = heads.set(write.signing_key(), score, seq, &[label.clone()]);
+                        again
+                            .into_iter()
+                            .next()
+                            .map_or(SetOutcome::Unsupported, |(_, o)| o)
+                    }
+                    Err(e) => SetOutcome::Failed(format!("{e:#}")),
+                };
+            }
+        }
         let mut stale = false;
         let mut kept = 0;
         for (label, outcome) in &outcomes {
@@ -261,6 +275,9 @@ impl Repo {
                 SetOutcome::Set => kept += 1,
                 SetOutcome::Unsupported => {}
                 SetOutcome::Stale(_) => stale = true,
+                SetOutcome::Pruned(e) => {
+                    eprintln!("eventi: could not set the head on {label}: {e}")
+                }
                 SetOutcome::Failed(e) => {
                     eprintln!("eventi: could not set the head on {label}: {e}")
                 }
@@ -294,6 +311,42 @@ impl Repo {
         self.destination.set_local_head(&self.home, &score, seq)?;
         *self.newest.lock().expect("newest head") = Some(Some((score, seq)));
         Ok(HeadMove::Set(score))
+    }
+
+    /// After a server refused a head because a prune of the key committed
+    /// during the backup: marks every block of the snapshot `root` on it
+    /// (so that no later prune lets go of them) and adopts its new epoch.
+    /// Fails, naming how many, if the prune reclaimed blocks the snapshot
+    /// needs: the next backup, whose caches for that server are then
+    /// dropped, sends them again.
+    fn mark_again(&self, label: &str, root: Score) -> anyhow::Result<()> {
+        let circle = self.destination.circle();
+        let Some(store) = circle
+            .members()
+            .iter()
+            .position(|m| m.label() == label)
+            .and_then(|i| circle.store_of(i))
+        else {
+            bail!("{label} is not up");
+        };
+        let Some(prunable) = store.prunable() else {
+            bail!("{label} refused the head for a prune but does not prune");
+        };
+        eprintln!("eventi: a prune committed on {label} during this backup: marking the snapshot's blocks there again");
+        let keys: Vec<(Score, BlockType)> = crate::check::blocks_of(self, &[root])?
+            .iter()
+            .map(|n| (n.score, BlockType::DATA))
+            .collect();
+        let present = prunable.prune_mark(&keys)?;
+        let missing = present.iter().filter(|p| !**p).count();
+        if missing > 0 {
+            bail!("the prune reclaimed {missing} block(s) this snapshot needs; run the backup again (it sends them anew)");
+        }
+        let status = prunable
+            .prune_status()?
+            .context("the server stopped answering prune requests")?;
+        prunable.adopt_epoch(status.epoch);
+        Ok(())
     }
 
     /// The labels of the circle's servers that are up.

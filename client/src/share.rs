@@ -28,6 +28,8 @@ pub fn store_envelope(repo: &Repo, envelope: &Envelope) -> anyhow::Result<Capabi
     store::put_wait(repo.store().as_ref(), BlockType::DATA, block)
         .context("storing the capability's envelope")?;
     repo.store().sync().context("syncing the envelope")?;
+    // `eventi prune` keeps what this home's drops hold.
+    crate::home::drops::record(&repo.home, &cap.to_line())?;
     Ok(cap)
 }
 

@@ -30,6 +30,48 @@ pub struct Config {
     pub auth: Auth,
     /// Storage engine settings.
     pub storage: StoreOptions,
+    /// Giving space back: the grace period and compaction.
+    pub prune: Prune,
+}
+
+/// The `[prune]` table: what keys' prunes may let go of, and how the
+/// server gives the space back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Prune {
+    /// Seconds during which a block stored (or marked) by a key is never
+    /// let go by that key's prune: it covers a backup's blocks that are
+    /// written but not yet under a head.
+    pub grace_secs: u64,
+    /// Segments whose live bytes fall below this fraction are compacted.
+    pub compact_live_below: f64,
+    /// Bytes per second compaction copies at most (0: no limit).
+    pub compact_bytes_per_second: u64,
+    /// Seconds between compaction passes (one also follows every prune).
+    pub compact_interval_secs: u64,
+}
+
+impl Default for Prune {
+    fn default() -> Self {
+        Prune {
+            grace_secs: 24 * 3600,
+            compact_live_below: 0.8,
+            compact_bytes_per_second: 64 << 20,
+            compact_interval_secs: 3600,
+        }
+    }
+}
+
+impl Prune {
+    /// The compaction settings.
+    pub fn compact_options(&self) -> eventi_store::compact::CompactOptions {
+        eventi_store::compact::CompactOptions {
+            live_below: self.compact_live_below,
+            bytes_per_second: (self.compact_bytes_per_second > 0)
+                .then_some(self.compact_bytes_per_second),
+            stop: None,
+        }
+    }
 }
 
 /// Access for sessions that never authenticate (every plan9port tool).
@@ -116,6 +158,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: Auth::default(),
             storage: StoreOptions::default(),
+            prune: Prune::default(),
         }
     }
 }
@@ -190,6 +233,10 @@ impl Config {
             self.limits.max_block_v04 >= eventi_shared::MAX_BLOCK_V02
                 && self.limits.max_block_v04 <= eventi_store::MAX_RECORD_DATA,
             "limits.max_block_v04 must be between 56 KiB and 64 MiB"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.prune.compact_live_below),
+            "prune.compact_live_below must be between 0 and 1"
         );
         anyhow::ensure!(
             self.limits.max_connections >= 1,

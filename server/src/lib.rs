@@ -8,6 +8,7 @@
 //! `src/cmd/`.
 
 pub mod admin;
+pub mod compactor;
 pub mod config;
 pub mod conn;
 pub mod http;

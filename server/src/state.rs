@@ -29,4 +29,8 @@ pub struct Shared {
     pub heads_lock: std::sync::Mutex<()>,
     /// The server's identity, which encrypted sessions prove.
     pub identity: crate::identity::Identity,
+    /// Prune settings (the grace period).
+    pub prune: crate::config::Prune,
+    /// The background compaction, woken after a prune commits.
+    pub compactor: crate::compactor::Compactor,
 }

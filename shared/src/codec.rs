@@ -43,9 +43,12 @@ pub mod msg_type {
     pub const RHEADGET: u8 = 69;
     pub const THEADSET: u8 = 70;
     pub const RHEADSET: u8 = 71;
+    pub const TPRUNE: u8 = 72;
+    pub const RPRUNE: u8 = 73;
 }
 
 pub mod extension;
+pub mod prune;
 
 /// One venti message, without its tag.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,9 +171,23 @@ pub enum Message {
         name: String,
         /// The new head.
         head: crate::head::SignedHead,
+        /// The key's prune epoch the snapshot was made in: the server
+        /// refuses the head if a prune has committed since (absent: no
+        /// check, as from clients before prune).
+        epoch: Option<u64>,
     },
     /// Reply to [`Message::Theadset`]: stored.
     Rheadset,
+    /// eventi extension: a step of a prune of the session's own key.
+    Tprune {
+        /// The step.
+        request: prune::PruneRequest,
+    },
+    /// Reply to [`Message::Tprune`].
+    Rprune {
+        /// What the step answers.
+        reply: prune::PruneReply,
+    },
 }
 
 impl Message {
@@ -200,6 +217,8 @@ impl Message {
             Message::Rheadget { .. } => RHEADGET,
             Message::Theadset { .. } => THEADSET,
             Message::Rheadset => RHEADSET,
+            Message::Tprune { .. } => TPRUNE,
+            Message::Rprune { .. } => RPRUNE,
         }
     }
 
@@ -238,6 +257,8 @@ pub fn type_name(t: u8) -> &'static str {
         RHEADGET => "rheadget",
         THEADSET => "headset",
         RHEADSET => "rheadset",
+        TPRUNE => "prune",
+        RPRUNE => "rprune",
         _ => "unknown",
     }
 }

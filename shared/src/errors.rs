@@ -17,14 +17,18 @@ pub enum KnownError {
     /// A head set refused: the server holds a sequence as high or higher
     /// (another machine backed up meanwhile).
     StaleHead,
+    /// A head set refused: a prune of the key committed after the
+    /// snapshot's backup began (its blocks must be marked again).
+    Pruned,
 }
 
 impl KnownError {
-    const ALL: [KnownError; 4] = [
+    const ALL: [KnownError; 5] = [
         KnownError::NoBlock,
         KnownError::DiskFull,
         KnownError::Corrupt,
         KnownError::StaleHead,
+        KnownError::Pruned,
     ];
 
     /// How the Rerror text begins.
@@ -34,6 +38,7 @@ impl KnownError {
             KnownError::DiskFull => "server disk full",
             KnownError::Corrupt => "corrupt block",
             KnownError::StaleHead => "stale head",
+            KnownError::Pruned => "pruned",
         }
     }
 

@@ -20,6 +20,18 @@ pub struct CompactOptions {
     /// Bytes copied per second at most (`None`: as fast as the disk
     /// goes), so that serving stays responsive.
     pub bytes_per_second: Option<u64>,
+    /// Set to stop the pass at the next step (shutdown); what it did is
+    /// kept, and the next pass carries on.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl CompactOptions {
+    /// Whether the pass was asked to stop.
+    pub fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 impl Default for CompactOptions {
@@ -27,6 +39,7 @@ impl Default for CompactOptions {
         CompactOptions {
             live_below: 0.8,
             bytes_per_second: None,
+            stop: None,
         }
     }
 }

@@ -171,10 +171,31 @@ impl Store {
         grace: std::time::Duration,
         check: &mut dyn FnMut() -> Result<(), String>,
     ) -> Result<prune::PruneOutcome, StoreError> {
+        let opened = self.prune_open_commit(writer, check)?;
+        self.prune_finish(writer, opened, grace)
+    }
+
+    /// The first part of [`Store::prune_commit`]: runs `check`, then
+    /// raises the epoch durably. A server holds head sets off around it.
+    pub fn prune_open_commit(
+        &self,
+        writer: u32,
+        check: &mut dyn FnMut() -> Result<(), String>,
+    ) -> Result<prune::PruneState, StoreError> {
         let engine = self.engine.as_ref();
-        let opened = self
-            .committer
-            .exclusive(|| prune::open_commit(engine, writer, check))?;
+        self.committer
+            .exclusive(|| prune::open_commit(engine, writer, check))
+    }
+
+    /// The rest of [`Store::prune_commit`]: lets go, step by step, with
+    /// writes going on between the steps.
+    pub fn prune_finish(
+        &self,
+        writer: u32,
+        opened: prune::PruneState,
+        grace: std::time::Duration,
+    ) -> Result<prune::PruneOutcome, StoreError> {
+        let engine = self.engine.as_ref();
         let cutoff = opened
             .since
             .min(refs::now().saturating_sub(grace.as_secs()));

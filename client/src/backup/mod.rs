@@ -267,6 +267,7 @@ fn open_uploader(repo: &Repo, options: &Options) -> anyhow::Result<(Arc<Uploader
     let cache_dir = repo.cache_dir()?;
     crate::home::create_private_dir(&cache_dir)?;
     let cache = Arc::new(Cache::open(&cache_dir)?);
+    enter_epochs(repo, &cache)?;
     let uploader = Arc::new(Uploader::new(
         Arc::clone(repo.destination.circle()),
         Arc::clone(&cache),
@@ -274,6 +275,24 @@ fn open_uploader(repo: &Repo, options: &Options) -> anyhow::Result<(Arc<Uploader
         options.checkpoint_bytes,
     ));
     Ok((uploader, cache))
+}
+
+/// Drops what the cache knows of a member whose key was pruned since the
+/// cache last saw it: the prune may have reclaimed blocks it names.
+fn enter_epochs(repo: &Repo, cache: &Cache) -> anyhow::Result<()> {
+    let circle = repo.destination.circle();
+    for (index, member) in circle.members().iter().enumerate() {
+        let Some(epoch) = circle.store_of(index).and_then(|s| s.prune_epoch()) else {
+            continue;
+        };
+        if cache.enter_epoch(member.id, epoch)? {
+            eprintln!(
+                "eventi: {} was pruned since the last backup: every file is read again and its blocks checked there",
+                member.label()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs a backup; `warn` hears about every entry left out, `checkpoint`

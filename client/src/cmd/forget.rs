@@ -51,6 +51,9 @@ pub struct Args {
     /// Say what would be kept and removed; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Then prune: give back the space of blocks no kept snapshot needs.
+    #[arg(long)]
+    prune: bool,
     /// Print a JSON object.
     #[arg(long)]
     json: bool,
@@ -104,6 +107,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let (kept, removed): (Vec<&Decision>, Vec<&Decision>) =
         plan.decisions.iter().partition(|d| d.keep);
+    let pruned = match args.prune {
+        true => Some(eventi::prune::prune(&repo, args.dry_run)?),
+        false => None,
+    };
     if args.json {
         let list = |ds: &[&Decision]| -> Vec<serde_json::Value> {
             ds.iter()
@@ -126,6 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "keep": list(&kept),
             "remove": list(&removed),
             "history": record.map(|r| r.to_string()),
+            "prune": pruned.as_ref().map(|p| serde_json::json!({ "stores": p })),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -138,15 +146,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         print_list(&format!("{verb} {} snapshot(s):", removed.len()), &removed);
         match record {
-            Some(r) => println!(
-                "history record {r} is the head now; no block was deleted (the removed snapshots' space stays in use until a prune, not built yet, gives it back)"
+            Some(r) if pruned.is_none() => println!(
+                "history record {r} is the head now; no block was deleted (`eventi prune` gives the removed snapshots' space back)"
             ),
+            Some(r) => println!("history record {r} is the head now"),
             None if args.dry_run => println!("dry run: nothing changed"),
             None => println!("nothing removed"),
         }
+        for r in pruned.iter().flatten() {
+            super::prune::print_report(r, args.dry_run);
+        }
     }
     repo.close()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(pruned.map_or(ExitCode::SUCCESS, |p| super::prune::exit_code(&p)))
 }
 
 fn print_list(title: &str, list: &[&Decision]) {

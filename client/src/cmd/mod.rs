@@ -11,6 +11,7 @@ pub mod key;
 pub mod log;
 pub mod ls;
 pub mod pinning;
+pub mod prune;
 pub mod put;
 pub mod reading;
 pub mod repair;

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             match outcome {
                 SetOutcome::Set => heads_set += 1,
                 SetOutcome::Stale(_) | SetOutcome::Unsupported => {}
-                SetOutcome::Failed(e) => {
+                SetOutcome::Failed(e) | SetOutcome::Pruned(e) => {
                     eprintln!("eventi: could not set the head on {label}: {e}")
                 }
             }

@@ -30,6 +30,16 @@ const FILE: u8 = b'f';
 /// score for every server at once; those entries are ignored.)
 const BLOCK: u8 = b'B';
 const GENERATION: &[u8] = b"generation";
+/// `E` + member id[8]: the member's prune epoch the block and file
+/// records were made in.
+const EPOCH: u8 = b'E';
+
+fn epoch_key(member: MemberId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = EPOCH;
+    k[1..].copy_from_slice(&member.0);
+    k
+}
 
 /// What a file was when it was last stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,12 +260,81 @@ impl Cache {
     pub fn forget_member(&self, member: MemberId) -> Result<u64, CacheError> {
         let mut prefix = vec![BLOCK];
         prefix.extend_from_slice(&member.0);
+        self.forget_prefix(&prefix)
+    }
+
+    /// The prune epoch of `member` this cache's records were made in.
+    pub fn prune_epoch(&self, member: MemberId) -> Result<Option<u64>, CacheError> {
+        let v = self.db.get(epoch_key(member)).map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))))
+    }
+
+    /// Brings the cache to `member`'s prune epoch `epoch`: if its records
+    /// were made in another one (or before epochs were kept, once the
+    /// server has pruned), a prune may have reclaimed blocks they name,
+    /// so the member's block records and every file record are dropped.
+    /// Returns whether they were.
+    pub fn enter_epoch(&self, member: MemberId, epoch: u64) -> Result<bool, CacheError> {
+        let known = self.prune_epoch(member)?;
+        if known == Some(epoch) {
+            return Ok(false);
+        }
+        let stale = known.is_some() || epoch > 0;
+        if stale {
+            self.forget_member(member)?;
+            self.forget_prefix(&[FILE])?;
+        }
+        self.db
+            .put(epoch_key(member), epoch.to_be_bytes())
+            .map_err(|e| self.err(e))?;
+        Ok(stale)
+    }
+
+    /// After this home's own prune of `member`, which marked `live` and
+    /// moved it to `epoch`: keeps the records that name only live blocks
+    /// (a file's record names its content's top block, and a marking
+    /// takes everything below what it marks), drops the others, and
+    /// enters the epoch, so the next backup stays fast.
+    pub fn after_prune(
+        &self,
+        member: MemberId,
+        live: &std::collections::HashSet<Score>,
+        epoch: u64,
+    ) -> Result<(), CacheError> {
+        let mut prefix = vec![BLOCK];
+        prefix.extend_from_slice(&member.0);
+        self.forget_where(&prefix, |k, _| {
+            Score::from_slice(&k[prefix.len()..]).is_some_and(|s| !live.contains(&s))
+        })?;
+        self.forget_where(&[FILE], |_, v| {
+            FileRecord::decode(v).is_some_and(|(r, _)| !live.contains(&r.content.score))
+        })?;
+        self.db
+            .put(epoch_key(member), epoch.to_be_bytes())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes every record whose key starts with `prefix`.
+    fn forget_prefix(&self, prefix: &[u8]) -> Result<u64, CacheError> {
+        self.forget_where(prefix, |_, _| true)
+    }
+
+    /// Deletes the records whose key starts with `prefix` and for which
+    /// `drop` says so.
+    fn forget_where(
+        &self,
+        prefix: &[u8],
+        drop: impl Fn(&[u8], &[u8]) -> bool,
+    ) -> Result<u64, CacheError> {
         let mut n = 0;
         let mut batch = WriteBatch::default();
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            if !k.starts_with(&prefix) {
+        for item in self.db.prefix_iterator(prefix) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix) {
                 break;
+            }
+            if !drop(&k, &v) {
+                continue;
             }
             batch.delete(&k);
             n += 1;

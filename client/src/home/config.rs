@@ -37,6 +37,10 @@ pub struct Config {
     /// --write-only`): `snapshots --all` lists their chains.
     #[serde(default)]
     pub machines: Vec<Machine>,
+    /// For the embedded store: how long a block stored stays safe from
+    /// `eventi prune` ("24h" by default; a server has its own setting).
+    #[serde(default)]
+    pub prune_grace: Option<String>,
 }
 
 /// A write-only machine of the owner's, as the config names it.
@@ -150,6 +154,9 @@ pub enum ConfigError {
     /// The `lag` setting is not a duration.
     #[error("config lag: {0}")]
     Lag(String),
+    /// The `prune_grace` setting is not a duration.
+    #[error("config prune_grace: {0}")]
+    PruneGrace(String),
     /// `copies` asks for more servers than the circle has, or for none.
     #[error("config copies = {copies}, but the circle has {servers} server(s)")]
     Copies {
@@ -214,6 +221,16 @@ impl Config {
         match &self.lag {
             Some(t) => eventi_shared::time::parse_duration(t).map_err(ConfigError::Lag),
             None => Ok(crate::store::circle::DEFAULT_LAG),
+        }
+    }
+
+    /// The embedded store's prune grace period (24 h by default).
+    pub fn prune_grace(&self) -> Result<Duration, ConfigError> {
+        match &self.prune_grace {
+            // No grace at all is allowed (tests; a store no backup runs beside).
+            Some(t) if t.trim_end_matches(['s', 'm', 'h']).trim() == "0" => Ok(Duration::ZERO),
+            Some(t) => eventi_shared::time::parse_duration(t).map_err(ConfigError::PruneGrace),
+            None => Ok(Duration::from_secs(24 * 3600)),
         }
     }
 

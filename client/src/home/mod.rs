@@ -13,6 +13,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod drops;
 pub mod lockfile;
 pub mod shortfalls;
 

@@ -130,7 +130,10 @@ impl Destination {
     ) -> anyhow::Result<Destination> {
         if config.servers.is_empty() {
             home::create_private_dir(&home.data)?;
-            let local = Arc::new(LocalStore::open(&home.store_dir())?);
+            let local = Arc::new(LocalStore::open_with_grace(
+                &home.store_dir(),
+                config.prune_grace()?,
+            )?);
             let circle = Arc::new(Circle::single(local.clone()));
             return Ok(Destination {
                 store: circle.clone(),

@@ -46,6 +46,9 @@ pub enum SetOutcome {
     /// The server holds this sequence or a higher one: another machine
     /// backed up meanwhile.
     Stale(String),
+    /// A prune of the key committed after the backup began: the
+    /// snapshot's blocks must be marked again first.
+    Pruned(String),
     /// It failed.
     Failed(String),
 }
@@ -173,13 +176,16 @@ impl VentiStore {
 
     /// Sets head `name` here.
     pub fn head_set(&self, name: &str, signed: SignedHead) -> SetOutcome {
-        match self.block_on(self.client().head_set(name, signed)) {
+        match self.block_on(self.client().head_set(name, signed, self.epoch())) {
             Ok(()) => SetOutcome::Set,
             Err(ClientError::Unsupported) => SetOutcome::Unsupported,
             Err(ClientError::Server(m))
                 if KnownError::classify(&m) == Some(KnownError::StaleHead) =>
             {
                 SetOutcome::Stale(m)
+            }
+            Err(ClientError::Server(m)) if KnownError::classify(&m) == Some(KnownError::Pruned) => {
+                SetOutcome::Pruned(m)
             }
             Err(e) => SetOutcome::Failed(e.to_string()),
         }

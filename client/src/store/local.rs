@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use eventi_shared::codec::prune::{PruneCommitted, PruneStatus};
 use eventi_shared::{BlockType, Score};
+use eventi_store::compact::{CompactOptions, CompactReport};
 use eventi_store::{BlockKey, Job, NewBlock, Store, StoreOptions, ANONYMOUS};
 
 use super::{BlockStore, InFlight, PutDone, StoreError};
@@ -22,11 +24,22 @@ pub struct LocalStore {
     name: String,
     in_flight: Arc<InFlight>,
     closed: std::sync::atomic::AtomicBool,
+    /// What `eventi prune` leaves alone (blocks stored this recently).
+    grace: std::time::Duration,
 }
 
 impl LocalStore {
-    /// Opens (creating) the store in `dir`.
+    /// Opens (creating) the store in `dir`, with the default prune grace.
     pub fn open(dir: &Path) -> Result<LocalStore, StoreError> {
+        LocalStore::open_with_grace(dir, std::time::Duration::from_secs(24 * 3600))
+    }
+
+    /// Opens (creating) the store in `dir`; `eventi prune` leaves alone
+    /// what was stored within `grace`.
+    pub fn open_with_grace(
+        dir: &Path,
+        grace: std::time::Duration,
+    ) -> Result<LocalStore, StoreError> {
         let name = dir.display().to_string();
         let options = StoreOptions {
             // A client process: a smaller cache than a server's.
@@ -47,6 +60,7 @@ impl LocalStore {
             name,
             in_flight: Arc::new(InFlight::new(MAX_IN_FLIGHT)),
             closed: std::sync::atomic::AtomicBool::new(false),
+            grace,
         })
     }
 
@@ -153,6 +167,14 @@ impl BlockStore for LocalStore {
             .map(Some)
     }
 
+    fn prunable(&self) -> Option<&dyn super::prune::Prunable> {
+        Some(self)
+    }
+
+    fn prune_epoch(&self) -> Option<u64> {
+        self.store.prune_state(ANONYMOUS).ok().map(|s| s.epoch)
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         // The committer orders a sync after every write queued before it.
         let (tx, rx) = std::sync::mpsc::channel();
@@ -162,5 +184,75 @@ impl BlockStore for LocalStore {
         rx.recv()
             .map_err(|_| self.failed("store closed"))?
             .map_err(|e| self.failed(e))
+    }
+}
+
+/// The embedded store prunes the blocks of its only writer (the owner,
+/// unauthenticated: writer 0). Its heads live in the home, not in the
+/// store, and no backup runs beside a prune (one command at a time opens
+/// it), so a commit names no heads.
+impl super::prune::Prunable for LocalStore {
+    fn prune_status(&self) -> Result<Option<PruneStatus>, StoreError> {
+        let s = self
+            .store
+            .prune_state(ANONYMOUS)
+            .map_err(|e| self.failed(e))?;
+        Ok(Some(self.status(s)))
+    }
+
+    fn prune_begin(&self) -> Result<PruneStatus, StoreError> {
+        let s = self
+            .store
+            .prune_begin(ANONYMOUS)
+            .map_err(|e| self.failed(e))?;
+        Ok(self.status(s))
+    }
+
+    fn prune_mark(&self, keys: &[(Score, BlockType)]) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<BlockKey> = keys
+            .iter()
+            .map(|&(score, block_type)| BlockKey { score, block_type })
+            .collect();
+        let present = self
+            .store
+            .hold(ANONYMOUS, &keys)
+            .map_err(|e| self.failed(e))?;
+        self.sync()?;
+        Ok(present)
+    }
+
+    fn prune_commit(&self, _heads: Vec<(String, u64)>) -> Result<PruneCommitted, StoreError> {
+        let o = self
+            .store
+            .prune_commit(ANONYMOUS, self.grace, &mut || Ok(()))
+            .map_err(|e| self.failed(e))?;
+        Ok(PruneCommitted {
+            epoch: o.epoch,
+            released: o.released,
+            dead_blocks: o.dead_blocks,
+            dead_bytes: o.dead_bytes,
+            moved_blocks: o.moved_blocks,
+            moved_bytes: o.moved_bytes,
+        })
+    }
+
+    fn compact(&self) -> Result<Option<CompactReport>, StoreError> {
+        let options = CompactOptions::default();
+        self.store
+            .compact(&options)
+            .map(Some)
+            .map_err(|e| self.failed(e))
+    }
+}
+
+impl LocalStore {
+    fn status(&self, s: eventi_store::prune::PruneState) -> PruneStatus {
+        PruneStatus {
+            epoch: s.epoch,
+            since: s.since,
+            reclaimed_bytes: s.reclaimed_bytes,
+            grace: self.grace.as_secs(),
+            heads: Vec::new(),
+        }
     }
 }

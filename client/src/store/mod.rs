@@ -14,6 +14,7 @@ pub mod circle;
 pub mod destination;
 pub mod heads;
 pub mod local;
+pub mod prune;
 pub mod venti;
 
 use std::sync::{Condvar, Mutex};
@@ -176,6 +177,16 @@ pub trait BlockStore: Send + Sync {
     /// Returns once every block put before (whose `done` ran or not) is
     /// durable. Blocking.
     fn sync(&self) -> Result<(), StoreError>;
+    /// The store's prune operations, where it has them.
+    fn prunable(&self) -> Option<&dyn prune::Prunable> {
+        None
+    }
+    /// The key's prune epoch as this command found it when it began
+    /// (`None`: the store does not prune): caches made in another epoch
+    /// may name blocks that are gone.
+    fn prune_epoch(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// `put`, waiting for the outcome: for tests and one-off blocks.

@@ -33,6 +33,9 @@ pub struct VentiStore {
     /// oldest one's age says whether this server is falling behind.
     sent_at: Arc<Mutex<BTreeMap<u64, Instant>>>,
     next_write: AtomicU64,
+    /// The key's prune epoch when the session began (an authenticated
+    /// session on an eventi-server), sent with head sets.
+    epoch: Mutex<Option<u64>>,
 }
 
 impl VentiStore {
@@ -75,6 +78,13 @@ impl VentiStore {
             }
         });
         let (client, authenticated) = client.map_err(|e| failed(&e))?;
+        let epoch = match authenticated {
+            true => runtime
+                .block_on(client.prune_status())
+                .ok()
+                .map(|s| s.epoch),
+            false => None,
+        };
         Ok(VentiStore {
             client,
             name: addr.to_string(),
@@ -83,6 +93,7 @@ impl VentiStore {
             authenticated,
             sent_at: Arc::default(),
             next_write: AtomicU64::new(0),
+            epoch: Mutex::new(epoch),
         })
     }
 
@@ -126,6 +137,17 @@ impl VentiStore {
             Ok(()) | Err(ClientError::Server(_)) => Ok(started.elapsed()),
             Err(e) => Err(self.failed(e)),
         }
+    }
+
+    /// The prune epoch head sets are checked against.
+    pub fn epoch(&self) -> Option<u64> {
+        *self.epoch.lock().expect("epoch lock")
+    }
+
+    /// Moves the epoch head sets are checked against (after the
+    /// snapshot's blocks were marked again in the new one).
+    pub fn set_epoch(&self, epoch: u64) {
+        *self.epoch.lock().expect("epoch lock") = Some(epoch);
     }
 
     fn failed(&self, e: ClientError) -> StoreError {
@@ -272,5 +294,66 @@ impl BlockStore for VentiStore {
         self.runtime
             .block_on(self.client.sync())
             .map_err(|e| self.failed(e))
+    }
+
+    fn prunable(&self) -> Option<&dyn super::prune::Prunable> {
+        Some(self)
+    }
+
+    fn prune_epoch(&self) -> Option<u64> {
+        self.epoch()
+    }
+}
+
+impl super::prune::Prunable for VentiStore {
+    fn prune_status(&self) -> Result<Option<eventi_shared::codec::prune::PruneStatus>, StoreError> {
+        if !self.authenticated {
+            return Ok(None);
+        }
+        match self.runtime.block_on(self.client.prune_status()) {
+            Ok(s) => Ok(Some(s)),
+            Err(ClientError::Unsupported) => Ok(None),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    fn prune_begin(&self) -> Result<eventi_shared::codec::prune::PruneStatus, StoreError> {
+        self.runtime
+            .block_on(self.client.prune_begin())
+            .map_err(|e| self.failed(e))
+    }
+
+    fn prune_mark(&self, keys: &[(Score, BlockType)]) -> Result<Vec<bool>, StoreError> {
+        self.runtime
+            .block_on(self.client.prune_mark(keys))
+            .map_err(|e| self.failed(e))
+    }
+
+    fn prune_commit(
+        &self,
+        heads: Vec<(String, u64)>,
+    ) -> Result<eventi_shared::codec::prune::PruneCommitted, StoreError> {
+        let done = self
+            .runtime
+            .block_on(self.client.prune_commit(heads))
+            .map_err(|e| self.failed(e))?;
+        self.set_epoch(done.epoch);
+        Ok(done)
+    }
+
+    fn adopt_epoch(&self, epoch: u64) {
+        self.set_epoch(epoch);
+    }
+
+    fn head(
+        &self,
+        key: [u8; 32],
+        name: &str,
+    ) -> Result<Option<eventi_shared::head::SignedHead>, StoreError> {
+        match self.runtime.block_on(self.client.head_get(key, name)) {
+            Ok(h) => Ok(h),
+            Err(ClientError::Unsupported) => Ok(None),
+            Err(e) => Err(self.failed(e)),
+        }
     }
 }

@@ -120,6 +120,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             require_encryption: config.auth.require_encryption,
             heads_lock: std::sync::Mutex::new(()),
             identity,
+            prune: config.prune.clone(),
+            compactor: eventi_server::compactor::Compactor::start(
+                store.clone(),
+                config.prune.compact_options(),
+                std::time::Duration::from_secs(config.prune.compact_interval_secs.max(1)),
+            ),
         });
         let listener = server::bind(config.listen).await?;
         let venti_addr = listener.local_addr()?;
@@ -157,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             admin_path.display()
         );
         tracing::info!(venti = %venti_addr, http = %http_addr, admin = %admin_path.display(), "listening");
+        let after = Arc::clone(&shared);
         server::serve(listener, shared, stop).await;
         stop_tasks.fire();
         if let Some(t) = http_task {
@@ -164,7 +171,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         // The socket's file goes with the task that owns it.
         let _ = admin_task.await;
-        tokio::task::spawn_blocking(move || store.shutdown())
+        tokio::task::spawn_blocking(move || {
+            after.compactor.stop();
+            store.shutdown()
+        })
             .await?
             .context("syncing the store at shutdown")?;
         tracing::info!("stopped cleanly");

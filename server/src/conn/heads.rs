@@ -47,16 +47,17 @@ impl Session<'_> {
         tag: u8,
         name: &str,
         new: SignedHead,
+        epoch: Option<u64>,
         started: Instant,
     ) {
-        let message = match self.set_head(name, new) {
+        let message = match self.set_head(name, new, epoch) {
             Ok(()) => Message::Rheadset,
             Err(why) => rerror(why),
         };
         self.reply(tag, message, Kind::Query, started)
     }
 
-    fn set_head(&mut self, name: &str, new: SignedHead) -> Result<(), String> {
+    fn set_head(&mut self, name: &str, new: SignedHead, epoch: Option<u64>) -> Result<(), String> {
         let Some(key) = self.writer_key else {
             return Err("setting a head needs an authorized key".into());
         };
@@ -70,6 +71,7 @@ impl Session<'_> {
         let failed = |e: StoreError| e.to_string();
         let id = record_id(&key, name);
         let _one = self.shared.heads_lock.lock().expect("heads lock");
+        super::prune::check_epoch(store, self.writer, epoch)?;
         match store.get_record(Table::Heads, &id).map_err(failed)? {
             Some(old) => {
                 let old = SignedHead::from_bytes(&old);

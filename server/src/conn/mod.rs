@@ -21,6 +21,7 @@
 mod auth;
 mod heads;
 mod hello;
+mod prune;
 mod query;
 mod read;
 mod session;

@@ -100,7 +100,10 @@ impl<'a> Session<'a> {
             Message::Thas { keys } => self.handle_has(tag, keys, started),
             Message::Tkeyinfo => self.handle_keyinfo(tag, started),
             Message::Theadget { key, name } => self.handle_head_get(tag, key, &name, started),
-            Message::Theadset { name, head } => self.handle_head_set(tag, &name, head, started),
+            Message::Theadset { name, head, epoch } => {
+                self.handle_head_set(tag, &name, head, epoch, started)
+            }
+            Message::Tprune { request } => self.handle_prune(tag, request, started),
             other => {
                 let why = format!("unknown request {}", other.name());
                 self.reply(tag, rerror(why), Kind::Other, started)

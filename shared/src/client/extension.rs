@@ -7,6 +7,7 @@
 
 use super::{expect, ClientError, VentiClient};
 use crate::codec::extension::MAX_HAS;
+use crate::codec::prune::{PruneCommitted, PruneReply, PruneRequest, PruneStatus};
 use crate::codec::Message;
 use crate::head::SignedHead;
 use crate::{auth, BlockType, Score};
@@ -116,16 +117,100 @@ impl VentiClient {
     }
 
     /// Sets head `name` of the session's write key; the server refuses
-    /// one whose sequence is not above its own (Rerror `stale head`).
-    pub async fn head_set(&self, name: &str, head: SignedHead) -> Result<(), ClientError> {
+    /// one whose sequence is not above its own (Rerror `stale head`) and,
+    /// given the prune `epoch` the snapshot was made in, one made before
+    /// a prune committed (Rerror `pruned`).
+    pub async fn head_set(
+        &self,
+        name: &str,
+        head: SignedHead,
+        epoch: Option<u64>,
+    ) -> Result<(), ClientError> {
         let reply = self
             .extension(Message::Theadset {
                 name: name.to_string(),
                 head,
+                epoch,
             })
             .await?;
         expect(reply, "rheadset", |m| {
             matches!(m, Message::Rheadset).then_some(())
         })
+    }
+}
+
+impl VentiClient {
+    async fn prune(&self, request: PruneRequest) -> Result<PruneReply, ClientError> {
+        let reply = self.extension(Message::Tprune { request }).await?;
+        expect(reply, "rprune", |m| match m {
+            Message::Rprune { reply } => Some(reply),
+            _ => None,
+        })
+    }
+
+    async fn prune_state(&self, request: PruneRequest) -> Result<PruneStatus, ClientError> {
+        match self.prune(request).await? {
+            PruneReply::Status { status, .. } => Ok(status),
+            _ => Err(ClientError::UnexpectedReply {
+                expected: "rprune with a status",
+                got: "rprune of another op",
+            }),
+        }
+    }
+
+    /// The session's key's prune state (its epoch first of all).
+    pub async fn prune_status(&self) -> Result<PruneStatus, ClientError> {
+        self.prune_state(PruneRequest::Status).await
+    }
+
+    /// Starts (or starts over) marking what the session's key needs.
+    pub async fn prune_begin(&self) -> Result<PruneStatus, ClientError> {
+        self.prune_state(PruneRequest::Begin).await
+    }
+
+    /// Marks `keys` as needed by the session's key (any number, sent
+    /// [`MAX_HAS`] per request and pipelined); says which are stored.
+    pub async fn prune_mark(&self, keys: &[(Score, BlockType)]) -> Result<Vec<bool>, ClientError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, chunk) in keys.chunks(MAX_HAS).enumerate() {
+            let client = self.clone();
+            let keys = chunk.to_vec();
+            tasks.spawn(async move {
+                let asked = keys.len();
+                let reply = client.prune(PruneRequest::Mark { keys }).await;
+                (index, asked, reply)
+            });
+        }
+        let mut answers: Vec<Option<Vec<bool>>> = vec![None; keys.len().div_ceil(MAX_HAS)];
+        while let Some(done) = tasks.join_next().await {
+            let (index, asked, reply) = done.map_err(|_| ClientError::Disconnected)?;
+            match reply? {
+                PruneReply::Marked { present } if present.len() == asked => {
+                    answers[index] = Some(present)
+                }
+                _ => {
+                    return Err(ClientError::UnexpectedReply {
+                        expected: "rprune with one flag per score",
+                        got: "another rprune",
+                    })
+                }
+            }
+        }
+        Ok(answers.into_iter().flatten().flatten().collect())
+    }
+
+    /// Lets go of what the key did not mark, if its heads are still
+    /// `heads` (name, sequence).
+    pub async fn prune_commit(
+        &self,
+        heads: Vec<(String, u64)>,
+    ) -> Result<PruneCommitted, ClientError> {
+        match self.prune(PruneRequest::Commit { heads }).await? {
+            PruneReply::Committed(c) => Ok(c),
+            _ => Err(ClientError::UnexpectedReply {
+                expected: "rprune of a commit",
+                got: "rprune of another op",
+            }),
+        }
     }
 }

@@ -29,11 +29,26 @@ pub(super) fn decode(msg_type: u8, body: &mut Bytes) -> Option<Result<Message, &
         RHEADGET => decode_rheadget(body),
         THEADSET => decode_headset(body),
         RHEADSET => Ok(Message::Rheadset),
+        TPRUNE => super::prune::decode_request(body).map(|request| Message::Tprune { request }),
+        RPRUNE => super::prune::decode_reply(body).map(|reply| Message::Rprune { reply }),
         _ => return None,
     })
 }
 
 fn decode_has(body: &mut Bytes) -> Result<Message, &'static str> {
+    Ok(Message::Thas {
+        keys: get_keys(body)?,
+    })
+}
+
+fn decode_rhas(body: &mut Bytes) -> Result<Message, &'static str> {
+    Ok(Message::Rhas {
+        present: get_bitmap(body)?,
+    })
+}
+
+/// `count[2] { score[20] type[1] } * count`, at most [`MAX_HAS`].
+pub(super) fn get_keys(body: &mut Bytes) -> Result<Vec<(Score, BlockType)>, &'static str> {
     if body.remaining() < 2 {
         return Err("missing count");
     }
@@ -44,16 +59,17 @@ fn decode_has(body: &mut Bytes) -> Result<Message, &'static str> {
     if body.remaining() != count * (Score::LEN + 1) {
         return Err("count does not match the scores given");
     }
-    let mut keys = Vec::with_capacity(count);
-    for _ in 0..count {
-        let score = Score::from_slice(&body.split_to(Score::LEN)).expect("20 bytes");
-        let block_type = BlockType::from_wire(body.get_u8()).ok_or("bad block type")?;
-        keys.push((score, block_type));
-    }
-    Ok(Message::Thas { keys })
+    (0..count)
+        .map(|_| {
+            let score = Score::from_slice(&body.split_to(Score::LEN)).expect("20 bytes");
+            let block_type = BlockType::from_wire(body.get_u8()).ok_or("bad block type")?;
+            Ok((score, block_type))
+        })
+        .collect()
 }
 
-fn decode_rhas(body: &mut Bytes) -> Result<Message, &'static str> {
+/// `count[2] present[(count + 7) / 8]`, least significant bit first.
+pub(super) fn get_bitmap(body: &mut Bytes) -> Result<Vec<bool>, &'static str> {
     if body.remaining() < 2 {
         return Err("missing count");
     }
@@ -62,10 +78,38 @@ fn decode_rhas(body: &mut Bytes) -> Result<Message, &'static str> {
         return Err("bitmap does not match the count");
     }
     let bits = body.split_to(count.div_ceil(8));
-    let present = (0..count)
+    Ok((0..count)
         .map(|i| bits[i / 8] & (1 << (i % 8)) != 0)
-        .collect();
-    Ok(Message::Rhas { present })
+        .collect())
+}
+
+/// Appends what [`get_keys`] reads.
+pub(super) fn put_keys(keys: &[(Score, BlockType)], out: &mut BytesMut) -> Result<(), CodecError> {
+    if keys.len() > MAX_HAS {
+        return Err(CodecError::TooManyScores(keys.len()));
+    }
+    out.put_u16(keys.len() as u16);
+    for (score, block_type) in keys {
+        out.put_slice(score.as_bytes());
+        out.put_u8(block_type.to_wire());
+    }
+    Ok(())
+}
+
+/// Appends what [`get_bitmap`] reads.
+pub(super) fn put_bitmap(present: &[bool], out: &mut BytesMut) -> Result<(), CodecError> {
+    if present.len() > MAX_HAS {
+        return Err(CodecError::TooManyScores(present.len()));
+    }
+    out.put_u16(present.len() as u16);
+    let mut bits = vec![0u8; present.len().div_ceil(8)];
+    for (i, &p) in present.iter().enumerate() {
+        if p {
+            bits[i / 8] |= 1 << (i % 8);
+        }
+    }
+    out.put_slice(&bits);
+    Ok(())
 }
 
 fn decode_rkeyinfo(body: &mut Bytes) -> Result<Message, &'static str> {
@@ -113,35 +157,19 @@ fn decode_rheadget(body: &mut Bytes) -> Result<Message, &'static str> {
 fn decode_headset(body: &mut Bytes) -> Result<Message, &'static str> {
     let name = get_string(body).ok_or("bad name string")?;
     let head = get_head(body)?;
-    Ok(Message::Theadset { name, head })
+    let epoch = match body.remaining() {
+        0 => None,
+        8 => Some(body.get_u64()),
+        _ => return Err("trailing bytes after the head (an epoch is 8 bytes)"),
+    };
+    Ok(Message::Theadset { name, head, epoch })
 }
 
 /// Appends the body of an extension message; `false` for one that is not.
 pub(super) fn encode(message: &Message, out: &mut BytesMut) -> Result<bool, CodecError> {
     match message {
-        Message::Thas { keys } => {
-            if keys.len() > MAX_HAS {
-                return Err(CodecError::TooManyScores(keys.len()));
-            }
-            out.put_u16(keys.len() as u16);
-            for (score, block_type) in keys {
-                out.put_slice(score.as_bytes());
-                out.put_u8(block_type.to_wire());
-            }
-        }
-        Message::Rhas { present } => {
-            if present.len() > MAX_HAS {
-                return Err(CodecError::TooManyScores(present.len()));
-            }
-            out.put_u16(present.len() as u16);
-            let mut bits = vec![0u8; present.len().div_ceil(8)];
-            for (i, &p) in present.iter().enumerate() {
-                if p {
-                    bits[i / 8] |= 1 << (i % 8);
-                }
-            }
-            out.put_slice(&bits);
-        }
+        Message::Thas { keys } => put_keys(keys, out)?,
+        Message::Rhas { present } => put_bitmap(present, out)?,
         Message::Tkeyinfo => {}
         Message::Rkeyinfo {
             name,
@@ -165,11 +193,16 @@ pub(super) fn encode(message: &Message, out: &mut BytesMut) -> Result<bool, Code
                 out.put_slice(&h.to_bytes());
             }
         },
-        Message::Theadset { name, head } => {
+        Message::Theadset { name, head, epoch } => {
             put_string(out, name)?;
             out.put_slice(&head.to_bytes());
+            if let Some(epoch) = epoch {
+                out.put_u64(*epoch);
+            }
         }
         Message::Rheadset => {}
+        Message::Tprune { request } => super::prune::encode_request(request, out)?,
+        Message::Rprune { reply } => super::prune::encode_reply(reply, out)?,
         _ => return Ok(false),
     }
     Ok(true)

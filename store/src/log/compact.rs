@@ -99,6 +99,9 @@ pub fn compact(
         list.sort_by_key(|(_, loc)| loc.offset);
         let mut copied = 0u64;
         for chunk in chunks(&list) {
+            if options.stopped() {
+                return Ok(report);
+            }
             let bytes = copy_chunk(engine, n, chunk, exclusive)?;
             copied += bytes;
             report.blocks_copied += chunk.len() as u64;

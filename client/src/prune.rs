@@ -1,0 +1,282 @@
+//! `eventi prune`'s engine: tell each store of the circle which of the
+//! key's blocks are still needed, so that it lets go of the rest
+//! (`docs/STORAGE.md`, "Reclaiming space").
+//!
+//! For every store that can prune (an eventi-server where the key is
+//! authorized, or the embedded store):
+//! 1. **begin** a marking there; the reply names the key's heads there;
+//! 2. the **live set** is every block reachable from those heads (each
+//!    verified against the key: a server cannot slip a root in), from
+//!    this home's own head, and from the drops this home made: the kept
+//!    snapshots of the chain (through its history record), the machine
+//!    list, each capability's envelope and tree;
+//! 3. **mark** the live set there (it says which blocks it lacks);
+//! 4. **commit**: the store raises the key's epoch and lets go of what
+//!    was neither marked nor stored within its grace period. A head set
+//!    since the marking began (a backup finished meanwhile) makes it
+//!    refuse; the marking is then done again, up to three times.
+//!
+//! The home's cache then forgets what the prune may have taken and
+//! enters the new epoch. A plain venti server cannot give space back: it
+//! is named and left as it is.
+
+use std::collections::HashSet;
+
+use anyhow::{bail, Context};
+use eventi_shared::codec::prune::{PruneCommitted, PruneStatus};
+use eventi_shared::{head, BlockType, Score};
+use eventi_store::compact::CompactReport;
+
+use crate::check::{self, Needed};
+use crate::format::capability::{self, Capability};
+use crate::format::dirent::Entry;
+use crate::home::cache::Cache;
+use crate::repo::Repo;
+use crate::store::prune::Prunable;
+
+/// Markings tried per store before giving up on one whose heads keep
+/// moving (backups finishing during each).
+const ATTEMPTS: usize = 3;
+
+/// What the prune did on one store.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct StoreReport {
+    /// The store's name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Why nothing was done there (a plain venti server, down), if so.
+    pub skipped: Option<String>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Blocks marked as still needed.
+    pub marked: u64,
+    /// Of those, blocks the store lacks (`eventi repair` copies them).
+    pub missing: u64,
+    /// The key's epoch after the prune.
+    pub epoch: u64,
+    /// References the key let go of.
+    pub released: u64,
+    /// Blocks no key needs any more: their space is given back.
+    pub dead_blocks: u64,
+    /// Their bytes.
+    pub dead_bytes: u64,
+    /// Blocks another key still holds, now charged to it.
+    pub moved_blocks: u64,
+    /// Their bytes.
+    pub moved_bytes: u64,
+    /// The store's grace period in seconds (what is newer stays).
+    pub grace_secs: u64,
+    /// For the embedded store: the compaction that followed.
+    pub compacted: Option<Compacted>,
+}
+
+/// What compacting the embedded store gave back.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Compacted {
+    /// Segments removed.
+    pub segments: u64,
+    /// Bytes of live blocks copied forward.
+    pub bytes_copied: u64,
+    /// Bytes given back to the filesystem.
+    pub bytes_freed: u64,
+}
+
+impl From<CompactReport> for Compacted {
+    fn from(r: CompactReport) -> Compacted {
+        Compacted {
+            segments: r.removed,
+            bytes_copied: r.bytes_copied,
+            bytes_freed: r.bytes_freed,
+        }
+    }
+}
+
+/// The blocks to keep: every root walked, and each block once.
+pub struct LiveSet {
+    /// Snapshot roots and history records the heads reach.
+    pub roots: Vec<Score>,
+    /// The drops kept (envelope scores).
+    pub drops: usize,
+    /// Every block, once.
+    pub blocks: Vec<Needed>,
+}
+
+impl LiveSet {
+    /// The blocks as store keys.
+    pub fn keys(&self) -> Vec<(Score, BlockType)> {
+        self.blocks
+            .iter()
+            .map(|n| (n.score, BlockType::DATA))
+            .collect()
+    }
+
+    /// The blocks' scores.
+    pub fn scores(&self) -> HashSet<Score> {
+        self.blocks.iter().map(|n| n.score).collect()
+    }
+}
+
+/// The roots of the heads `heads` (name, sequence) that `store` keeps
+/// for this key, each checked against the key's signature.
+fn roots_of(
+    repo: &Repo,
+    store: &dyn Prunable,
+    heads: &[(String, u64)],
+) -> anyhow::Result<Vec<Score>> {
+    let key = repo.key.write_public().to_bytes();
+    let mut roots = Vec::new();
+    for (name, _) in heads {
+        let Some(signed) = store.head(key, name)? else {
+            continue;
+        };
+        if !head::verify(&key, name, &signed) {
+            bail!("its head {name} does not verify against this key: refusing to prune by it");
+        }
+        roots.push(signed.root);
+    }
+    Ok(roots)
+}
+
+/// Every block reachable from `heads` (roots of chains) and from this
+/// home's drops.
+pub fn live_set(repo: &Repo, heads: &[Score]) -> anyhow::Result<LiveSet> {
+    let mut roots: Vec<Score> = Vec::new();
+    let mut seen = HashSet::new();
+    for head in heads {
+        let chain = repo
+            .walk_chain(Some(*head))
+            .with_context(|| format!("walking the chain from {head}"))?;
+        for (score, _) in &chain.records {
+            if seen.insert(*score) {
+                roots.push(*score);
+            }
+        }
+        for (score, _, _) in &chain.snapshots {
+            if seen.insert(*score) {
+                roots.push(*score);
+            }
+        }
+    }
+    let mut drops: Vec<(Score, Entry)> = Vec::new();
+    for line in crate::home::drops::list(&repo.home)? {
+        let cap = Capability::parse(&line).context("a drop recorded in the home")?;
+        let block = repo
+            .store()
+            .get(cap.score, BlockType::DATA)
+            .with_context(|| format!("reading the envelope of drop {}", cap.score))?;
+        let envelope = capability::open(&cap, &block)?;
+        drops.push((cap.score, envelope.entry));
+    }
+    let blocks = check::blocks_with(repo, &roots, &drops)?;
+    Ok(LiveSet {
+        roots,
+        drops: drops.len(),
+        blocks,
+    })
+}
+
+/// The heads to walk for a store: its own (verified), and this home's.
+fn heads_for(
+    repo: &Repo,
+    store: &dyn Prunable,
+    status: &PruneStatus,
+) -> anyhow::Result<Vec<Score>> {
+    let mut roots = roots_of(repo, store, &status.heads)?;
+    if let Some(own) = repo.head()? {
+        roots.push(own);
+    }
+    Ok(roots)
+}
+
+/// Prunes every store of the circle that can; `dry_run` only works out
+/// and reports the live set on each.
+pub fn prune(repo: &Repo, dry_run: bool) -> anyhow::Result<Vec<StoreReport>> {
+    repo.key.full("prune")?;
+    let circle = repo.destination.circle();
+    let cache_dir = repo.cache_dir()?;
+    crate::home::create_private_dir(&cache_dir)?;
+    let cache = Cache::open(&cache_dir)?;
+    let mut reports = Vec::new();
+    for (index, member) in circle.members().iter().enumerate() {
+        let mut report = StoreReport {
+            name: member.name.clone(),
+            address: member.address.clone(),
+            ..StoreReport::default()
+        };
+        let Some(store) = circle.store_of(index) else {
+            report.skipped = Some(member.why_down().unwrap_or_else(|| "down".into()));
+            reports.push(report);
+            continue;
+        };
+        let Some(prunable) = store.prunable() else {
+            report.skipped = Some("this store cannot reclaim space".into());
+            reports.push(report);
+            continue;
+        };
+        match prune_one(repo, prunable, dry_run, &mut report) {
+            Ok(Some(live)) => {
+                cache.after_prune(member.id, &live, report.epoch)?;
+            }
+            Ok(None) => {}
+            Err(e) => report.error = Some(format!("{e:#}")),
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Prunes one store; the live set it marked, unless `dry_run` or the
+/// store cannot prune.
+fn prune_one(
+    repo: &Repo,
+    store: &dyn Prunable,
+    dry_run: bool,
+    report: &mut StoreReport,
+) -> anyhow::Result<Option<HashSet<Score>>> {
+    let Some(status) = store.prune_status()? else {
+        report.skipped = Some(
+            "it cannot reclaim space (a plain venti server, or one where this key is not authorized)"
+                .into(),
+        );
+        return Ok(None);
+    };
+    report.grace_secs = status.grace;
+    report.epoch = status.epoch;
+    if dry_run {
+        let live = live_set(repo, &heads_for(repo, store, &status)?)?;
+        report.marked = live.blocks.len() as u64;
+        return Ok(None);
+    }
+    let mut last_refusal = String::new();
+    for _ in 0..ATTEMPTS {
+        let status = store.prune_begin()?;
+        let live = live_set(repo, &heads_for(repo, store, &status)?)?;
+        let present = store.prune_mark(&live.keys())?;
+        report.marked = present.len() as u64;
+        report.missing = present.iter().filter(|p| !**p).count() as u64;
+        match store.prune_commit(status.heads.clone()) {
+            Ok(done) => {
+                record(report, &done);
+                if let Some(c) = store.compact()? {
+                    report.compacted = Some(c.into());
+                }
+                return Ok(Some(live.scores()));
+            }
+            Err(e) if e.to_string().contains("heads moved") => {
+                last_refusal = e.to_string();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("the key's heads kept moving during {ATTEMPTS} markings (backups finishing meanwhile): {last_refusal}")
+}
+
+fn record(report: &mut StoreReport, done: &PruneCommitted) {
+    report.epoch = done.epoch;
+    report.released = done.released;
+    report.dead_blocks = done.dead_blocks;
+    report.dead_bytes = done.dead_bytes;
+    report.moved_blocks = done.moved_blocks;
+    report.moved_bytes = done.moved_bytes;
+}
