@@ -194,10 +194,8 @@ fn heads_for(
 pub fn prune(repo: &Repo, dry_run: bool) -> anyhow::Result<Vec<StoreReport>> {
     repo.key.full("prune")?;
     let circle = repo.destination.circle();
-    let cache_dir = repo.cache_dir()?;
-    crate::home::create_private_dir(&cache_dir)?;
-    let cache = Cache::open(&cache_dir)?;
     let mut reports = Vec::new();
+    let mut marked: Vec<(crate::store::circle::MemberId, HashSet<Score>, u64)> = Vec::new();
     for (index, member) in circle.members().iter().enumerate() {
         let mut report = StoreReport {
             name: member.name.clone(),
@@ -215,15 +213,40 @@ pub fn prune(repo: &Repo, dry_run: bool) -> anyhow::Result<Vec<StoreReport>> {
             continue;
         };
         match prune_one(repo, prunable, dry_run, &mut report) {
-            Ok(Some(live)) => {
-                cache.after_prune(member.id, &live, report.epoch)?;
-            }
+            Ok(Some(live)) => marked.push((member.id, live, report.epoch)),
             Ok(None) => {}
             Err(e) => report.error = Some(format!("{e:#}")),
         }
         reports.push(report);
     }
+    if !marked.is_empty() {
+        update_cache(repo, &marked)?;
+    }
     Ok(reports)
+}
+
+/// Keeps this home's cache valid after its own prune. A backup running
+/// beside the prune holds the cache: it is then left as it is, and the
+/// next backup, finding the new epoch, drops what it knew of the store.
+fn update_cache(
+    repo: &Repo,
+    marked: &[(crate::store::circle::MemberId, HashSet<Score>, u64)],
+) -> anyhow::Result<()> {
+    let cache_dir = repo.cache_dir()?;
+    crate::home::create_private_dir(&cache_dir)?;
+    let cache = match Cache::open(&cache_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "eventi: the cache was left as it is ({e}); the next backup reads every file again"
+            );
+            return Ok(());
+        }
+    };
+    for (member, live, epoch) in marked {
+        cache.after_prune(*member, live, *epoch)?;
+    }
+    Ok(())
 }
 
 /// Prunes one store; the live set it marked, unless `dry_run` or the

@@ -50,6 +50,24 @@ enum HeadMove {
     Moved(Score, u64),
 }
 
+/// For the tests of prune's safety: with `EVENTI_TEST_HOLD_HEAD` naming
+/// a file, a backup about to set its head creates `<file>.waiting` and
+/// waits (at most a minute) while the file exists, so that a test can
+/// commit a prune exactly then. Does nothing otherwise.
+fn hold_for_test() {
+    let Some(path) = std::env::var_os("EVENTI_TEST_HOLD_HEAD") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    let mut waiting = path.clone().into_os_string();
+    waiting.push(".waiting");
+    let _ = std::fs::write(&waiting, b"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Refuses, before any passphrase is asked, a write-only key file for a
 /// command that must `doing` (what the message says it cannot do).
 pub fn refuse_write_only(key_path: &Path, doing: &str) -> anyhow::Result<()> {
@@ -253,6 +271,7 @@ impl Repo {
             return Ok(HeadMove::Set(score));
         };
         let write = self.key.write();
+        hold_for_test();
         let mut outcomes = heads.set(write.signing_key(), score, seq, &self.up_labels());
         for (label, outcome) in outcomes.iter_mut() {
             if matches!(outcome, SetOutcome::Pruned(_)) {

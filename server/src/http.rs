@@ -165,6 +165,10 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         .metrics
         .read_only
         .set(i64::from(shared.store.read_only().is_some()));
+    if let Ok(c) = shared.store.space_counters() {
+        shared.metrics.reclaimable_bytes.set(c.reclaimable as i64);
+        shared.metrics.reclaimed_bytes.set(c.reclaimed as i64);
+    }
     let body = shared.metrics.render(shared.store.stats());
     (
         [(

@@ -217,6 +217,11 @@ impl KeyRegistry {
         self.store.usage(id)
     }
 
+    /// Bytes key `id`'s prunes stopped charging it for.
+    pub fn reclaimed(&self, id: u32) -> u64 {
+        self.store.prune_state(id).map_or(0, |s| s.reclaimed_bytes)
+    }
+
     /// The key registered with this public key, if any.
     pub fn by_public(&self, public: &[u8; 32]) -> Option<KeyEntry> {
         let t = self.tables.read().expect("keys lock");

@@ -1,4 +1,4 @@
-//! The `eventi-server` command: serve, verify, keys, bench, identity.
+//! The `eventi-server` command: serve, verify, compact, keys, bench, identity.
 
 mod cmd;
 
@@ -18,6 +18,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Check that every stored block hashes to its score.
     Verify(cmd::verify::Args),
+    /// Give back the space of blocks that prunes let go of (stopped server).
+    Compact(cmd::compact::Args),
     /// Drive a venti server with a load and print throughput and latency.
     Bench(cmd::bench::Args),
     /// Authorize write keys and set their quotas.
@@ -41,7 +43,7 @@ fn main() -> std::process::ExitCode {
     // that resets its connection must cost an EPIPE, not the process.
     if matches!(
         cli.command,
-        Command::Keys(_) | Command::Verify(_) | Command::Identity(_)
+        Command::Keys(_) | Command::Verify(_) | Command::Identity(_) | Command::Compact(_)
     ) {
         // SAFETY: as above, before any thread; SIG_DFL is always valid.
         unsafe {
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Compact(args) => cmd::compact::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Identity(args) => cmd::identity::run(args),

@@ -133,6 +133,10 @@ pub struct Metrics {
     pub read_only: Gauge,
     blocks_stored: Gauge,
     bytes_stored: Gauge,
+    /// Bytes of blocks no key holds any more, still on disk.
+    pub reclaimable_bytes: Gauge,
+    /// Bytes compaction has given back, over the store's life.
+    pub reclaimed_bytes: Gauge,
     stored_by_key: Family<KeyLabel, Counter>,
     refused_writes: Family<RefusalLabel, Counter>,
     auth_failures: Family<ReasonLabel, Counter>,
@@ -204,6 +208,8 @@ impl Metrics {
             read_only: Gauge::default(),
             blocks_stored: Gauge::default(),
             bytes_stored: Gauge::default(),
+            reclaimable_bytes: Gauge::default(),
+            reclaimed_bytes: Gauge::default(),
             stored_by_key: Family::default(),
             refused_writes: Family::default(),
             auth_failures: Family::default(),
@@ -304,6 +310,16 @@ impl Metrics {
             "stored_bytes",
             "Bytes of block data in the store",
             m.bytes_stored.clone(),
+        );
+        r.register(
+            "reclaimable_bytes",
+            "Bytes of blocks that prunes let go of and no key holds, still on disk until compaction",
+            m.reclaimable_bytes.clone(),
+        );
+        r.register(
+            "reclaimed_bytes",
+            "Bytes compaction has given back to the filesystem, over the store's life",
+            m.reclaimed_bytes.clone(),
         );
         r.register(
             "key_stored_bytes",

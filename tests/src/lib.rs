@@ -33,6 +33,21 @@ where
         .expect("run eventi")
 }
 
+/// Starts `eventi` on the home `home` in the background, its output
+/// piped.
+pub fn spawn_eventi<I, A>(home: &Path, env: &[(&str, &str)], args: I) -> std::process::Child
+where
+    I: IntoIterator<Item = A>,
+    A: AsRef<std::ffi::OsStr>,
+{
+    eventi_command(home, env, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start eventi")
+}
+
 /// The `eventi` binary on the home `home` with `env` added (and no
 /// passphrase from the caller's environment).
 fn eventi_command<I, A>(home: &Path, env: &[(&str, &str)], args: I) -> Command

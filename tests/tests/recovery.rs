@@ -184,7 +184,7 @@ fn a_stale_head_is_refused_and_a_forged_one_is_ignored_with_a_warning() {
         // A machine that did not see the latest head tries the same
         // sequence: refused, and told what the server has.
         let racing = head::sign(&key, "default", eventi_shared::Score::of(b"x"), stored.seq);
-        match client.head_set("default", racing).await {
+        match client.head_set("default", racing, None).await {
             Err(ClientError::Server(m)) => {
                 assert_eq!(KnownError::classify(&m), Some(KnownError::StaleHead), "{m}");
                 assert!(m.contains(&first), "{m}");
@@ -194,13 +194,13 @@ fn a_stale_head_is_refused_and_a_forged_one_is_ignored_with_a_warning() {
         // A signature by another key is refused outright.
         let other = eventi_tests::new_key();
         let forged = head::sign(&other, "default", stored.root, stored.seq + 1);
-        let err = client.head_set("default", forged).await.unwrap_err();
+        let err = client.head_set("default", forged, None).await.unwrap_err();
         assert!(err.to_string().contains("signature"), "{err}");
         // An anonymous session may read heads but not set them.
         let anon = VentiClient::connect(servers[0].addr).await.unwrap();
         assert!(anon.head_get(public, "default").await.unwrap().is_some());
         let next = head::sign(&key, "default", stored.root, stored.seq + 1);
-        let err = anon.head_set("default", next).await.unwrap_err();
+        let err = anon.head_set("default", next, None).await.unwrap_err();
         assert!(err.to_string().contains("authorized key"), "{err}");
     });
 

@@ -287,7 +287,7 @@ fn enter_epochs(repo: &Repo, cache: &Cache) -> anyhow::Result<()> {
         };
         if cache.enter_epoch(member.id, epoch)? {
             eprintln!(
-                "eventi: {} was pruned since the last backup: every file is read again and its blocks checked there",
+                "eventi: {} was pruned since the last backup: every file is read again and its blocks are sent there again (those it still holds take no new space)",
                 member.label()
             );
         }

@@ -23,16 +23,20 @@ pub struct KeyReport {
     pub used_blocks: u64,
     /// Unix seconds of the last new block (0 if none).
     pub last_write: u64,
+    /// Bytes its prunes stopped charging it for, over its life.
+    #[serde(default)]
+    pub reclaimed_bytes: u64,
 }
 
 impl KeyReport {
-    fn new(key: KeyEntry, usage: Usage) -> KeyReport {
+    fn new(key: KeyEntry, usage: Usage, reclaimed_bytes: u64) -> KeyReport {
         KeyReport {
             fingerprint: key.fingerprint(),
             key,
             used_bytes: usage.bytes,
             used_blocks: usage.blocks,
             last_write: usage.last_write,
+            reclaimed_bytes,
         }
     }
 }
@@ -84,7 +88,8 @@ impl KeyCommand {
 pub fn apply(keys: &KeyRegistry, cmd: &KeyCommand) -> Result<Vec<KeyReport>, KeyError> {
     let one = |e: KeyEntry| {
         let usage = keys.usage(e.id);
-        vec![KeyReport::new(e, usage)]
+        let reclaimed = keys.reclaimed(e.id);
+        vec![KeyReport::new(e, usage, reclaimed)]
     };
     Ok(match cmd {
         KeyCommand::Add {
@@ -96,12 +101,15 @@ pub fn apply(keys: &KeyRegistry, cmd: &KeyCommand) -> Result<Vec<KeyReport>, Key
         KeyCommand::List => keys
             .list()
             .into_iter()
-            .map(|(k, u)| KeyReport::new(k, u))
+            .map(|(k, u)| {
+                let reclaimed = keys.reclaimed(k.id);
+                KeyReport::new(k, u, reclaimed)
+            })
             .collect(),
         KeyCommand::SetQuota { name, quota } => one(keys.set_quota(name, *quota)?),
         KeyCommand::Remove { name } => {
             let e = keys.remove(name)?;
-            vec![KeyReport::new(e, Usage::default())]
+            vec![KeyReport::new(e, Usage::default(), 0)]
         }
     })
 }

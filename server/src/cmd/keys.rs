@@ -126,8 +126,8 @@ fn print_table(cmd: &KeyCommand, reports: &[KeyReport]) {
         return;
     }
     println!(
-        "{:<20} {:<25} {:>12} {:>12} {:>10} {:>12} LAST WRITE",
-        "NAME", "FINGERPRINT", "QUOTA", "USED", "BLOCKS", "RATE"
+        "{:<20} {:<25} {:>12} {:>12} {:>10} {:>12} {:>12} LAST WRITE",
+        "NAME", "FINGERPRINT", "QUOTA", "USED", "BLOCKS", "RECLAIMED", "RATE"
     );
     for r in reports {
         let rate = r
@@ -145,12 +145,13 @@ fn print_table(cmd: &KeyCommand, reports: &[KeyReport]) {
             )
         };
         println!(
-            "{:<20} {:<25} {:>12} {:>12} {:>10} {:>12} {}",
+            "{:<20} {:<25} {:>12} {:>12} {:>10} {:>12} {:>12} {}",
             r.key.name,
             r.fingerprint,
             format_size(r.key.quota),
             format_size(r.used_bytes),
             r.used_blocks,
+            format_size(r.reclaimed_bytes),
             rate,
             last
         );

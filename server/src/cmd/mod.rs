@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod bench;
+pub mod compact;
 pub mod identity;
 pub mod keys;
 pub mod serve;

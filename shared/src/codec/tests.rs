@@ -1,6 +1,7 @@
 //! Golden byte vectors written by hand from venti(7)'s message table, in
 //! both framings, and round-trip property tests.
 
+use super::prune::{PruneCommitted, PruneReply, PruneRequest, PruneStatus};
 use super::*;
 use proptest::prelude::*;
 
@@ -152,6 +153,7 @@ fn golden() -> Vec<(Message, u8, Vec<u8>)> {
                     seq: 4,
                     signature: [0x33; 64],
                 },
+                epoch: None,
             },
             8,
             hx(&format!(
@@ -159,7 +161,94 @@ fn golden() -> Vec<(Message, u8, Vec<u8>)> {
                 "33".repeat(64)
             )),
         ),
+        (
+            Message::Theadset {
+                name: "d".into(),
+                head: crate::head::SignedHead {
+                    root: score(),
+                    seq: 4,
+                    signature: [0x33; 64],
+                },
+                epoch: Some(2),
+            },
+            8,
+            hx(&format!(
+                "46 08 0001 64 {SCORE_HEX} 0000000000000004 {} 0000000000000002",
+                "33".repeat(64)
+            )),
+        ),
         (Message::Rheadset, 8, hx("47 08")),
+        (
+            Message::Tprune {
+                request: PruneRequest::Status,
+            },
+            9,
+            hx("48 09 00"),
+        ),
+        (
+            Message::Tprune {
+                request: PruneRequest::Begin,
+            },
+            9,
+            hx("48 09 01"),
+        ),
+        (
+            Message::Tprune {
+                request: PruneRequest::Mark {
+                    keys: vec![(score(), BlockType::DATA)],
+                },
+            },
+            9,
+            hx(&format!("48 09 02 0001 {SCORE_HEX} 0d")),
+        ),
+        (
+            Message::Tprune {
+                request: PruneRequest::Commit {
+                    heads: vec![("default".into(), 3)],
+                },
+            },
+            9,
+            hx("48 09 03 01 0007 64656661756c74 0000000000000003"),
+        ),
+        (
+            Message::Rprune {
+                reply: PruneReply::Status {
+                    op: 1,
+                    status: PruneStatus {
+                        epoch: 2,
+                        since: 0x6553f100,
+                        reclaimed_bytes: 4096,
+                        grace: 86400,
+                        heads: vec![("d".into(), 5)],
+                    },
+                },
+            },
+            9,
+            hx("49 09 01 0000000000000002 000000006553f100 0000000000001000 0000000000015180 01 0001 64 0000000000000005"),
+        ),
+        (
+            Message::Rprune {
+                reply: PruneReply::Marked {
+                    present: vec![true, false, true],
+                },
+            },
+            9,
+            hx("49 09 02 0003 05"),
+        ),
+        (
+            Message::Rprune {
+                reply: PruneReply::Committed(PruneCommitted {
+                    epoch: 3,
+                    released: 4,
+                    dead_blocks: 2,
+                    dead_bytes: 8192,
+                    moved_blocks: 1,
+                    moved_bytes: 100,
+                }),
+            },
+            9,
+            hx("49 09 03 0000000000000003 0000000000000004 0000000000000002 0000000000002000 0000000000000001 0000000000000064"),
+        ),
     ]
 }
 
@@ -342,7 +431,41 @@ fn any_message() -> impl Strategy<Value = Message> {
                     seq,
                     signature: sig.try_into().unwrap(),
                 },
+                epoch: (seq % 2 == 0).then_some(seq / 2),
             }),
+        prop::collection::vec((any::<[u8; 20]>().prop_map(Score), any_block_type()), 0..40)
+            .prop_map(|keys| Message::Tprune {
+                request: PruneRequest::Mark { keys }
+            }),
+        prop::collection::vec((s, any::<u64>()), 0..5).prop_map(|heads| Message::Tprune {
+            request: PruneRequest::Commit { heads }
+        }),
+        (
+            any::<[u64; 4]>(),
+            prop::collection::vec((s, any::<u64>()), 0..5)
+        )
+            .prop_map(|(n, heads)| Message::Rprune {
+                reply: PruneReply::Status {
+                    op: (n[0] % 2) as u8,
+                    status: PruneStatus {
+                        epoch: n[0],
+                        since: n[1],
+                        reclaimed_bytes: n[2],
+                        grace: n[3],
+                        heads,
+                    },
+                },
+            }),
+        any::<[u64; 6]>().prop_map(|n| Message::Rprune {
+            reply: PruneReply::Committed(PruneCommitted {
+                epoch: n[0],
+                released: n[1],
+                dead_blocks: n[2],
+                dead_bytes: n[3],
+                moved_blocks: n[4],
+                moved_bytes: n[5],
+            }),
+        }),
         Just(Message::Rheadset),
         (s, any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(name, quota, used, blocks)| {
             Message::Rkeyinfo {
