@@ -19,6 +19,16 @@ pub struct Compactor {
 }
 
 impl Compactor {
+    /// No background compaction (`compact_interval_secs = 0`): space comes
+    /// back only through `eventi-server compact` on the stopped server.
+    pub fn disabled() -> Compactor {
+        Compactor {
+            wake: Mutex::new(None),
+            stop: Arc::new(AtomicBool::new(true)),
+            thread: Mutex::new(None),
+        }
+    }
+
     /// Starts the thread.
     pub fn start(store: Store, mut options: CompactOptions, interval: Duration) -> Compactor {
         let stop = Arc::new(AtomicBool::new(false));

@@ -47,7 +47,9 @@ pub struct Prune {
     pub compact_live_below: f64,
     /// Bytes per second compaction copies at most (0: no limit).
     pub compact_bytes_per_second: u64,
-    /// Seconds between compaction passes (one also follows every prune).
+    /// Seconds between compaction passes (one also follows every prune);
+    /// 0 turns background compaction off (`eventi-server compact` then
+    /// gives the space back, on the stopped server).
     pub compact_interval_secs: u64,
 }
 

@@ -121,11 +121,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             heads_lock: std::sync::Mutex::new(()),
             identity,
             prune: config.prune.clone(),
-            compactor: eventi_server::compactor::Compactor::start(
-                store.clone(),
-                config.prune.compact_options(),
-                std::time::Duration::from_secs(config.prune.compact_interval_secs.max(1)),
-            ),
+            compactor: match config.prune.compact_interval_secs {
+                0 => eventi_server::compactor::Compactor::disabled(),
+                secs => eventi_server::compactor::Compactor::start(
+                    store.clone(),
+                    config.prune.compact_options(),
+                    std::time::Duration::from_secs(secs),
+                ),
+            },
         });
         let listener = server::bind(config.listen).await?;
         let venti_addr = listener.local_addr()?;
