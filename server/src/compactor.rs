@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use eventi_store::compact::CompactOptions;
+use prometheus_client::metrics::counter::Counter;
 use eventi_store::Store;
 
 /// See the module documentation.
@@ -30,13 +31,18 @@ impl Compactor {
     }
 
     /// Starts the thread.
-    pub fn start(store: Store, mut options: CompactOptions, interval: Duration) -> Compactor {
+    pub fn start(
+        store: Store,
+        mut options: CompactOptions,
+        interval: Duration,
+        passes: Counter,
+    ) -> Compactor {
         let stop = Arc::new(AtomicBool::new(false));
         options.stop = Some(Arc::clone(&stop));
         let (tx, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("compactor".into())
-            .spawn(move || run(store, options, interval, rx))
+            .spawn(move || run(store, options, interval, rx, passes))
             .expect("spawning the compactor thread");
         Compactor {
             wake: Mutex::new(Some(tx)),
@@ -62,7 +68,13 @@ impl Compactor {
     }
 }
 
-fn run(store: Store, options: CompactOptions, interval: Duration, rx: mpsc::Receiver<()>) {
+fn run(
+    store: Store,
+    options: CompactOptions,
+    interval: Duration,
+    rx: mpsc::Receiver<()>,
+    passes: Counter,
+) {
     loop {
         match rx.recv_timeout(interval) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -85,5 +97,6 @@ fn run(store: Store, options: CompactOptions, interval: Duration, rx: mpsc::Rece
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "compaction failed; the next pass tries again"),
         }
+        passes.inc();
     }
 }

@@ -137,6 +137,8 @@ pub struct Metrics {
     pub reclaimable_bytes: Gauge,
     /// Bytes compaction has given back, over the store's life.
     pub reclaimed_bytes: Gauge,
+    /// Compaction passes finished since the server started.
+    pub compaction_passes: Counter,
     stored_by_key: Family<KeyLabel, Counter>,
     refused_writes: Family<RefusalLabel, Counter>,
     auth_failures: Family<ReasonLabel, Counter>,
@@ -210,6 +212,7 @@ impl Metrics {
             bytes_stored: Gauge::default(),
             reclaimable_bytes: Gauge::default(),
             reclaimed_bytes: Gauge::default(),
+            compaction_passes: Counter::default(),
             stored_by_key: Family::default(),
             refused_writes: Family::default(),
             auth_failures: Family::default(),
@@ -320,6 +323,11 @@ impl Metrics {
             "reclaimed_bytes",
             "Bytes compaction has given back to the filesystem, over the store's life",
             m.reclaimed_bytes.clone(),
+        );
+        r.register(
+            "compaction_passes",
+            "Compaction passes finished (after each prune, and periodically when there is dead space)",
+            m.compaction_passes.clone(),
         );
         r.register(
             "key_stored_bytes",

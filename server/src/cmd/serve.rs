@@ -127,6 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     store.clone(),
                     config.prune.compact_options(),
                     std::time::Duration::from_secs(secs),
+                    metrics.compaction_passes.clone(),
                 ),
             },
         });
