@@ -67,6 +67,11 @@ pub fn blocks_with(
             // A history record (forget's): one block, nothing below it.
             crate::repo::HeadBlock::History(_) => continue,
         };
+        if snapshot.tags.iter().any(|t| t == crate::machines::TAG) {
+            // The machine list: its tree is a stream of lines, no directory.
+            stream::for_each_ref(store, &snapshot.tree, &mut |r, _| lister.add(r))?;
+            continue;
+        }
         lister.entry(store, &walk::root_entry(snapshot.tree))?;
     }
     for (holder, entry) in entries {

@@ -21,6 +21,7 @@
 //! is named and left as it is.
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use eventi_shared::codec::prune::{PruneCommitted, PruneStatus};
@@ -69,6 +70,12 @@ pub struct StoreReport {
     pub grace_secs: u64,
     /// For the embedded store: the compaction that followed.
     pub compacted: Option<Compacted>,
+    /// Seconds spent working out the live set (reading the kept trees).
+    pub walk_secs: f64,
+    /// Seconds spent marking it on the store.
+    pub mark_secs: f64,
+    /// Seconds the store took to commit (and, embedded, to compact).
+    pub commit_secs: f64,
 }
 
 /// What compacting the embedded store gave back.
@@ -273,17 +280,23 @@ fn prune_one(
     }
     let mut last_refusal = String::new();
     for _ in 0..ATTEMPTS {
+        let started = Instant::now();
         let status = store.prune_begin()?;
         let live = live_set(repo, &heads_for(repo, store, &status)?)?;
+        report.walk_secs = started.elapsed().as_secs_f64();
+        let started = Instant::now();
         let present = store.prune_mark(&live.keys())?;
         report.marked = present.len() as u64;
         report.missing = present.iter().filter(|p| !**p).count() as u64;
+        report.mark_secs = started.elapsed().as_secs_f64();
+        let started = Instant::now();
         match store.prune_commit(status.heads.clone()) {
             Ok(done) => {
                 record(report, &done);
                 if let Some(c) = store.compact()? {
                     report.compacted = Some(c.into());
                 }
+                report.commit_secs = started.elapsed().as_secs_f64();
                 return Ok(Some(live.scores()));
             }
             Err(e) if e.to_string().contains("heads moved") => {

@@ -50,6 +50,18 @@ enum HeadMove {
     Moved(Score, u64),
 }
 
+/// A prune committed on `server` while a backup ran, and reclaimed blocks
+/// its snapshot needs (its caches said the server had them): the backup
+/// must run again, sending them.
+#[derive(Debug, thiserror::Error)]
+#[error("a prune on {server} during this backup reclaimed blocks it relied on: {what}")]
+pub struct PrunedDuringBackup {
+    /// The server's label.
+    pub server: String,
+    /// What is gone.
+    pub what: String,
+}
+
 /// For the tests of prune's safety: with `EVENTI_TEST_HOLD_HEAD` naming
 /// a file, a backup about to set its head creates `<file>.waiting` and
 /// waits (at most a minute) while the file exists, so that a test can
@@ -262,7 +274,7 @@ impl Repo {
     /// Stores and syncs `block`, then makes it the head with sequence
     /// `parent_seq + 1`, here and on every server that keeps heads.
     fn advance_head(&self, block: Vec<u8>, parent_seq: u64) -> anyhow::Result<HeadMove> {
-        let score = store::put_wait(self.store().as_ref(), BlockType::DATA, block.into())?;
+        let score = store::put_wait(self.store().as_ref(), BlockType::DATA, block.clone().into())?;
         self.store().sync()?;
         let seq = parent_seq + 1;
         let Some(heads) = self.destination.heads() else {
@@ -275,16 +287,12 @@ impl Repo {
         let mut outcomes = heads.set(write.signing_key(), score, seq, &self.up_labels());
         for (label, outcome) in outcomes.iter_mut() {
             if matches!(outcome, SetOutcome::Pruned(_)) {
-                *outcome = match self.mark_again(label, score) {
-                    Ok(()) => {
-                        let again = heads.set(write.signing_key(), score, seq, &[label.clone()]);
-                        again
-                            .into_iter()
-                            .next()
-                            .map_or(SetOutcome::Unsupported, |(_, o)| o)
-                    }
-                    Err(e) => SetOutcome::Failed(format!("{e:#}")),
-                };
+                self.mark_again(label, score, &block)?;
+                let again = heads.set(write.signing_key(), score, seq, &[label.clone()]);
+                *outcome = again
+                    .into_iter()
+                    .next()
+                    .map_or(SetOutcome::Unsupported, |(_, o)| o);
             }
         }
         let mut stale = false;
@@ -333,12 +341,13 @@ impl Repo {
     }
 
     /// After a server refused a head because a prune of the key committed
-    /// during the backup: marks every block of the snapshot `root` on it
-    /// (so that no later prune lets go of them) and adopts its new epoch.
-    /// Fails, naming how many, if the prune reclaimed blocks the snapshot
-    /// needs: the next backup, whose caches for that server are then
-    /// dropped, sends them again.
-    fn mark_again(&self, label: &str, root: Score) -> anyhow::Result<()> {
+    /// during the backup: stores the snapshot's root `block` there again,
+    /// marks every block of the snapshot (so that no later prune lets go
+    /// of them) and adopts the server's new epoch. Fails with
+    /// [`PrunedDuringBackup`] if the prune reclaimed blocks the snapshot
+    /// needs: the caller backs up again (its caches then dropped for that
+    /// server), which sends them.
+    fn mark_again(&self, label: &str, root: Score, block: &[u8]) -> anyhow::Result<()> {
         let circle = self.destination.circle();
         let Some(store) = circle
             .members()
@@ -352,14 +361,25 @@ impl Repo {
             bail!("{label} refused the head for a prune but does not prune");
         };
         eprintln!("eventi: a prune committed on {label} during this backup: marking the snapshot's blocks there again");
-        let keys: Vec<(Score, BlockType)> = crate::check::blocks_of(self, &[root])?
-            .iter()
-            .map(|n| (n.score, BlockType::DATA))
-            .collect();
+        let reclaimed = |what: String| PrunedDuringBackup {
+            server: label.to_string(),
+            what,
+        };
+        store::put_wait(store.as_ref(), BlockType::DATA, block.to_vec().into())?;
+        store.sync()?;
+        let needed = crate::check::blocks_of(self, &[root]).map_err(|e| {
+            reclaimed(format!(
+                "the snapshot cannot be read whole any more ({e:#})"
+            ))
+        })?;
+        let keys: Vec<(Score, BlockType)> =
+            needed.iter().map(|n| (n.score, BlockType::DATA)).collect();
         let present = prunable.prune_mark(&keys)?;
         let missing = present.iter().filter(|p| !**p).count();
         if missing > 0 {
-            bail!("the prune reclaimed {missing} block(s) this snapshot needs; run the backup again (it sends them anew)");
+            return Err(
+                reclaimed(format!("{missing} block(s) of the snapshot are gone there")).into(),
+            );
         }
         let status = prunable
             .prune_status()?

@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use eventi_store::compact::CompactOptions;
-use prometheus_client::metrics::counter::Counter;
 use eventi_store::Store;
+use prometheus_client::metrics::counter::Counter;
 
 /// See the module documentation.
 pub struct Compactor {

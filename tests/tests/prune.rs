@@ -45,9 +45,14 @@ fn next_second() {
 /// `n` servers with no grace period and small log segments, and a home
 /// whose key they all authorize.
 fn circle(dir: &Path, n: usize) -> (Vec<(PathBuf, Server)>, PathBuf) {
+    circle_with_grace(dir, n, 0)
+}
+
+/// [`circle`] with a grace period of `grace` seconds.
+fn circle_with_grace(dir: &Path, n: usize, grace: u64) -> (Vec<(PathBuf, Server)>, PathBuf) {
     let config = config_file(
         dir,
-        "[prune]\ngrace_secs = 0\ncompact_bytes_per_second = 0\n[storage]\nsegment_bytes = 1048576\n",
+        &format!("[prune]\ngrace_secs = {grace}\ncompact_bytes_per_second = 0\n[storage]\nsegment_bytes = 1048576\n"),
     );
     let mut servers = Vec::new();
     for i in 0..n {
@@ -156,27 +161,38 @@ fn forget_and_prune_give_space_back_and_every_kept_snapshot_restores_on_every_se
     ok(eventi(&home, &["check", "--all"]));
 }
 
+/// The grace period of these servers: long enough for a backup and a
+/// prune, short enough to wait out.
+const GRACE: u64 = 5;
+
 #[test]
 fn a_backup_whose_head_comes_during_a_prune_is_marked_again_and_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let (servers, laptop) = circle(dir.path(), 1);
+    let (servers, laptop) = circle_with_grace(dir.path(), 1, GRACE);
     let src = dir.path().join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("steady"), pattern(8, 300_000)).unwrap();
-    for n in 0..3 {
-        generation(&laptop, &src, n);
-    }
+    let revived = pattern(13, 500_000);
+    fs::write(src.join("revived"), &revived).unwrap();
+    generation(&laptop, &src, 0);
+    // The file leaves the tree for two backups: only the first snapshot
+    // holds its blocks, and the laptop's record says the server has them.
+    fs::rename(src.join("revived"), dir.path().join("aside")).unwrap();
+    generation(&laptop, &src, 1);
+    generation(&laptop, &src, 2);
     // A second machine with the key, and its own caches.
     let desktop = dir.path().join("desktop");
     fs::create_dir_all(&desktop).unwrap();
     for f in ["key", "config.toml"] {
         fs::copy(laptop.join(f), desktop.join(f)).unwrap();
     }
+    // The history is older than the grace period; the next backup is not.
+    std::thread::sleep(Duration::from_secs(GRACE + 1));
+    fs::rename(dir.path().join("aside"), src.join("revived")).unwrap();
     fs::write(src.join("changing"), pattern(200, 400_000)).unwrap();
-    fs::write(src.join("new"), pattern(201, 100_000)).unwrap();
-    next_second();
 
-    // The laptop's backup stops just before setting its head...
+    // The laptop's backup sends only what is new (not the file that came
+    // back) and stops just before setting its head...
     let hold = dir.path().join("hold");
     fs::write(&hold, b"").unwrap();
     let hold_str = hold.to_str().unwrap().to_string();
@@ -190,14 +206,83 @@ fn a_backup_whose_head_comes_during_a_prune_is_marked_again_and_complete() {
     );
     let waiting = PathBuf::from(format!("{hold_str}.waiting"));
     wait_for("the backup to reach its head", || waiting.exists());
-    // ...while the desktop forgets all but the newest snapshot and prunes:
-    // the held snapshot is under no head, its new blocks within no grace.
+    // ...while the desktop keeps only the newest snapshot under the head
+    // and prunes: the file's blocks, older than the grace, are reclaimed.
     let o = ok(eventi(
         &desktop,
         &["forget", "--keep-last", "1", "--prune", "--json"],
     ));
     let pruned = &json(&o)["prune"]["stores"][0];
-    assert!(pruned["dead_blocks"].as_u64().unwrap() > 0, "{pruned}");
+    assert!(
+        pruned["dead_bytes"].as_u64().unwrap() >= 500_000,
+        "{pruned}"
+    );
+    fs::remove_file(&hold).unwrap();
+    // The server refuses the head (the epoch moved); the laptop marks its
+    // snapshot, finds the file's blocks gone, and backs up again, sending
+    // them: its snapshot is whole.
+    let out = backup.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let text = output_text(&out);
+    assert!(
+        text.contains("marking the snapshot's blocks there again"),
+        "{text}"
+    );
+    assert!(text.contains("backing up again"), "{text}");
+    let root = last_line(&out);
+    let list = json(&ok(eventi(&laptop, &["snapshots", "--json"])));
+    assert_eq!(list[0]["snapshot"].as_str().unwrap(), root);
+    ok(eventi(&laptop, &["check", "--read-data"]));
+    let into = dir.path().join("restored");
+    ok(eventi(&laptop, &["restore", &root, into.to_str().unwrap()]));
+    let inner = into.join(src.strip_prefix("/").unwrap());
+    assert!(fs::read(inner.join("revived")).unwrap() == revived);
+    assert!(fs::read(inner.join("changing")).unwrap() == pattern(200, 400_000));
+    drop(servers);
+}
+
+/// A backup whose head comes during a prune that took nothing it needs
+/// is marked again and set in the new epoch, without a second pass.
+#[test]
+fn a_backup_held_through_a_harmless_prune_needs_no_second_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (servers, laptop) = circle_with_grace(dir.path(), 1, GRACE);
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("steady"), pattern(14, 300_000)).unwrap();
+    for n in 0..3 {
+        generation(&laptop, &src, n);
+    }
+    let desktop = dir.path().join("desktop");
+    fs::create_dir_all(&desktop).unwrap();
+    for f in ["key", "config.toml"] {
+        fs::copy(laptop.join(f), desktop.join(f)).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(GRACE + 1));
+    fs::write(src.join("changing"), pattern(300, 400_000)).unwrap();
+    let hold = dir.path().join("hold");
+    fs::write(&hold, b"").unwrap();
+    let hold_str = hold.to_str().unwrap().to_string();
+    let backup = spawn_eventi(
+        &laptop,
+        &[
+            ("EVENTI_PASSPHRASE", PASS),
+            ("EVENTI_TEST_HOLD_HEAD", &hold_str),
+        ],
+        ["backup", src.to_str().unwrap()],
+    );
+    let waiting = PathBuf::from(format!("{hold_str}.waiting"));
+    wait_for("the backup to reach its head", || waiting.exists());
+    let o = ok(eventi(
+        &desktop,
+        &["forget", "--keep-last", "1", "--prune", "--json"],
+    ));
+    assert!(
+        json(&o)["prune"]["stores"][0]["dead_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     fs::remove_file(&hold).unwrap();
     let out = backup.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
@@ -206,15 +291,8 @@ fn a_backup_whose_head_comes_during_a_prune_is_marked_again_and_complete() {
         text.contains("marking the snapshot's blocks there again"),
         "{text}"
     );
-    // Its snapshot is the head, and whole.
-    let root = last_line(&out);
-    let list = json(&ok(eventi(&laptop, &["snapshots", "--json"])));
-    assert_eq!(list[0]["snapshot"].as_str().unwrap(), root);
+    assert!(!text.contains("backing up again"), "{text}");
     ok(eventi(&laptop, &["check", "--read-data"]));
-    let into = dir.path().join("restored");
-    ok(eventi(&laptop, &["restore", &root, into.to_str().unwrap()]));
-    let inner = into.join(src.strip_prefix("/").unwrap());
-    assert!(fs::read(inner.join("changing")).unwrap() == pattern(200, 400_000));
     drop(servers);
 }
 
@@ -465,4 +543,115 @@ fn a_plain_venti_server_is_named_and_left_unchanged() {
     let into = dir.path().join("restored");
     ok(eventi(&home, &["restore", &first, into.to_str().unwrap()]));
     drop(servers);
+}
+
+/// The owner's prune lets go of the blocks only it needed; blocks its
+/// write-only machine stored too stay (now charged to the machine), and
+/// the machine list, under its own head, is kept.
+#[test]
+fn the_owners_prune_keeps_what_a_write_only_machine_also_holds() {
+    const MACHINE_PASS: &str = "machine pass";
+    let dir = tempfile::tempdir().unwrap();
+    let (servers, owner) = circle(dir.path(), 1);
+    let data = &servers[0].0;
+    let key_file = dir.path().join("machine.key");
+    let o = ok(run_eventi(
+        &owner,
+        &[
+            ("EVENTI_PASSPHRASE", PASS),
+            ("EVENTI_NEW_PASSPHRASE", MACHINE_PASS),
+        ],
+        ["key", "export", "--write-only", key_file.to_str().unwrap()],
+    ));
+    let machine_line = last_line(&o);
+    keys_cli(data, &["add", "machine", &machine_line, "--quota", "1GiB"]);
+    let machine_home = dir.path().join("machine");
+    let machine =
+        |args: &[&str]| run_eventi(&machine_home, &[("EVENTI_PASSPHRASE", MACHINE_PASS)], args);
+    let addr = servers[0].1.addr.to_string();
+    ok(machine(&[
+        "init",
+        "--trust-on-first-use",
+        "--import-key",
+        key_file.to_str().unwrap(),
+        "--server",
+        &addr,
+    ]));
+    // The owner backs up a tree first; the machine one of its files (the
+    // same blocks: one owner's convergence secret).
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("shared"), pattern(30, 600_000)).unwrap();
+    fs::write(src.join("owners"), pattern(31, 300_000)).unwrap();
+    ok(eventi(&owner, &["backup", src.to_str().unwrap()]));
+    let machine_src = dir.path().join("machine-src");
+    fs::create_dir_all(&machine_src).unwrap();
+    fs::write(machine_src.join("shared"), pattern(30, 600_000)).unwrap();
+    let machine_root = last_line(&ok(machine(&["backup", machine_src.to_str().unwrap()])));
+    // The owner's tree moves on without them.
+    fs::remove_file(src.join("shared")).unwrap();
+    fs::remove_file(src.join("owners")).unwrap();
+    fs::write(src.join("later"), pattern(32, 10_000)).unwrap();
+    ok(eventi(&owner, &["backup", src.to_str().unwrap()]));
+    let machine_used = |d: &Path| -> u64 {
+        let list: serde_json::Value =
+            serde_json::from_str(&keys_cli(d, &["list", "--json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"]["name"] == "machine")
+            .unwrap()["used_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        machine_used(data) < 100_000,
+        "the owner paid for the shared file"
+    );
+    next_second();
+    let o = ok(eventi(
+        &owner,
+        &["forget", "--keep-last", "1", "--prune", "--json"],
+    ));
+    let s = &json(&o)["prune"]["stores"][0];
+    assert!(s["error"].is_null(), "{s}");
+    // The owner-only file went; the shared one moved to the machine.
+    assert!(s["dead_bytes"].as_u64().unwrap() >= 300_000, "{s}");
+    assert!(s["moved_bytes"].as_u64().unwrap() >= 600_000, "{s}");
+    assert!(machine_used(data) >= 600_000);
+    // The machine's snapshot is whole: the owner restores it.
+    let into = dir.path().join("restored");
+    ok(eventi(
+        &owner,
+        &["restore", &machine_root, into.to_str().unwrap()],
+    ));
+    let inner = into.join(machine_src.strip_prefix("/").unwrap());
+    assert!(fs::read(inner.join("shared")).unwrap() == pattern(30, 600_000));
+    // The machine list, under its own head, survived: a home recovered
+    // from the owner's key alone finds it, and the machine's chain.
+    let owner_key = dir.path().join("owner.key");
+    ok(eventi(
+        &owner,
+        &["key", "export", owner_key.to_str().unwrap()],
+    ));
+    let recovered = dir.path().join("recovered");
+    let o = ok(eventi(
+        &recovered,
+        &[
+            "init",
+            "--trust-on-first-use",
+            "--recover",
+            "--key",
+            owner_key.to_str().unwrap(),
+            "--server",
+            &addr,
+        ],
+    ));
+    assert!(output_text(&o).contains("machine"), "{}", output_text(&o));
+    let o = ok(eventi(&recovered, &["snapshots", "--all", "--json"]));
+    assert!(
+        output_text(&o).contains(&machine_root),
+        "{}",
+        output_text(&o)
+    );
 }

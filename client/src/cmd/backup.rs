@@ -86,7 +86,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let result = backup::run(&repo, &options, counters, &warn, &checkpoint);
+    let mut result = backup::run(&repo, &options, Arc::clone(&counters), &warn, &checkpoint);
+    if let Some(e) = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<eventi::repo::PrunedDuringBackup>())
+    {
+        // The caches for that server are dropped at the start of the
+        // second run (its epoch moved), so it sends what is gone.
+        eprintln!("eventi: {e}; backing up again");
+        result = backup::run(&repo, &options, counters, &warn, &checkpoint);
+    }
     reporter.finish();
     let summary = result?;
     repo.close()?;

@@ -181,9 +181,9 @@ pub trait BlockStore: Send + Sync {
     fn prunable(&self) -> Option<&dyn prune::Prunable> {
         None
     }
-    /// The key's prune epoch as this command found it when it began
-    /// (`None`: the store does not prune): caches made in another epoch
-    /// may name blocks that are gone.
+    /// Asks the store for the key's prune epoch now, and checks head sets
+    /// against it from here on (`None`: the store does not prune): caches
+    /// made in another epoch may name blocks that are gone.
     fn prune_epoch(&self) -> Option<u64> {
         None
     }

@@ -301,7 +301,16 @@ impl BlockStore for VentiStore {
     }
 
     fn prune_epoch(&self) -> Option<u64> {
-        self.epoch()
+        if !self.authenticated {
+            return None;
+        }
+        match self.runtime.block_on(self.client.prune_status()) {
+            Ok(s) => {
+                self.set_epoch(s.epoch);
+                Some(s.epoch)
+            }
+            Err(_) => self.epoch(),
+        }
     }
 }
 
