@@ -6,7 +6,6 @@
 //! what a server lacks from a server that has it.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -21,7 +20,7 @@ use crate::repo::Repo;
 use crate::store::circle::Circle;
 use crate::store::{BlockStore, StoreError};
 use crate::stream;
-use crate::walk::{self, Blocks, Flow, Visit, WalkError};
+use crate::walk::{self, WalkError};
 
 /// A block the snapshots need: its score, and its reference (key and
 /// SHA-256) unless it is a snapshot root (sealed to the owner's key and
@@ -54,6 +53,7 @@ pub fn blocks_with(
 ) -> anyhow::Result<Vec<Needed>> {
     let store = repo.store().as_ref();
     let mut lister = Lister::default();
+    let mut tops: Vec<Entry> = Vec::new();
     for root in roots {
         if !lister.seen.insert(*root) {
             continue;
@@ -72,7 +72,7 @@ pub fn blocks_with(
             stream::for_each_ref(store, &snapshot.tree, &mut |r, _| lister.add(r))?;
             continue;
         }
-        lister.entry(store, &walk::root_entry(snapshot.tree))?;
+        tops.push(walk::root_entry(snapshot.tree));
     }
     for (holder, entry) in entries {
         if lister.seen.insert(*holder) {
@@ -81,10 +81,15 @@ pub fn blocks_with(
                 r: None,
             });
         }
-        lister.entry(store, entry)?;
+        tops.push(entry.clone());
     }
+    lister.entries(store, &tops)?;
     lister.finish(store)
 }
+
+/// Directories and trees read at once while listing: the reads wait on
+/// the network (or the disk) far more than on the cores.
+const LISTING_THREADS: usize = 16;
 
 /// What [`blocks_with`] has listed so far.
 #[derive(Default)]
@@ -106,58 +111,83 @@ impl Lister {
         }
     }
 
-    /// Lists `top` and everything below it (a file's tree is queued).
-    fn entry(&mut self, store: &dyn BlockStore, top: &Entry) -> anyhow::Result<()> {
-        match self.content(store, top)? {
-            Flow::Continue => {}
-            _ => return Ok(()),
+    /// Lists `tops` and everything below them, a level of directories at
+    /// a time, each level's directories read in parallel (a file's tree
+    /// is queued for [`Lister::finish`]).
+    fn entries(&mut self, store: &dyn BlockStore, tops: &[Entry]) -> anyhow::Result<()> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(LISTING_THREADS)
+            .build()?;
+        let mut level: Vec<Ref> = Vec::new();
+        for e in tops {
+            self.consider(e, &mut level);
         }
-        walk::walk::<WalkError>(store, top, Path::new("/"), Blocks::None, &mut |v| {
-            let Visit::Entry(_, e) = v else {
-                return Ok(Flow::Continue);
-            };
-            Ok(self.content(store, e)?)
-        })?;
+        while !level.is_empty() {
+            let read: Vec<(Vec<Ref>, Vec<Entry>)> = pool.install(|| {
+                level
+                    .par_iter()
+                    .map(|dir| -> Result<_, WalkError> {
+                        let mut blocks = Vec::new();
+                        let bytes = stream::read_all_listing(store, dir, &mut |r| blocks.push(r))?;
+                        let children = crate::format::dirent::decode(&bytes).map_err(|source| {
+                            WalkError::Directory {
+                                score: dir.score,
+                                source,
+                            }
+                        })?;
+                        Ok((blocks, children))
+                    })
+                    .collect::<Result<_, _>>()
+            })?;
+            level = Vec::new();
+            for (blocks, children) in read {
+                for r in blocks {
+                    self.add(r);
+                }
+                for e in &children {
+                    self.consider(e, &mut level);
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Lists an entry's own content: a directory's stream (and its
-    /// entries are walked: `Continue`), a small file's block, or a big
-    /// file's tree for later; `Skip` when listed already.
-    fn content(&mut self, store: &dyn BlockStore, e: &Entry) -> Result<Flow, stream::TreeError> {
+    /// Lists an entry's own content: a directory's stream goes to the next
+    /// level, a small file's block is listed, a big file's tree queued;
+    /// content listed already (shared by two snapshots) is left.
+    fn consider(&mut self, e: &Entry, level: &mut Vec<Ref>) {
         let Some(content) = e.content else {
-            return Ok(Flow::Continue);
+            return;
         };
         if self.seen.contains(&content.score) || self.queued.contains(&content.score) {
-            // Listed already, with everything below it.
-            return Ok(Flow::Skip);
+            return;
         }
-        Ok(match e.kind {
+        match e.kind {
             Kind::Dir => {
-                stream::for_each_ref(store, &content, &mut |r, _| self.add(r))?;
-                Flow::Continue
+                self.queued.insert(content.score);
+                level.push(content);
             }
-            _ if e.size < u64::from(chunk::MIN_CHUNK) => {
-                self.add(content);
-                Flow::Skip
-            }
+            _ if e.size < u64::from(chunk::MIN_CHUNK) => self.add(content),
             _ => {
                 self.queued.insert(content.score);
                 self.trees.push(content);
-                Flow::Skip
             }
-        })
+        }
     }
 
     fn finish(mut self, store: &dyn BlockStore) -> anyhow::Result<Vec<Needed>> {
-        let listed: Vec<Vec<Ref>> = self
-            .trees
-            .par_iter()
-            .map(|t| {
-                let mut refs = Vec::new();
-                stream::for_each_ref(store, t, &mut |r, _| refs.push(r)).map(|()| refs)
-            })
-            .collect::<Result<_, _>>()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(LISTING_THREADS)
+            .build()?;
+        let listed: Vec<Vec<Ref>> = pool.install(|| {
+            self.trees
+                .par_iter()
+                .map(|t| {
+                    let mut refs = Vec::new();
+                    stream::for_each_ref(store, t, &mut |r, _| refs.push(r)).map(|()| refs)
+                })
+                .collect::<Result<_, _>>()
+        })?;
         for r in listed.into_iter().flatten() {
             self.add(r);
         }

@@ -292,6 +292,36 @@ fn read_range_at(
     Ok(())
 }
 
+/// Reads a whole (small) stream into memory, calling `each` with the
+/// reference of every block of its tree, pointer blocks included: a
+/// directory's bytes and the blocks it is made of, in one pass.
+pub fn read_all_listing(
+    store: &dyn BlockStore,
+    root: &Ref,
+    each: &mut dyn FnMut(Ref),
+) -> Result<Vec<u8>, TreeError> {
+    fn collect(
+        store: &dyn BlockStore,
+        r: &Ref,
+        out: &mut Vec<u8>,
+        each: &mut dyn FnMut(Ref),
+    ) -> Result<(), TreeError> {
+        each(*r);
+        match decode(r, &fetch(store, r)?)? {
+            Node::Data(d) => out.extend_from_slice(&d),
+            Node::Pointers(children) => {
+                for c in &children {
+                    collect(store, &c.r, out, each)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    collect(store, root, &mut out, each)?;
+    Ok(out)
+}
+
 /// Reads a whole (small) stream into memory.
 pub fn read_all(store: &dyn BlockStore, root: &Ref) -> Result<Vec<u8>, TreeError> {
     let mut out = Vec::new();

@@ -75,6 +75,9 @@ fn run(
     rx: mpsc::Receiver<()>,
     passes: Counter,
 ) {
+    // What a pass left: the parts of dead records that share a filesystem
+    // block with live ones. Only more than that calls for another pass.
+    let mut left = 0;
     loop {
         match rx.recv_timeout(interval) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -84,12 +87,13 @@ fn run(
             return;
         }
         let dead = store.space_counters().map_or(0, |c| c.reclaimable);
-        if dead == 0 {
+        if dead <= left {
             continue;
         }
         match store.compact(&options) {
-            Ok(r) if r.removed > 0 => tracing::info!(
+            Ok(r) if r.removed + r.punched > 0 => tracing::info!(
                 segments = r.removed,
+                punched = r.punched,
                 copied = r.bytes_copied,
                 freed = r.bytes_freed,
                 "compaction pass"
@@ -97,6 +101,7 @@ fn run(
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "compaction failed; the next pass tries again"),
         }
+        left = store.space_counters().map_or(0, |c| c.reclaimable);
         passes.inc();
     }
 }

@@ -43,7 +43,9 @@ pub struct Prune {
     /// let go by that key's prune: it covers a backup's blocks that are
     /// written but not yet under a head.
     pub grace_secs: u64,
-    /// Segments whose live bytes fall below this fraction are compacted.
+    /// Segments whose live bytes fall below this fraction are copied
+    /// forward and removed; the others get holes punched over their dead
+    /// records.
     pub compact_live_below: f64,
     /// Bytes per second compaction copies at most (0: no limit).
     pub compact_bytes_per_second: u64,
@@ -57,7 +59,7 @@ impl Default for Prune {
     fn default() -> Self {
         Prune {
             grace_secs: 24 * 3600,
-            compact_live_below: 0.8,
+            compact_live_below: 0.3,
             compact_bytes_per_second: 64 << 20,
             compact_interval_secs: 3600,
         }

@@ -1,7 +1,8 @@
 //! Giving disk space back after a prune: what compaction is asked to do
 //! and what it did. The log engine does the work (`log/compact.rs`):
 //! segments whose live fraction is below a threshold have their live
-//! records copied to the log's tail and are then removed.
+//! records copied to the log's tail and are then removed; in the others,
+//! holes are punched over the dead records (no live byte moves).
 
 use crate::StoreError;
 
@@ -15,7 +16,8 @@ pub type Exclusive<'a> =
 #[derive(Clone, Debug)]
 pub struct CompactOptions {
     /// Segments whose live bytes are below this fraction of their size
-    /// are compacted (0.0 to 1.0).
+    /// are copied forward and removed (0.0 to 1.0); the others get holes
+    /// punched over their dead records.
     pub live_below: f64,
     /// Bytes copied per second at most (`None`: as fast as the disk
     /// goes), so that serving stays responsive.
@@ -37,7 +39,7 @@ impl CompactOptions {
 impl Default for CompactOptions {
     fn default() -> Self {
         CompactOptions {
-            live_below: 0.8,
+            live_below: 0.3,
             bytes_per_second: None,
             stop: None,
         }
@@ -51,10 +53,14 @@ pub struct CompactReport {
     pub segments: u64,
     /// Segments copied forward and removed.
     pub removed: u64,
+    /// Segments that kept their live records in place and had holes
+    /// punched over their dead ones.
+    pub punched: u64,
     /// Live blocks copied.
     pub blocks_copied: u64,
     /// Their record bytes.
     pub bytes_copied: u64,
-    /// Bytes of the removed segments, less what was copied: given back.
+    /// Bytes given back: the removed segments less what was copied, and
+    /// the disk blocks the punched ones released.
     pub bytes_freed: u64,
 }

@@ -154,7 +154,9 @@ fn forget_and_prune_give_space_back_and_every_kept_snapshot_restores_on_every_se
         wait_for("compaction", || {
             s.metric("eventi_reclaimed_bytes") > 900_000.0
         });
-        assert_eq!(s.metric("eventi_reclaimable_bytes"), 0.0);
+        // What is left shares filesystem blocks with live records.
+        let left = s.metric("eventi_reclaimable_bytes");
+        assert!(left < 100_000.0, "{left} bytes still reclaimable");
     }
     // The chain goes on; the next backup after the prune is complete too.
     generation(&home, &src, 9);
@@ -365,7 +367,7 @@ fn the_embedded_store_prunes_and_compacts_at_once() {
     let store_bytes = || -> u64 {
         eventi_tests::walk_files(&home.join("store"))
             .iter()
-            .map(|p| fs::metadata(p).unwrap().len())
+            .map(|p| std::os::unix::fs::MetadataExt::blocks(&fs::metadata(p).unwrap()) * 512)
             .sum()
     };
     let before = store_bytes();
@@ -439,7 +441,7 @@ fn compaction_killed_at_any_point_loses_nothing_and_finishes_later() {
     let log_bytes = || -> u64 {
         eventi_tests::walk_files(&data.join("log"))
             .iter()
-            .map(|p| fs::metadata(p).unwrap().len())
+            .map(|p| std::os::unix::fs::MetadataExt::blocks(&fs::metadata(p).unwrap()) * 512)
             .sum()
     };
     let before = log_bytes();
@@ -467,7 +469,11 @@ fn compaction_killed_at_any_point_loses_nothing_and_finishes_later() {
     assert!(done.status.success(), "{}", output_text(&done));
     let again = json(&compact().output().unwrap());
     assert_eq!(again["removed"].as_u64().unwrap(), 0, "{again}");
-    assert_eq!(again["reclaimable_bytes"].as_u64().unwrap(), 0, "{again}");
+    assert_eq!(again["punched"].as_u64().unwrap(), 0, "{again}");
+    assert!(
+        again["reclaimable_bytes"].as_u64().unwrap() < 100_000,
+        "{again}"
+    );
     let after = log_bytes();
     assert!(
         after as f64 + reclaimable * 0.9 < before as f64,

@@ -17,8 +17,9 @@ pub struct Args {
     /// Data directory of a stopped server.
     #[arg(long)]
     data: PathBuf,
-    /// Compact segments whose live bytes are below this fraction.
-    #[arg(long, default_value_t = 0.8)]
+    /// Copy forward (and remove) segments whose live bytes are below this
+    /// fraction; punch holes over the dead records of the others.
+    #[arg(long, default_value_t = 0.3)]
     live_below: f64,
     /// Print a JSON object.
     #[arg(long)]
@@ -55,6 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let v = serde_json::json!({
             "segments": report.segments,
             "removed": report.removed,
+            "punched": report.punched,
             "blocks_copied": report.blocks_copied,
             "bytes_copied": report.bytes_copied,
             "bytes_freed": report.bytes_freed,
@@ -64,9 +66,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "compacted {} of {} segment(s): {} block(s) ({}) copied forward, {} given back; {} still reclaimable",
+            "compacted {} of {} segment(s), punched holes in {}: {} block(s) ({}) copied forward, {} given back; {} still reclaimable",
             report.removed,
             report.segments,
+            report.punched,
             report.blocks_copied,
             format_size(report.bytes_copied),
             format_size(report.bytes_freed),

@@ -33,11 +33,15 @@ use crate::{BlockKey, StoreError};
 /// Record bytes copied per step with block commits held off.
 const CHUNK_BYTES: u64 = 4 << 20;
 
-/// Live bytes and size of one segment.
+/// Dead bytes a segment must hold on disk before holes are punched in it.
+const PUNCH_MIN: u64 = 64 << 10;
+
+/// Live bytes, size and bytes on disk of one segment.
 #[derive(Clone, Copy, Debug, Default)]
 struct SegmentUse {
     live: u64,
     size: u64,
+    allocated: u64,
 }
 
 /// One compaction pass over the whole log.
@@ -56,11 +60,17 @@ pub fn compact(
         .map(|(n, _)| n)
         .collect();
     for (n, file) in engine.segments.from(0) {
-        let size = file
+        let meta = file
             .metadata()
-            .map_err(|e| StoreError::io("reading size of", &engine.segments.path(n), e))?
-            .len();
-        usage.insert(n, SegmentUse { live: 0, size });
+            .map_err(|e| StoreError::io("reading size of", &engine.segments.path(n), e))?;
+        usage.insert(
+            n,
+            SegmentUse {
+                live: 0,
+                size: meta.len(),
+                allocated: std::os::unix::fs::MetadataExt::blocks(&meta) * 512,
+            },
+        );
     }
     scan_live(engine, &mut |_, loc| {
         if let Some(u) = usage.get_mut(&loc.segment) {
@@ -76,7 +86,16 @@ pub fn compact(
             u.size > 0 && (u.live as f64) < options.live_below * u.size as f64
         })
         .collect();
-    if victims.is_empty() {
+    // The rest of the indexed log keeps its records where they are; the
+    // dead ones' disk blocks are given back by punching holes.
+    let indexed = engine.index.meta();
+    let punches: Vec<u32> = numbers
+        .iter()
+        .copied()
+        .filter(|n| !victims.contains(n) && *n <= indexed.segment)
+        .filter(|n| usage[n].allocated > usage[n].live + PUNCH_MIN)
+        .collect();
+    if victims.is_empty() && punches.is_empty() {
         return Ok(report);
     }
     // The tail may be a victim: start a new segment so it is not
@@ -89,10 +108,35 @@ pub fn compact(
     }
     let mut records: HashMap<u32, Vec<(BlockKey, Location)>> = HashMap::new();
     scan_live(engine, &mut |key, loc| {
-        if victims.contains(&loc.segment) {
+        if victims.contains(&loc.segment) || punches.contains(&loc.segment) {
             records.entry(loc.segment).or_default().push((key, loc));
         }
     })?;
+    for &n in &punches {
+        if options.stopped() {
+            return Ok(report);
+        }
+        let mut list = records.remove(&n).unwrap_or_default();
+        list.sort_by_key(|(_, loc)| loc.offset);
+        // Only what is indexed for good: the tail's records past the meta
+        // record may still be re-indexed by recovery.
+        let limit = if n == indexed.segment {
+            indexed.offset
+        } else {
+            usage[&n].size
+        };
+        let Some(freed) = punch_dead(engine, n, &list, limit)? else {
+            break;
+        };
+        report.punched += 1;
+        report.bytes_freed += freed;
+        crate::prune::count_space(engine, -(freed as i64), freed)?;
+        tracing::info!(
+            segment = n,
+            freed,
+            "punched the dead records of a log segment"
+        );
+    }
     let pace = Pace::new(options.bytes_per_second);
     for n in victims {
         let mut list = records.remove(&n).unwrap_or_default();
@@ -119,6 +163,67 @@ pub fn compact(
         tracing::info!(segment = n, size, copied, freed, "compacted a log segment");
     }
     Ok(report)
+}
+
+/// Punches holes over the dead records of segment `n` below `limit`
+/// (between the live records `live`, sorted by offset), in whole
+/// filesystem blocks; returns the bytes the file gave back, or `None` if
+/// the filesystem cannot punch holes (copying forward is then the only
+/// way). Idempotent: a crash leaves holes punched or not, never a live
+/// byte touched.
+fn punch_dead(
+    engine: &LogEngine,
+    n: u32,
+    live: &[(BlockKey, Location)],
+    limit: u64,
+) -> Result<Option<u64>, StoreError> {
+    use std::os::fd::AsRawFd;
+    const ALIGN: u64 = 4096;
+    let path = engine.segments.path(n);
+    let Some((_, file)) = engine.segments.from(n).into_iter().find(|(m, _)| *m == n) else {
+        return Ok(Some(0));
+    };
+    let allocated = |f: &std::fs::File| -> Result<u64, StoreError> {
+        let meta = f
+            .metadata()
+            .map_err(|e| StoreError::io("reading size of", &path, e))?;
+        Ok(std::os::unix::fs::MetadataExt::blocks(&meta) * 512)
+    };
+    let before = allocated(&file)?;
+    let mut gaps = Vec::new();
+    let mut end = 0u64;
+    for (_, loc) in live {
+        if loc.offset >= limit {
+            break;
+        }
+        gaps.push((end, loc.offset));
+        end = end.max(loc.offset + loc.record_len() as u64);
+    }
+    gaps.push((end, limit));
+    for (from, to) in gaps {
+        let (start, stop) = (from.div_ceil(ALIGN) * ALIGN, to / ALIGN * ALIGN);
+        if stop <= start {
+            continue;
+        }
+        // SAFETY: fallocate on an open descriptor of ours, within its size.
+        let r = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                start as libc::off_t,
+                (stop - start) as libc::off_t,
+            )
+        };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                tracing::warn!(segment = %path.display(), "this filesystem cannot punch holes: only segments compacted by copying give space back");
+                return Ok(None);
+            }
+            return Err(StoreError::io("punching holes in", &path, e));
+        }
+    }
+    Ok(Some(before.saturating_sub(allocated(&file)?)))
 }
 
 /// Calls `visit` with every indexed block and its location.
