@@ -288,7 +288,7 @@ impl Repo {
         for (label, outcome) in outcomes.iter_mut() {
             if matches!(outcome, SetOutcome::Pruned(_)) {
                 self.mark_again(label, score, &block)?;
-                let again = heads.set(write.signing_key(), score, seq, &[label.clone()]);
+                let again = heads.set(write.signing_key(), score, seq, std::slice::from_ref(label));
                 *outcome = again
                     .into_iter()
                     .next()

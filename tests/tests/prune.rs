@@ -9,6 +9,7 @@
 //! 4. one key's prune never reclaims what another needs (also
 //!    `prune_protocol.rs`, block by block);
 //! 5. nothing stored within the grace period goes (`prune_protocol.rs`).
+//!
 //! And the space comes back: the servers compact in the background, the
 //! embedded store at once.
 
