@@ -308,8 +308,14 @@ pub(crate) fn release(
             continue;
         };
         let payer_key = Table::Payers.key(&key.to_bytes());
+        // Without a `Payers` entry the payer is the block's first writer,
+        // which then still holds it (a first writer that lets go of a block
+        // others hold leaves an entry; one that lets go of a block nobody
+        // else holds kills it). So a block this writer alone held is its
+        // own, and only a block others hold needs its log record read.
         let payer = match db.get(&payer_key)? {
             Some(v) => v.as_slice().try_into().ok().map(u32::from_be_bytes),
+            None if others.is_empty() => Some(writer),
             None => engine.first_writer(key)?,
         };
         let bytes = len as i64;
