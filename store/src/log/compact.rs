@@ -125,6 +125,21 @@ pub fn compact(
         } else {
             usage[&n].size
         };
+        // Small live runs between two dead stretches are copied out first,
+        // so that the stretches become one hole.
+        let moving = small_runs(&list, limit);
+        if !moving.is_empty() {
+            for chunk in chunks(&moving) {
+                report.bytes_copied += copy_chunk(engine, n, chunk, exclusive)?;
+                report.blocks_copied += chunk.len() as u64;
+            }
+            // The old places are punched only once nothing durable points
+            // there.
+            exclusive(&mut || engine.make_index_durable())?;
+            let moved: std::collections::HashSet<u64> =
+                moving.iter().map(|(_, loc)| loc.offset).collect();
+            list.retain(|(_, loc)| !moved.contains(&loc.offset));
+        }
         let Some(freed) = punch_dead(engine, n, &list, limit)? else {
             break;
         };
@@ -163,6 +178,38 @@ pub fn compact(
         tracing::info!(segment = n, size, copied, freed, "compacted a log segment");
     }
     Ok(report)
+}
+
+/// Live runs (records with no dead byte between them) at most this long,
+/// with dead records on both sides, are copied out before punching: a
+/// run shares its first and last filesystem blocks with the dead records
+/// around it, which only its moving lets go.
+const MOVE_MAX: u64 = 64 << 10;
+
+/// The records of the small live runs between dead stretches of `live`
+/// (sorted by offset) below `limit`.
+fn small_runs(live: &[(BlockKey, Location)], limit: u64) -> Vec<(BlockKey, Location)> {
+    let below: Vec<&(BlockKey, Location)> = live.iter().filter(|(_, l)| l.offset < limit).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut dead_before = below.first().is_some_and(|(_, l)| l.offset > 0);
+    while i < below.len() {
+        let start = below[i].1.offset;
+        let mut end = start + below[i].1.record_len() as u64;
+        let mut j = i + 1;
+        while j < below.len() && below[j].1.offset == end {
+            end += below[j].1.record_len() as u64;
+            j += 1;
+        }
+        let next = below.get(j).map_or(limit, |(_, l)| l.offset);
+        let dead_after = next > end;
+        if dead_before && dead_after && end - start <= MOVE_MAX {
+            out.extend(below[i..j].iter().map(|r| **r));
+        }
+        dead_before = dead_after;
+        i = j;
+    }
+    out
 }
 
 /// Punches holes over the dead records of segment `n` below `limit`

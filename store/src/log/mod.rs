@@ -177,21 +177,24 @@ impl LogEngine {
     /// block and remove its segment between the lookup and the read: the
     /// index is then asked once more.
     fn try_get_at_location(&self, key: &BlockKey, nowait: bool) -> Result<Lookup, StoreError> {
-        let mut retried = false;
-        loop {
-            let Some(loc) = self.location(key)? else {
-                return Ok(Lookup::Absent);
-            };
-            match self.read_at(key, loc, nowait) {
-                Ok(Some(data)) => return Ok(Lookup::Found(data)),
-                Ok(None) => return Ok(Lookup::WouldBlock),
-                Err(StoreError::BadLocation(..))
-                    if !retried && !self.segments.contains(loc.segment) =>
-                {
-                    retried = true;
-                }
-                Err(e) => return Err(e),
-            }
+        let Some(loc) = self.location(key)? else {
+            return Ok(Lookup::Absent);
+        };
+        match self.read_at(key, loc, nowait) {
+            Ok(Some(data)) => Ok(Lookup::Found(data)),
+            Ok(None) => Ok(Lookup::WouldBlock),
+            // Compaction moved the block (and removed or punched its old
+            // place) between the lookup and the read, or a prune let it
+            // go: the index says where it is now, if anywhere.
+            Err(e @ StoreError::BadLocation(..)) => match self.location(key)? {
+                None => Ok(Lookup::Absent),
+                Some(now) if now != loc => match self.read_at(key, now, nowait)? {
+                    Some(data) => Ok(Lookup::Found(data)),
+                    None => Ok(Lookup::WouldBlock),
+                },
+                Some(_) => Err(e),
+            },
+            Err(e) => Err(e),
         }
     }
 
