@@ -394,3 +394,43 @@ impl Pace {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventi_shared::{BlockType, Score};
+
+    fn rec(i: u8, offset: u64, len: u32) -> (BlockKey, Location) {
+        let key = BlockKey {
+            score: Score::of(&[i]),
+            block_type: BlockType::DATA,
+        };
+        let loc = Location {
+            segment: 0,
+            offset,
+            len: len - super::super::record::HEADER_LEN as u32,
+        };
+        (key, loc)
+    }
+
+    /// Only runs with dead bytes on both sides and at most `MOVE_MAX`
+    /// long move; nothing at or past the limit does.
+    #[test]
+    fn small_runs_between_dead_stretches_are_chosen() {
+        let live = [
+            rec(1, 0, 1000),    // starts the segment: nothing dead before
+            rec(2, 5000, 2000), // a run of two, dead on both sides
+            rec(3, 7000, 2000),
+            rec(4, 20_000, 100_000), // too long
+            rec(5, 130_000, 3000),   // dead before, and after up to the limit
+            rec(6, 200_000, 1000),   // past the limit
+        ];
+        let keys: Vec<u8> = small_runs(&live, 150_000)
+            .iter()
+            .map(|(k, _)| live.iter().position(|(l, _)| l == k).unwrap() as u8 + 1)
+            .collect();
+        assert_eq!(keys, [2, 3, 5]);
+        // A run that ends exactly at the limit has no dead stretch after it.
+        assert!(small_runs(&[rec(7, 100, 900)], 1000).is_empty());
+    }
+}
