@@ -166,7 +166,7 @@ fn forget_and_prune_give_space_back_and_every_kept_snapshot_restores_on_every_se
 
 /// The grace period of these servers: long enough for a backup and a
 /// prune, short enough to wait out.
-const GRACE: u64 = 5;
+const GRACE: u64 = 8;
 
 #[test]
 fn a_backup_whose_head_comes_during_a_prune_is_marked_again_and_complete() {
