@@ -83,8 +83,11 @@ pub fn blocks_with(
         }
         tops.push(entry.clone());
     }
-    lister.entries(store, &tops)?;
-    lister.finish(store)
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(LISTING_THREADS)
+        .build()?;
+    lister.entries(&pool, store, &tops)?;
+    lister.finish(&pool, store)
 }
 
 /// Directories and trees read at once while listing: the reads wait on
@@ -114,10 +117,12 @@ impl Lister {
     /// Lists `tops` and everything below them, a level of directories at
     /// a time, each level's directories read in parallel (a file's tree
     /// is queued for [`Lister::finish`]).
-    fn entries(&mut self, store: &dyn BlockStore, tops: &[Entry]) -> anyhow::Result<()> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(LISTING_THREADS)
-            .build()?;
+    fn entries(
+        &mut self,
+        pool: &rayon::ThreadPool,
+        store: &dyn BlockStore,
+        tops: &[Entry],
+    ) -> anyhow::Result<()> {
         let mut level: Vec<Ref> = Vec::new();
         for e in tops {
             self.consider(e, &mut level);
@@ -175,10 +180,11 @@ impl Lister {
         }
     }
 
-    fn finish(mut self, store: &dyn BlockStore) -> anyhow::Result<Vec<Needed>> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(LISTING_THREADS)
-            .build()?;
+    fn finish(
+        mut self,
+        pool: &rayon::ThreadPool,
+        store: &dyn BlockStore,
+    ) -> anyhow::Result<Vec<Needed>> {
         let listed: Vec<Vec<Ref>> = pool.install(|| {
             self.trees
                 .par_iter()

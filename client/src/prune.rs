@@ -54,18 +54,10 @@ pub struct StoreReport {
     pub marked: u64,
     /// Of those, blocks the store lacks (`eventi repair` copies them).
     pub missing: u64,
-    /// The key's epoch after the prune.
-    pub epoch: u64,
-    /// References the key let go of.
-    pub released: u64,
-    /// Blocks no key needs any more: their space is given back.
-    pub dead_blocks: u64,
-    /// Their bytes.
-    pub dead_bytes: u64,
-    /// Blocks another key still holds, now charged to it.
-    pub moved_blocks: u64,
-    /// Their bytes.
-    pub moved_bytes: u64,
+    /// What the commit let go of, and the key's epoch after it (before
+    /// it, on a dry run).
+    #[serde(flatten)]
+    pub committed: PruneCommitted,
     /// The store's grace period in seconds (what is newer stays).
     pub grace_secs: u64,
     /// For the embedded store: the compaction that followed.
@@ -220,7 +212,7 @@ pub fn prune(repo: &Repo, dry_run: bool) -> anyhow::Result<Vec<StoreReport>> {
             continue;
         };
         match prune_one(repo, prunable, dry_run, &mut report) {
-            Ok(Some(live)) => marked.push((member.id, live, report.epoch)),
+            Ok(Some(live)) => marked.push((member.id, live, report.committed.epoch)),
             Ok(None) => {}
             Err(e) => report.error = Some(format!("{e:#}")),
         }
@@ -272,7 +264,7 @@ fn prune_one(
         return Ok(None);
     };
     report.grace_secs = status.grace;
-    report.epoch = status.epoch;
+    report.committed.epoch = status.epoch;
     if dry_run {
         let live = live_set(repo, &heads_for(repo, store, &status)?)?;
         report.marked = live.blocks.len() as u64;
@@ -292,7 +284,7 @@ fn prune_one(
         let started = Instant::now();
         match store.prune_commit(status.heads.clone()) {
             Ok(done) => {
-                record(report, &done);
+                report.committed = done;
                 if let Some(c) = store.compact()? {
                     report.compacted = Some(c.into());
                 }
@@ -306,13 +298,4 @@ fn prune_one(
         }
     }
     bail!("the key's heads kept moving during {ATTEMPTS} markings (backups finishing meanwhile): {last_refusal}")
-}
-
-fn record(report: &mut StoreReport, done: &PruneCommitted) {
-    report.epoch = done.epoch;
-    report.released = done.released;
-    report.dead_blocks = done.dead_blocks;
-    report.dead_bytes = done.dead_bytes;
-    report.moved_blocks = done.moved_blocks;
-    report.moved_bytes = done.moved_bytes;
 }

@@ -170,7 +170,7 @@ impl Store {
         writer: u32,
         grace: std::time::Duration,
         check: &mut dyn FnMut() -> Result<(), String>,
-    ) -> Result<prune::PruneOutcome, StoreError> {
+    ) -> Result<prune::PruneCommitted, StoreError> {
         let opened = self.prune_open_commit(writer, check)?;
         self.prune_finish(writer, opened, grace)
     }
@@ -194,13 +194,13 @@ impl Store {
         writer: u32,
         opened: prune::PruneState,
         grace: std::time::Duration,
-    ) -> Result<prune::PruneOutcome, StoreError> {
+    ) -> Result<prune::PruneCommitted, StoreError> {
         let engine = self.engine.as_ref();
         let cutoff = opened
             .since
             .min(refs::now().saturating_sub(grace.as_secs()));
         let candidates = prune::candidates(engine, writer, cutoff)?;
-        let mut outcome = prune::PruneOutcome {
+        let mut outcome = prune::PruneCommitted {
             epoch: opened.epoch,
             ..Default::default()
         };

@@ -26,6 +26,8 @@ use rocksdb::{IteratorMode, WriteBatch};
 
 use crate::engine::Engine;
 use crate::keyspace::Table;
+pub use eventi_shared::codec::prune::PruneCommitted;
+
 use crate::{refs, BlockKey, StoreError};
 
 /// The record id of the store's space counters in table `Prune`.
@@ -113,23 +115,6 @@ impl SpaceCounters {
             reclaimed: u64::from_be_bytes(v.get(8..16)?.try_into().ok()?),
         })
     }
-}
-
-/// What a commit let go of.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PruneOutcome {
-    /// The writer's epoch after the commit.
-    pub epoch: u64,
-    /// References the writer let go of.
-    pub released: u64,
-    /// Blocks no writer holds any more: gone.
-    pub dead_blocks: u64,
-    /// Their bytes.
-    pub dead_bytes: u64,
-    /// Blocks others still hold, now charged to one of them.
-    pub moved_blocks: u64,
-    /// Their bytes.
-    pub moved_bytes: u64,
 }
 
 /// The prune state of `writer`.
@@ -279,7 +264,7 @@ pub(crate) fn release(
     writer: u32,
     cutoff: u64,
     keys: &[BlockKey],
-    outcome: &mut PruneOutcome,
+    outcome: &mut PruneCommitted,
 ) -> Result<(), StoreError> {
     engine.before_release()?;
     let index = engine.index();
@@ -364,7 +349,7 @@ pub(crate) fn release(
 pub(crate) fn close_commit(
     engine: &dyn Engine,
     writer: u32,
-    outcome: &PruneOutcome,
+    outcome: &PruneCommitted,
 ) -> Result<(), StoreError> {
     let mut s = state(engine, writer)?;
     s.since = 0;

@@ -164,6 +164,35 @@ fn forget_and_prune_give_space_back_and_every_kept_snapshot_restores_on_every_se
     ok(eventi(&home, &["check", "--all"]));
 }
 
+/// A second machine with `laptop`'s key and config, and caches of its own.
+fn second_machine(dir: &Path, laptop: &Path) -> PathBuf {
+    let desktop = dir.join("desktop");
+    fs::create_dir_all(&desktop).unwrap();
+    for f in ["key", "config.toml"] {
+        fs::copy(laptop.join(f), desktop.join(f)).unwrap();
+    }
+    desktop
+}
+
+/// Starts a backup of `src` from `laptop` and returns once it waits just
+/// before setting its head; it goes on when the returned file is removed.
+fn held_backup(dir: &Path, laptop: &Path, src: &Path) -> (std::process::Child, PathBuf) {
+    let hold = dir.join("hold");
+    fs::write(&hold, b"").unwrap();
+    let hold_str = hold.to_str().unwrap().to_string();
+    let backup = spawn_eventi(
+        laptop,
+        &[
+            ("EVENTI_PASSPHRASE", PASS),
+            ("EVENTI_TEST_HOLD_HEAD", &hold_str),
+        ],
+        ["backup", src.to_str().unwrap()],
+    );
+    let waiting = PathBuf::from(format!("{hold_str}.waiting"));
+    wait_for("the backup to reach its head", || waiting.exists());
+    (backup, hold)
+}
+
 /// The grace period of these servers: long enough for a backup and a
 /// prune, short enough to wait out.
 const GRACE: u64 = 8;
@@ -184,11 +213,7 @@ fn a_backup_whose_head_comes_during_a_prune_is_marked_again_and_complete() {
     generation(&laptop, &src, 1);
     generation(&laptop, &src, 2);
     // A second machine with the key, and its own caches.
-    let desktop = dir.path().join("desktop");
-    fs::create_dir_all(&desktop).unwrap();
-    for f in ["key", "config.toml"] {
-        fs::copy(laptop.join(f), desktop.join(f)).unwrap();
-    }
+    let desktop = second_machine(dir.path(), &laptop);
     // The history is older than the grace period; the next backup is not.
     std::thread::sleep(Duration::from_secs(GRACE + 1));
     fs::rename(dir.path().join("aside"), src.join("revived")).unwrap();
@@ -196,19 +221,7 @@ fn a_backup_whose_head_comes_during_a_prune_is_marked_again_and_complete() {
 
     // The laptop's backup sends only what is new (not the file that came
     // back) and stops just before setting its head...
-    let hold = dir.path().join("hold");
-    fs::write(&hold, b"").unwrap();
-    let hold_str = hold.to_str().unwrap().to_string();
-    let backup = spawn_eventi(
-        &laptop,
-        &[
-            ("EVENTI_PASSPHRASE", PASS),
-            ("EVENTI_TEST_HOLD_HEAD", &hold_str),
-        ],
-        ["backup", src.to_str().unwrap()],
-    );
-    let waiting = PathBuf::from(format!("{hold_str}.waiting"));
-    wait_for("the backup to reach its head", || waiting.exists());
+    let (backup, hold) = held_backup(dir.path(), &laptop, &src);
     // ...while the desktop keeps only the newest snapshot under the head
     // and prunes: the file's blocks, older than the grace, are reclaimed.
     let o = ok(eventi(
@@ -256,26 +269,10 @@ fn a_backup_held_through_a_harmless_prune_needs_no_second_pass() {
     for n in 0..3 {
         generation(&laptop, &src, n);
     }
-    let desktop = dir.path().join("desktop");
-    fs::create_dir_all(&desktop).unwrap();
-    for f in ["key", "config.toml"] {
-        fs::copy(laptop.join(f), desktop.join(f)).unwrap();
-    }
+    let desktop = second_machine(dir.path(), &laptop);
     std::thread::sleep(Duration::from_secs(GRACE + 1));
     fs::write(src.join("changing"), pattern(300, 400_000)).unwrap();
-    let hold = dir.path().join("hold");
-    fs::write(&hold, b"").unwrap();
-    let hold_str = hold.to_str().unwrap().to_string();
-    let backup = spawn_eventi(
-        &laptop,
-        &[
-            ("EVENTI_PASSPHRASE", PASS),
-            ("EVENTI_TEST_HOLD_HEAD", &hold_str),
-        ],
-        ["backup", src.to_str().unwrap()],
-    );
-    let waiting = PathBuf::from(format!("{hold_str}.waiting"));
-    wait_for("the backup to reach its head", || waiting.exists());
+    let (backup, hold) = held_backup(dir.path(), &laptop, &src);
     let o = ok(eventi(
         &desktop,
         &["forget", "--keep-last", "1", "--prune", "--json"],
@@ -315,11 +312,7 @@ fn a_client_whose_caches_predate_a_prune_sends_what_it_reclaimed() {
     ok(eventi(&laptop, &["backup", src.to_str().unwrap()]));
     // Another machine forgets the snapshot that had it, and prunes: its
     // blocks are reclaimed.
-    let desktop = dir.path().join("desktop");
-    fs::create_dir_all(&desktop).unwrap();
-    for f in ["key", "config.toml"] {
-        fs::copy(laptop.join(f), desktop.join(f)).unwrap();
-    }
+    let desktop = second_machine(dir.path(), &laptop);
     next_second();
     let o = ok(eventi(
         &desktop,

@@ -78,15 +78,16 @@ pub fn print_report(r: &StoreReport, dry_run: bool) {
         );
         return;
     }
+    let c = &r.committed;
     println!(
         "{who}: marked {} block(s); let go of {} reference(s): {} block(s) ({}) no key needs any more, {} block(s) ({}) another key still holds; epoch {} ({:.1} s reading the kept trees, {:.1} s marking, {:.1} s committing)",
         r.marked,
-        r.released,
-        r.dead_blocks,
-        format_size(r.dead_bytes),
-        r.moved_blocks,
-        format_size(r.moved_bytes),
-        r.epoch,
+        c.released,
+        c.dead_blocks,
+        format_size(c.dead_bytes),
+        c.moved_blocks,
+        format_size(c.moved_bytes),
+        c.epoch,
         r.walk_secs,
         r.mark_secs,
         r.commit_secs

@@ -222,18 +222,9 @@ impl super::prune::Prunable for LocalStore {
     }
 
     fn prune_commit(&self, _heads: Vec<(String, u64)>) -> Result<PruneCommitted, StoreError> {
-        let o = self
-            .store
+        self.store
             .prune_commit(ANONYMOUS, self.grace, &mut || Ok(()))
-            .map_err(|e| self.failed(e))?;
-        Ok(PruneCommitted {
-            epoch: o.epoch,
-            released: o.released,
-            dead_blocks: o.dead_blocks,
-            dead_bytes: o.dead_bytes,
-            moved_blocks: o.moved_blocks,
-            moved_bytes: o.moved_bytes,
-        })
+            .map_err(|e| self.failed(e))
     }
 
     fn compact(&self) -> Result<Option<CompactReport>, StoreError> {

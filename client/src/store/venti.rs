@@ -33,8 +33,9 @@ pub struct VentiStore {
     /// oldest one's age says whether this server is falling behind.
     sent_at: Arc<Mutex<BTreeMap<u64, Instant>>>,
     next_write: AtomicU64,
-    /// The key's prune epoch when the session began (an authenticated
-    /// session on an eventi-server), sent with head sets.
+    /// The key's prune epoch as a backup found it when it began
+    /// ([`BlockStore::prune_epoch`]), sent with its head sets; `None` (no
+    /// check) for a command that asked none.
     epoch: Mutex<Option<u64>>,
 }
 
@@ -78,13 +79,6 @@ impl VentiStore {
             }
         });
         let (client, authenticated) = client.map_err(|e| failed(&e))?;
-        let epoch = match authenticated {
-            true => runtime
-                .block_on(client.prune_status())
-                .ok()
-                .map(|s| s.epoch),
-            false => None,
-        };
         Ok(VentiStore {
             client,
             name: addr.to_string(),
@@ -93,7 +87,7 @@ impl VentiStore {
             authenticated,
             sent_at: Arc::default(),
             next_write: AtomicU64::new(0),
-            epoch: Mutex::new(epoch),
+            epoch: Mutex::new(None),
         })
     }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventi_shared::codec::prune::{PruneCommitted, PruneReply, PruneRequest, PruneStatus};
+use eventi_shared::codec::prune::{PruneReply, PruneRequest, PruneStatus};
 use eventi_shared::head::SignedHead;
 use eventi_shared::Message;
 use eventi_store::{BlockKey, Store, StoreError, Table, ANONYMOUS};
@@ -110,14 +110,7 @@ fn step(
                 moved_blocks = o.moved_blocks, "prune committed"
             );
             shared.compactor.wake();
-            Ok(PruneReply::Committed(PruneCommitted {
-                epoch: o.epoch,
-                released: o.released,
-                dead_blocks: o.dead_blocks,
-                dead_bytes: o.dead_bytes,
-                moved_blocks: o.moved_blocks,
-                moved_bytes: o.moved_bytes,
-            }))
+            Ok(PruneReply::Committed(o))
         }
     }
 }

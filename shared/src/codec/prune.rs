@@ -50,8 +50,9 @@ pub struct PruneStatus {
     pub heads: Vec<(String, u64)>,
 }
 
-/// What a commit let go of.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a commit let go of (the store's outcome, and its bytes on the
+/// wire).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PruneCommitted {
     /// The key's epoch after it.
     pub epoch: u64,
