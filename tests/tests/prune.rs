@@ -370,6 +370,26 @@ fn the_embedded_store_prunes_and_compacts_at_once() {
     fs::write(&dropped, pattern(12, 300_000)).unwrap();
     let cap = last_line(&ok(eventi(&home, &["put", dropped.to_str().unwrap()])));
     next_second();
+    // A dry run counts what it would mark and changes nothing.
+    ok(eventi(&home, &["forget", "--keep-last", "1"]));
+    // (The index's own files change at every open; the log holds the blocks.)
+    let log_of = || eventi_tests::walk_files(&home.join("store/log"));
+    let log_bytes = || -> u64 {
+        log_of()
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    let with_drop = log_bytes();
+    let dry = json(&ok(eventi(&home, &["prune", "--dry-run", "--json"])));
+    let s = &dry["stores"][0];
+    assert!(s["marked"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(
+        (s["released"].as_u64(), s["epoch"].as_u64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    assert_eq!(log_bytes(), with_drop);
     let o = ok(eventi(
         &home,
         &["forget", "--keep-last", "1", "--prune", "--json"],
