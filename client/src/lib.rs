@@ -19,9 +19,12 @@
 //!   servers too so that a recovered home finds their chains;
 //! - `forget`: which snapshots a retention policy keeps, and the history
 //!   record that removes the others from the chain;
+//! - `browse`: snapshots as a read-only file tree, read on demand, for
+//!   the FUSE mount and the 9P server (`ninep`: its codec and server);
 //! - `repo`: an opened home: its keys, its destination, its chain of roots.
 
 pub mod backup;
+pub mod browse;
 pub mod check;
 pub mod forget;
 pub mod format;
@@ -29,6 +32,7 @@ pub mod fsmeta;
 pub mod home;
 pub mod keys;
 pub mod machines;
+pub mod ninep;
 pub mod progress;
 pub mod prune;
 pub mod repo;

@@ -81,6 +81,18 @@ is written under a temporary name and renamed into place only when every block c
         after_help = "Each eventi-server of the circle (and the embedded store) is told which of this key's blocks the kept snapshots, the machine list and this home's drops still reach; it lets go of the key's other blocks stored before its grace period (24 h by default), and reclaims a block once no key holds it. A plain venti server cannot give space back: it is named and left unchanged. Exit status 1 if a store that can prune failed."
     )]
     Prune(cmd::prune::Args),
+    /// Mount snapshots (or a capability) as a read-only filesystem.
+    #[command(
+        after_help = "With no SNAP: one directory per snapshot of the chain, named by time (UTC) and short root score, and `latest`, a link to the newest. Nothing is loaded up front: directories and files are read from the store as they are opened, through a cache of decrypted blocks (`mount_cache` in the config, 128MiB by default). The embedded store is opened read-only, so backups go on meanwhile (a mount shows what existed when it started). A block that cannot be read is an I/O error for its file only, logged with its path and the server. Ctrl-C, SIGTERM or `fusermount3 -u MOUNTPOINT` unmounts."
+    )]
+    Mount(cmd::mount::Args),
+    /// Serve snapshots (or a capability) read-only over 9P2000, for
+    /// plan9port's 9p and 9pfuse and Linux's v9fs.
+    #[command(
+        name = "serve-9p",
+        after_help = "The same tree as `eventi mount`. Speaks 9P2000 and 9P2000.u (symbolic links, devices and numeric ids); no authentication, so it listens on loopback unless told otherwise. Prints the address it listens on as its first line on stdout. Linux: `mount -t 9p -o trans=tcp,port=5640,version=9p2000.u,ro 127.0.0.1 /mnt`; plan9port: `9p -a tcp!127.0.0.1!5640 ls /`."
+    )]
+    Serve9p(cmd::serve_9p::Args),
     /// The circle of servers backups go to: add, list, remove.
     #[command(subcommand)]
     Server(cmd::server::Command),
@@ -116,6 +128,8 @@ fn main() -> std::process::ExitCode {
         Command::Repair(args) => cmd::repair::run(args),
         Command::Forget(args) => cmd::forget::run(args),
         Command::Prune(args) => cmd::prune::run(args),
+        Command::Mount(args) => cmd::mount::run(args),
+        Command::Serve9p(args) => cmd::serve_9p::run(args),
     };
     match result {
         Ok(code) => code,

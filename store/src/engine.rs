@@ -163,6 +163,30 @@ pub(crate) fn open_engine(
     }
 }
 
+/// Opens the engine of an existing data directory for reading only,
+/// beside a process that may be writing to it: RocksDB read-only (no
+/// LOCK taken, every table file opened at once, so that the writer's
+/// compactions cannot pull one away), the log tail indexed in memory.
+/// What the writer adds later is not seen; open again to see it.
+pub(crate) fn open_engine_read_only(
+    dir: &Path,
+    options: &StoreOptions,
+) -> Result<Arc<dyn Engine>, StoreError> {
+    let marker = dir.join("ENGINE");
+    let text =
+        std::fs::read_to_string(&marker).map_err(|e| StoreError::io("reading", &marker, e))?;
+    match text.trim() {
+        "log" => Ok(Arc::new(log::LogEngine::open_read_only(dir, options)?)),
+        "blobdb" => Ok(Arc::new(blobdb::BlobDbEngine::open_read_only(
+            dir, options,
+        )?)),
+        other => Err(StoreError::BadDataDir {
+            path: dir.to_path_buf(),
+            reason: format!("unknown engine {other:?} in ENGINE file"),
+        }),
+    }
+}
+
 type Opener<E> = fn(&Path, &StoreOptions) -> Result<E, StoreError>;
 
 /// Opens an engine with `open`; if that fails on a filesystem without

@@ -91,6 +91,21 @@ impl Store {
         })
     }
 
+    /// Opens an existing store for reading only, without its lock, so
+    /// that another process may write to it meanwhile (a mounted
+    /// snapshot beside a running backup). It sees the store as it was
+    /// when opened; every write is refused.
+    pub fn open_read_only(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let engine = engine::open_engine_read_only(dir, options)?;
+        let space = space::SpaceGuard::new(dir, options.reserve.clone());
+        let committer = Arc::new(committer::Committer::new(Arc::clone(&engine), space));
+        Ok(Store {
+            engine,
+            committer,
+            space: Arc::new(space::SpaceGuard::new(dir, options.reserve.clone())),
+        })
+    }
+
     /// Reads and verifies a block. The zero score is the empty block of
     /// every type. Blocking: call from a blocking-safe context.
     pub fn read(&self, key: &BlockKey) -> Result<Option<Bytes>, StoreError> {

@@ -50,7 +50,7 @@ where
 
 /// The `eventi` binary on the home `home` with `env` added (and no
 /// passphrase from the caller's environment).
-fn eventi_command<I, A>(home: &Path, env: &[(&str, &str)], args: I) -> Command
+pub fn eventi_command<I, A>(home: &Path, env: &[(&str, &str)], args: I) -> Command
 where
     I: IntoIterator<Item = A>,
     A: AsRef<std::ffi::OsStr>,

@@ -117,6 +117,7 @@ pub fn stream(
         target: Vec::new(),
         content: Some(content),
         xattrs: Vec::new(),
+        nlink: 0,
     };
     Ok(Put {
         entry,

@@ -98,6 +98,11 @@ impl<'a> Walker<'a> {
             target: Vec::new(),
             content: None,
             xattrs,
+            nlink: if meta.nlink() > 1 {
+                u32::try_from(meta.nlink()).unwrap_or(u32::MAX)
+            } else {
+                0
+            },
         }
     }
 

@@ -1,6 +1,7 @@
 //! One module per command, and the formatting they share.
 
 pub mod backup;
+pub mod browsing;
 pub mod cat;
 pub mod check;
 pub mod diff;
@@ -10,12 +11,14 @@ pub mod init;
 pub mod key;
 pub mod log;
 pub mod ls;
+pub mod mount;
 pub mod pinning;
 pub mod prune;
 pub mod put;
 pub mod reading;
 pub mod repair;
 pub mod restore;
+pub mod serve_9p;
 pub mod server;
 pub mod share;
 pub mod snapshots;

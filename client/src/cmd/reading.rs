@@ -54,11 +54,17 @@ pub fn read(arg: &str) -> anyhow::Result<Capability> {
 /// line hints. With neither, this machine's home, if it has one (its
 /// servers, or its embedded store).
 pub fn reader(cap: &Capability, servers: &[String]) -> anyhow::Result<Reader> {
+    reader_for(cap, servers, false)
+}
+
+/// [`reader`]; with `shared`, an embedded store is opened read-only and
+/// without its lock, for a mount that stays up beside backups.
+pub fn reader_for(cap: &Capability, servers: &[String], shared: bool) -> anyhow::Result<Reader> {
     let timeout = Config::default().timeout()?;
     let mut addresses: Vec<String> = servers.to_vec();
     addresses.extend(cap.hints.iter().cloned());
     if addresses.is_empty() {
-        return home_reader(timeout);
+        return home_reader(timeout, shared);
     }
     // A server this machine's home pins is held to its identity; reading
     // the config writes nothing, and with no home there is none.
@@ -83,7 +89,7 @@ pub fn reader(cap: &Capability, servers: &[String]) -> anyhow::Result<Reader> {
 
 /// This machine's home as the reader (no key needed: its servers are
 /// read anonymously, its embedded store directly).
-fn home_reader(timeout: std::time::Duration) -> anyhow::Result<Reader> {
+fn home_reader(timeout: std::time::Duration, shared: bool) -> anyhow::Result<Reader> {
     let no_server = "the capability names no server: give --server HOST:PORT";
     let home = Home::locate().context(no_server)?;
     let config = Config::load(&home.config_file())?;
@@ -107,7 +113,11 @@ fn home_reader(timeout: std::time::Duration) -> anyhow::Result<Reader> {
     if !dir.exists() {
         bail!("{no_server}");
     }
-    let store = eventi::store::local::LocalStore::open(&dir)?;
+    let store = if shared {
+        eventi::store::local::LocalStore::open_shared(&dir)?
+    } else {
+        eventi::store::local::LocalStore::open(&dir)?
+    };
     Ok(Reader::of_store(
         std::sync::Arc::new(store),
         timeout,

@@ -442,6 +442,7 @@ mod tests {
             target: Vec::new(),
             content: Ref::from_bytes(&[0x11; Ref::LEN]),
             xattrs: Vec::new(),
+            nlink: 0,
         }
     }
 

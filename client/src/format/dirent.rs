@@ -8,11 +8,14 @@
 //! ```text
 //! kind[1] name[s16] mode[4] uid[4] gid[4] user[s16] group[s16]
 //! mtime_ns[8] size[8] rdev[8] target[s32] has_content[1] content[84]?
-//! xattr_count[2] { name[s16] value[s32] }*
+//! xattr_count[2] { name[s16] value[s32] }* nlink[4]?
 //! ```
 //!
 //! Readers skip bytes after the last field they know, so later versions
-//! can append fields. Names are raw bytes: non-UTF-8 names survive.
+//! can append fields. `nlink` is such a field: the source's link count,
+//! written only when it is above 1 (directories, hard-linked files); an
+//! entry without it (all entries of older snapshots) reads as 0, not
+//! known. Names are raw bytes: non-UTF-8 names survive.
 
 use crate::format::block::Ref;
 
@@ -83,6 +86,9 @@ pub struct Entry {
     pub content: Option<Ref>,
     /// Extended attributes, sorted by name.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The source's link count (`st_nlink`) when it was above 1; 0 when
+    /// not recorded (it was 1, or the snapshot predates the field).
+    pub nlink: u32,
 }
 
 impl Entry {
@@ -104,6 +110,7 @@ impl Entry {
             target: Vec::new(),
             content: Some(content),
             xattrs: Vec::new(),
+            nlink: 0,
         }
     }
 }
@@ -165,6 +172,9 @@ pub fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
     for (k, v) in &e.xattrs {
         put_s16(&mut body, k);
         put_s32(&mut body, v);
+    }
+    if e.nlink > 1 {
+        body.extend_from_slice(&e.nlink.to_be_bytes());
     }
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     out.extend_from_slice(&body);
@@ -246,6 +256,7 @@ fn decode_body(b: &[u8], base: usize) -> Result<Entry, DirError> {
     for _ in 0..n {
         xattrs.push((c.s16()?, c.s32()?));
     }
+    let nlink = if c.at + 4 <= b.len() { c.u32()? } else { 0 };
     // Anything after the known fields belongs to a later version: skipped.
     Ok(Entry {
         kind,
@@ -261,6 +272,7 @@ fn decode_body(b: &[u8], base: usize) -> Result<Entry, DirError> {
         target,
         content,
         xattrs,
+        nlink,
     })
 }
 
@@ -315,6 +327,7 @@ mod tests {
             target: vec![],
             content: None,
             xattrs: vec![],
+            nlink: 0,
         }
     }
 
@@ -343,6 +356,14 @@ mod tests {
             "0000" // no target, content, xattrs
         );
         assert_eq!(hex::encode(&out), want);
+        // A hard-linked file (3 names) carries its link count at the end.
+        let mut linked = entry(b"a");
+        linked.nlink = 3;
+        let mut out = vec![DIR_VERSION];
+        encode_entry(&linked, &mut out);
+        let want = want.replace("00000035", "00000039") + "00000003";
+        assert_eq!(hex::encode(&out), want);
+        assert_eq!(decode(&out).unwrap(), vec![linked]);
     }
 
     #[test]
@@ -367,11 +388,14 @@ mod tests {
     fn later_fields_are_skipped() {
         let mut s = vec![DIR_VERSION];
         encode_entry(&entry(b"a"), &mut s);
-        // Pretend a later version appended 3 bytes to the entry.
-        let len = u32::from_be_bytes(s[1..5].try_into().unwrap()) + 3;
+        // Pretend a later version appended a link count of 2 and then 3
+        // bytes of its own to the entry.
+        let len = u32::from_be_bytes(s[1..5].try_into().unwrap()) + 7;
         s[1..5].copy_from_slice(&len.to_be_bytes());
-        s.extend_from_slice(&[7, 7, 7]);
-        assert_eq!(decode(&s).unwrap(), vec![entry(b"a")]);
+        s.extend_from_slice(&[0, 0, 0, 2, 7, 7, 7]);
+        let mut want = entry(b"a");
+        want.nlink = 2;
+        assert_eq!(decode(&s).unwrap(), vec![want]);
     }
 
     fn any_entry() -> impl Strategy<Value = Entry> {
@@ -388,10 +412,20 @@ mod tests {
                 ),
                 0..3,
             ),
+            // 1 is written as absent, which reads as 0.
+            any::<u32>().prop_map(|n| if n == 1 { 0 } else { n }),
         )
             .prop_filter("not . or ..", |(n, ..)| n != b"." && n != b"..")
             .prop_map(
-                |(name, k, (mode, uid, gid, mtime_ns, size, rdev), target, content, xattrs)| {
+                |(
+                    name,
+                    k,
+                    (mode, uid, gid, mtime_ns, size, rdev),
+                    target,
+                    content,
+                    xattrs,
+                    nlink,
+                )| {
                     Entry {
                         kind: Kind::from_byte(k).unwrap(),
                         name,
@@ -410,6 +444,7 @@ mod tests {
                             check: [2; 32],
                         }),
                         xattrs,
+                        nlink,
                     }
                 },
             )

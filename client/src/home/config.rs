@@ -41,6 +41,10 @@ pub struct Config {
     /// `eventi prune` ("24h" by default; a server has its own setting).
     #[serde(default)]
     pub prune_grace: Option<String>,
+    /// How much decrypted data `eventi mount` and `eventi serve-9p` keep
+    /// in memory ("128MiB" by default).
+    #[serde(default)]
+    pub mount_cache: Option<String>,
 }
 
 /// A write-only machine of the owner's, as the config names it.
@@ -157,6 +161,9 @@ pub enum ConfigError {
     /// The `prune_grace` setting is not a duration.
     #[error("config prune_grace: {0}")]
     PruneGrace(String),
+    /// The `mount_cache` setting is not a size.
+    #[error("config mount_cache: {0}")]
+    MountCache(String),
     /// `copies` asks for more servers than the circle has, or for none.
     #[error("config copies = {copies}, but the circle has {servers} server(s)")]
     Copies {
@@ -231,6 +238,14 @@ impl Config {
             Some(t) if t.trim_end_matches(['s', 'm', 'h']).trim() == "0" => Ok(Duration::ZERO),
             Some(t) => eventi_shared::time::parse_duration(t).map_err(ConfigError::PruneGrace),
             None => Ok(Duration::from_secs(24 * 3600)),
+        }
+    }
+
+    /// The browsing cache's size in bytes (128 MiB by default).
+    pub fn mount_cache(&self) -> Result<u64, ConfigError> {
+        match &self.mount_cache {
+            Some(t) => eventi_shared::size::parse_size(t).map_err(ConfigError::MountCache),
+            None => Ok(128 << 20),
         }
     }
 

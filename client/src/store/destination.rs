@@ -37,6 +37,10 @@ pub enum Access {
     /// Read: any server that answers will do (the others are named on
     /// stderr). A server that refuses the write key is read anonymously.
     Read,
+    /// Browse (a mount, a 9P server): as `Read`, from a process that may
+    /// stay up for hours, so the embedded store is opened shared and
+    /// read-only (backups go on beside it).
+    Browse,
     /// Check and repair: every server that answers, with the write key
     /// (a repair writes), whatever `copies` says.
     Repair,
@@ -130,10 +134,11 @@ impl Destination {
     ) -> anyhow::Result<Destination> {
         if config.servers.is_empty() {
             home::create_private_dir(&home.data)?;
-            let local = Arc::new(LocalStore::open_with_grace(
-                &home.store_dir(),
-                config.prune_grace()?,
-            )?);
+            let local = Arc::new(if access == Access::Browse {
+                LocalStore::open_shared(&home.store_dir())?
+            } else {
+                LocalStore::open_with_grace(&home.store_dir(), config.prune_grace()?)?
+            });
             let circle = Arc::new(Circle::single(local.clone()));
             return Ok(Destination {
                 store: circle.clone(),
@@ -148,7 +153,7 @@ impl Destination {
         let timeout = config.timeout()?;
         let copies = config.copies()?;
         let mut connected = connect_all(&config.servers, Some(write_key), timeout);
-        if access == Access::Read {
+        if matches!(access, Access::Read | Access::Browse) {
             // Reading needs no write key where anonymous reads are allowed:
             // a server that does not know the key still serves the blocks.
             for (spec, c) in config.servers.iter().zip(connected.iter_mut()) {
@@ -202,7 +207,7 @@ impl Destination {
         for m in circle.members().iter().filter(|m| !m.is_up()) {
             let why = m.why_down().unwrap_or_default();
             match access {
-                Access::Read | Access::Repair => {
+                Access::Read | Access::Browse | Access::Repair => {
                     eprintln!("eventi: skipping {}: {why}", m.label())
                 }
                 Access::Write => eprintln!(
@@ -315,7 +320,7 @@ impl Destination {
             Access::Repair => {
                 self.circle.sync_members();
             }
-            Access::Read => {}
+            Access::Read | Access::Browse => {}
         }
         if let Some(local) = &self.local {
             local.close()?;

@@ -19,8 +19,9 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// See the module documentation.
 pub struct LocalStore {
     store: Store,
-    /// One eventi command at a time on this store.
-    _lock: crate::home::lockfile::DirLock,
+    /// One eventi command at a time on this store (none for a shared
+    /// read-only opening).
+    _lock: Option<crate::home::lockfile::DirLock>,
     name: String,
     in_flight: Arc<InFlight>,
     closed: std::sync::atomic::AtomicBool,
@@ -41,12 +42,7 @@ impl LocalStore {
         grace: std::time::Duration,
     ) -> Result<LocalStore, StoreError> {
         let name = dir.display().to_string();
-        let options = StoreOptions {
-            // A client process: a smaller cache than a server's.
-            block_cache_bytes: 16 << 20,
-            location_cache_entries: 1 << 16,
-            ..StoreOptions::default()
-        };
+        let options = client_options();
         let failed = |message: String| StoreError::Failed {
             store: name.clone(),
             message,
@@ -56,11 +52,32 @@ impl LocalStore {
         let store = Store::open(dir, &options).map_err(|e| failed(e.to_string()))?;
         Ok(LocalStore {
             store,
-            _lock: lock,
+            _lock: Some(lock),
             name,
             in_flight: Arc::new(InFlight::new(MAX_IN_FLIGHT)),
             closed: std::sync::atomic::AtomicBool::new(false),
             grace,
+        })
+    }
+
+    /// Opens the existing store in `dir` for reading only, without
+    /// taking its lock: a mount that stays up for hours beside the
+    /// backups that keep writing to it. It reads the store as it was when
+    /// opened (open again to see newer snapshots); every write fails.
+    pub fn open_shared(dir: &Path) -> Result<LocalStore, StoreError> {
+        let name = dir.display().to_string();
+        let options = client_options();
+        let store = Store::open_read_only(dir, &options).map_err(|e| StoreError::Failed {
+            store: name.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(LocalStore {
+            store,
+            _lock: None,
+            name,
+            in_flight: Arc::new(InFlight::new(MAX_IN_FLIGHT)),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            grace: std::time::Duration::ZERO,
         })
     }
 
@@ -100,6 +117,16 @@ impl LocalStore {
             store: self.name.clone(),
             message: e.to_string(),
         }
+    }
+}
+
+/// The store's options in a client process: a smaller cache than a
+/// server's.
+fn client_options() -> StoreOptions {
+    StoreOptions {
+        block_cache_bytes: 16 << 20,
+        location_cache_entries: 1 << 16,
+        ..StoreOptions::default()
     }
 }
 
