@@ -384,21 +384,75 @@ fn a_random_read_fetches_only_the_blocks_it_touches() {
     );
     drop(file);
     let log = m.terminate();
+    let blocks = fetched_blocks(&log);
     // "fetched N blocks (B bytes)": the directory's blocks, one pointer
     // block per level above the data, and the data blocks that hold the
     // megabyte (16 KiB at least each), with what the kernel reads ahead
     // (1 MiB at most). The file has more than 3,000 blocks.
-    let figures = log
-        .lines()
-        .find_map(|l| l.split("fetched ").nth(1))
-        .unwrap_or_else(|| panic!("no figures in the log: {log}"));
-    let words: Vec<&str> = figures.split_whitespace().collect();
-    let blocks: u64 = words[0].parse().unwrap();
-    let bytes: u64 = words[2].trim_start_matches('(').parse().unwrap();
+    let bytes: u64 = log
+        .split(" blocks (")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
     eprintln!("a 1 MiB read in the middle of 100 MiB fetched {blocks} blocks, {bytes} bytes");
     assert!(blocks > 16, "{log}");
     assert!(blocks <= 4 + (2 << 20) / (16 << 10) + 2, "{log}");
     assert!(bytes <= 3 << 20, "{log}");
+}
+
+/// The blocks a mount fetched, from the figures it prints at its end.
+fn fetched_blocks(log: &str) -> u64 {
+    let figures = log
+        .lines()
+        .find_map(|l| l.split("fetched ").nth(1))
+        .unwrap_or_else(|| panic!("no figures in the log: {log}"));
+    figures.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn ls_l_of_100000_entries_reads_no_file_data() {
+    need_fuse!();
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    let many = src.join("many");
+    fs::create_dir_all(&many).unwrap();
+    let n = 100_000;
+    for i in 0..n {
+        // Every file's content differs: each is a data block of its own.
+        fs::write(many.join(format!("f{i:06}")), format!("file {i}\n")).unwrap();
+    }
+    let src_s = src.to_str().unwrap();
+    let snap = last_line(&eventi(&home, &["backup", src_s]));
+    let mnt = dir.path().join("mnt");
+    let spec = format!("{snap}:{src_s}");
+    let Some(m) = Mounted::start_or_skip(
+        mount_command(&home, &mnt, &[&spec]),
+        &mnt,
+        &dir.path().join("mount.log"),
+    ) else {
+        return;
+    };
+    let o = Command::new("ls")
+        .arg("-l")
+        .arg(mnt.join("many"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(text.lines().count(), n + 1, "a total line and every entry");
+    assert!(
+        text.lines()
+            .any(|l| l.ends_with(" f099999") && l.contains(" 11 ")),
+        "sizes shown"
+    );
+    let log = m.terminate();
+    let blocks = fetched_blocks(&log);
+    eprintln!("ls -l of {n} entries fetched {blocks} blocks");
+    // The directory's stream (about 15 MB: some 500 blocks) and nothing
+    // of the 100,000 files' own blocks.
+    assert!(blocks < 2_000, "{log}");
 }
 
 #[test]
