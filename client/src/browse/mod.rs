@@ -14,16 +14,17 @@
 pub mod blocks;
 pub mod cache;
 pub mod fuse;
+mod inodes;
 
-use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::browse::blocks::{Blocks, Sequence};
 use crate::browse::cache::ByteLru;
+use crate::browse::inodes::{Context, DirNode, Source, Table};
 use crate::format::block::Ref;
-use crate::format::dirent::{self, Entry, Kind};
+use crate::format::dirent::{Entry, Kind};
 
 /// An inode number.
 pub type Ino = u64;
@@ -124,50 +125,6 @@ pub struct Listed {
     pub name: Vec<u8>,
     /// Its attributes.
     pub attr: Attr,
-}
-
-/// Where a directory's entries come from.
-#[derive(Clone)]
-enum Source {
-    /// Made up by the browser (the chain's top, a file's own directory).
-    Fixed(Arc<Vec<Entry>>),
-    /// A directory stream in the store.
-    Stream(Ref),
-}
-
-/// A directory the browser has met.
-#[derive(Clone)]
-struct DirNode {
-    source: Source,
-    /// Its path in the mount, for log lines.
-    path: PathBuf,
-    /// Its directory, for `..`.
-    parent: Ino,
-    /// Which snapshot it belongs to (`contexts`), for hard links.
-    context: Option<usize>,
-    /// The first of its children's numbers, once handed out.
-    children: Option<Ino>,
-}
-
-/// A snapshot shown in the tree: where its hard links are resolved.
-struct Context {
-    /// The directory shown for the snapshot's `prefix`.
-    top: Ino,
-    /// The snapshot path of `top`.
-    prefix: PathBuf,
-    /// The whole snapshot's tree, for first names outside `prefix`.
-    tree: Option<Ref>,
-    /// That tree's hidden directory, once needed.
-    hidden: Option<Ino>,
-}
-
-#[derive(Default)]
-struct Table {
-    next: Ino,
-    /// Each directory's range: first number -> (directory, count).
-    ranges: BTreeMap<Ino, (Ino, u64)>,
-    dirs: HashMap<Ino, DirNode>,
-    contexts: Vec<Context>,
 }
 
 /// See the module documentation.
@@ -410,209 +367,5 @@ impl Browser {
                 Vec::new()
             },
         }
-    }
-
-    /// The entry of `ino`, a hard link resolved to its first name.
-    fn resolved(&self, ino: Ino) -> Result<(Ino, Entry), BrowseError> {
-        let e = self.entry(ino)?;
-        self.resolve_link(ino, e)
-    }
-
-    fn entry(&self, ino: Ino) -> Result<Entry, BrowseError> {
-        if ino == ROOT {
-            return Ok(self.root.clone());
-        }
-        let (dir, i) = self.place(ino)?;
-        let node = self.dir(dir)?;
-        Ok(self.listing(dir, &node)?[i].clone())
-    }
-
-    /// The directory and index `ino` was handed out for.
-    fn place(&self, ino: Ino) -> Result<(Ino, usize), BrowseError> {
-        let table = self.table.lock().expect("inode table");
-        match table.ranges.range(..=ino).next_back() {
-            Some((&base, &(dir, count))) if ino < base + count => Ok((dir, (ino - base) as usize)),
-            _ => Err(BrowseError::NotFound),
-        }
-    }
-
-    /// The directory `ino`, met now if its entry was handed out before.
-    fn dir(&self, ino: Ino) -> Result<DirNode, BrowseError> {
-        if let Some(d) = self.table.lock().expect("inode table").dirs.get(&ino) {
-            return Ok(d.clone());
-        }
-        let (parent, i) = self.place(ino)?;
-        let parent_node = self.dir(parent)?;
-        let e = self.listing(parent, &parent_node)?[i].clone();
-        let (Kind::Dir, Some(content)) = (e.kind, e.content) else {
-            return Err(BrowseError::NotDir);
-        };
-        let mut table = self.table.lock().expect("inode table");
-        if let Some(d) = table.dirs.get(&ino) {
-            return Ok(d.clone());
-        }
-        let context = if self.chain && parent == ROOT {
-            table.contexts.push(Context {
-                top: ino,
-                prefix: PathBuf::from("/"),
-                tree: Some(content),
-                hidden: None,
-            });
-            Some(table.contexts.len() - 1)
-        } else {
-            parent_node.context
-        };
-        let node = DirNode {
-            source: Source::Stream(content),
-            path: parent_node.path.join(std::ffi::OsStr::from_bytes(&e.name)),
-            parent,
-            context,
-            children: None,
-        };
-        table.dirs.insert(ino, node.clone());
-        Ok(node)
-    }
-
-    /// The entries of directory `ino` (cached).
-    fn listing(&self, ino: Ino, node: &DirNode) -> Result<Arc<Vec<Entry>>, BrowseError> {
-        let content = match &node.source {
-            Source::Fixed(entries) => return Ok(Arc::clone(entries)),
-            Source::Stream(content) => content,
-        };
-        if let Some(l) = self.listings.get(&ino) {
-            return Ok(l);
-        }
-        let stream = self
-            .blocks
-            .read_all(content)
-            .map_err(|e| self.failed_dir(node, e.to_string()))?;
-        let entries = dirent::decode(&stream).map_err(|e| {
-            self.failed_dir(node, format!("directory block {}: {e}", content.score))
-        })?;
-        let bytes: usize = entries
-            .iter()
-            .map(|e| 160 + e.name.len() + e.target.len() + e.user.len() + e.group.len())
-            .sum();
-        let entries = Arc::new(entries);
-        self.listings.insert(ino, Arc::clone(&entries), bytes);
-        Ok(entries)
-    }
-
-    fn failed_dir(&self, node: &DirNode, message: String) -> BrowseError {
-        let path = node.path.display().to_string();
-        eprintln!(
-            "eventi: {path}: {message} (reading from {})",
-            self.blocks.store_name()
-        );
-        BrowseError::Failed { path, message }
-    }
-
-    /// Directory `ino`'s first child number and its entries, numbers
-    /// handed out the first time.
-    fn children(&self, ino: Ino) -> Result<(Ino, Arc<Vec<Entry>>), BrowseError> {
-        let node = self.dir(ino)?;
-        let entries = self.listing(ino, &node)?;
-        if let Some(base) = node.children {
-            return Ok((base, entries));
-        }
-        let mut table = self.table.lock().expect("inode table");
-        let table = &mut *table;
-        let dir = table.dirs.get_mut(&ino).expect("met above");
-        let base = match dir.children {
-            Some(base) => base,
-            None => {
-                let base = table.next;
-                table.next += entries.len().max(1) as Ino;
-                table.ranges.insert(base, (ino, entries.len() as u64));
-                dir.children = Some(base);
-                base
-            }
-        };
-        Ok((base, entries))
-    }
-
-    /// The entry `name` in directory `parent`, with its number.
-    fn child(&self, parent: Ino, name: &[u8]) -> Result<(Ino, Entry), BrowseError> {
-        let (base, entries) = self.children(parent)?;
-        match entries.binary_search_by(|e| e.name.as_slice().cmp(name)) {
-            Ok(i) => Ok((base + i as Ino, entries[i].clone())),
-            Err(_) => Err(BrowseError::NotFound),
-        }
-    }
-
-    /// A hard link's first name (number and entry); anything else as is.
-    fn resolve_link(&self, ino: Ino, e: Entry) -> Result<(Ino, Entry), BrowseError> {
-        if e.kind != Kind::Hardlink {
-            return Ok((ino, e));
-        }
-        let target = PathBuf::from(std::ffi::OsStr::from_bytes(&e.target));
-        let context = self
-            .place(ino)
-            .and_then(|(dir, _)| Ok(self.dir(dir)?.context));
-        let start = match context {
-            Ok(Some(c)) => self.link_start(c, &target),
-            _ => None,
-        };
-        let Some((mut here, rest)) = start else {
-            return Err(self.failed(
-                ino,
-                format!(
-                    "a hard link to {}, which is outside what is shown",
-                    target.display()
-                ),
-            ));
-        };
-        let mut found = None;
-        for c in rest.components() {
-            let Component::Normal(name) = c else { continue };
-            let (i, entry) = self.child(here, name.as_bytes()).map_err(|_| {
-                self.failed(
-                    ino,
-                    format!("its first name {} is not in the snapshot", target.display()),
-                )
-            })?;
-            here = i;
-            found = Some(entry);
-        }
-        match found {
-            Some(first) if first.kind == Kind::File => Ok((here, first)),
-            _ => Err(self.failed(
-                ino,
-                format!("its first name {} is not a file", target.display()),
-            )),
-        }
-    }
-
-    /// Where to walk `target` (a snapshot path) from in context `c`: the
-    /// shown directory if the path is below it, else the snapshot's
-    /// hidden root.
-    fn link_start(&self, c: usize, target: &Path) -> Option<(Ino, PathBuf)> {
-        let mut table = self.table.lock().expect("inode table");
-        let table = &mut *table;
-        let context = &table.contexts[c];
-        if let Ok(rest) = target.strip_prefix(&context.prefix) {
-            return Some((context.top, rest.to_path_buf()));
-        }
-        let tree = context.tree?;
-        let hidden = match context.hidden {
-            Some(h) => h,
-            None => {
-                let h = table.next;
-                table.next += 1;
-                table.dirs.insert(
-                    h,
-                    DirNode {
-                        source: Source::Stream(tree),
-                        path: PathBuf::from("/"),
-                        parent: h,
-                        context: Some(c),
-                        children: None,
-                    },
-                );
-                table.contexts[c].hidden = Some(h);
-                h
-            }
-        };
-        Some((hidden, target.to_path_buf()))
     }
 }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use crate::browse::blocks::Sequence;
 use crate::browse::{Attr, BrowseError, Browser, Ino, Listed, ROOT};
 use crate::format::dirent::Kind;
-use crate::ninep::codec::{self, Qid, Request, Rmsg, Stat, Tmsg};
+use crate::ninep::codec;
+use crate::ninep::messages::{self as m, Qid, Request, Rmsg, Stat, Tmsg};
 
 /// The largest message this server takes or sends.
 pub const MAX_MSIZE: u32 = 1 << 20;
@@ -101,8 +102,8 @@ fn fail(text: &str, errno: i32) -> Failure {
 
 fn qid_of(a: &Attr) -> Qid {
     let kind = match a.kind {
-        Kind::Dir => codec::QTDIR,
-        Kind::Symlink => codec::QTSYMLINK,
+        Kind::Dir => m::QTDIR,
+        Kind::Symlink => m::QTSYMLINK,
         _ => 0,
     };
     Qid {
@@ -132,7 +133,7 @@ impl Connection {
                 Err(e) => return Err(e),
             }
             let n = u32::from_le_bytes(size);
-            if (n as usize) < codec::HEADER || n > self.msize {
+            if (n as usize) < m::HEADER || n > self.msize {
                 return Err(std::io::Error::other(format!(
                     "a message of {n} bytes (the limit is {}): closing",
                     self.msize
@@ -148,7 +149,7 @@ impl Connection {
 
     /// The reply to one frame.
     fn answer(&mut self, frame: &[u8]) -> Vec<u8> {
-        let tag = codec::tag_of(frame).unwrap_or(codec::NOTAG);
+        let tag = codec::tag_of(frame).unwrap_or(m::NOTAG);
         let reply = match codec::decode_request(frame, self.dotu) {
             Ok(Request { tag, msg }) => (tag, self.handle(msg)),
             Err(e) => (tag, Err(fail(&e.to_string(), libc::EINVAL))),
@@ -188,7 +189,7 @@ impl Connection {
             }
             Tmsg::Auth { .. } => Err(fail("no authentication required", libc::EACCES)),
             Tmsg::Attach { fid, afid, .. } => {
-                if afid != codec::NOFID {
+                if afid != m::NOFID {
                     return Err(fail("no authentication required", libc::EACCES));
                 }
                 if self.fids.contains_key(&fid) {
@@ -306,12 +307,12 @@ impl Connection {
         self.fid(fid)?.open = Some(opened);
         Ok(Rmsg::Open {
             qid: qid_of(&attr),
-            iounit: self.msize - codec::READ_OVERHEAD as u32,
+            iounit: self.msize - m::READ_OVERHEAD as u32,
         })
     }
 
     fn read(&mut self, fid: u32, offset: u64, count: u32) -> Result<Rmsg, Failure> {
-        let count = count.min(self.msize - codec::READ_OVERHEAD as u32) as usize;
+        let count = count.min(self.msize - m::READ_OVERHEAD as u32) as usize;
         let browser = Arc::clone(&self.browser);
         let dotu = self.dotu;
         let f = self.fid(fid)?;
@@ -368,26 +369,26 @@ fn stat_of(a: &Attr, name: Vec<u8>, dotu: bool) -> Stat {
     let mut mode = a.mode & 0o777;
     let mut extension = Vec::new();
     match a.kind {
-        Kind::Dir => mode |= codec::DMDIR,
+        Kind::Dir => mode |= m::DMDIR,
         Kind::Symlink if dotu => {
-            mode |= codec::DMSYMLINK;
+            mode |= m::DMSYMLINK;
             extension = a.target.clone();
         }
         Kind::CharDevice | Kind::BlockDevice if dotu => {
-            mode |= codec::DMDEVICE;
+            mode |= m::DMDEVICE;
             let c = if a.kind == Kind::CharDevice { 'c' } else { 'b' };
             let (major, minor) = (libc::major(a.rdev), libc::minor(a.rdev));
             extension = format!("{c} {major} {minor}").into_bytes();
         }
-        Kind::Fifo if dotu => mode |= codec::DMNAMEDPIPE,
+        Kind::Fifo if dotu => mode |= m::DMNAMEDPIPE,
         _ => {}
     }
     if dotu {
         if a.mode & libc::S_ISUID != 0 {
-            mode |= codec::DMSETUID;
+            mode |= m::DMSETUID;
         }
         if a.mode & libc::S_ISGID != 0 {
-            mode |= codec::DMSETGID;
+            mode |= m::DMSETGID;
         }
     }
     let secs = a
