@@ -102,11 +102,18 @@ pub fn file_attr(a: &Attr) -> FileAttr {
 
 impl Filesystem for BrowseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // Best effort: a kernel that refuses keeps its defaults.
+        // Best effort, one at a time: a kernel that lacks one keeps the
+        // others. Listings come with attributes (no lookup per entry),
+        // lookups in one directory run in parallel, and link targets are
+        // cached like file pages.
         let _ = config.set_max_readahead(1 << 20);
-        let _ = config.add_capabilities(
-            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_PARALLEL_DIROPS,
-        );
+        for flag in [
+            fuser::InitFlags::FUSE_DO_READDIRPLUS,
+            fuser::InitFlags::FUSE_PARALLEL_DIROPS,
+            fuser::InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            let _ = config.add_capabilities(flag);
+        }
         Ok(())
     }
 
