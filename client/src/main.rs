@@ -83,7 +83,7 @@ is written under a temporary name and renamed into place only when every block c
     Prune(cmd::prune::Args),
     /// Mount snapshots (or a capability) as a read-only filesystem.
     #[command(
-        after_help = "With no SNAP: one directory per snapshot of the chain, named by time (UTC) and short root score, and `latest`, a link to the newest. Nothing is loaded up front: directories and files are read from the store as they are opened, through a cache of decrypted blocks (`mount_cache` in the config, 128MiB by default). The embedded store is opened read-only, so backups go on meanwhile (a mount shows what existed when it started). A block that cannot be read is an I/O error for its file only, logged with its path and the server. Ctrl-C, SIGTERM or `fusermount3 -u MOUNTPOINT` unmounts."
+        after_help = "With no SNAP: one directory per snapshot of the chain, named by time (UTC) and short root score, and `latest`, a link to the newest. Nothing is loaded up front: directories and files are read from the store as they are opened, through a cache of decrypted blocks (`mount_cache` in the config, 32MiB by default). The embedded store is opened read-only, so backups go on meanwhile (a mount shows what existed when it started). A block that cannot be read is an I/O error for its file only, logged with its path and the server. Ctrl-C, SIGTERM or `fusermount3 -u MOUNTPOINT` unmounts."
     )]
     Mount(cmd::mount::Args),
     /// Serve snapshots (or a capability) read-only over 9P2000, for

@@ -20,7 +20,7 @@ use crate::stream::{self, TreeError};
 /// Bytes read in order before read-ahead starts: a random read of a
 /// megabyte or two fetches nothing it does not need.
 const READ_AHEAD_AFTER: u64 = 2 << 20;
-/// The most read ahead of the reader.
+/// The most read ahead of the reader (less with a small cache: half of it).
 const READ_AHEAD_MAX: u64 = 32 << 20;
 /// Fetches at once for read-ahead (each a round trip to a server).
 const READ_AHEAD_THREADS: usize = 16;
@@ -63,6 +63,8 @@ struct Shared {
     fetched: Condvar,
     counters: Counters,
     pool: rayon::ThreadPool,
+    /// How far ahead of a reader to fetch.
+    ahead_max: u64,
 }
 
 impl Blocks {
@@ -80,6 +82,7 @@ impl Blocks {
             fetched: Condvar::new(),
             counters: Counters::default(),
             pool,
+            ahead_max: READ_AHEAD_MAX.min(cache_bytes as u64 / 2),
         }))
     }
 
@@ -217,7 +220,7 @@ impl Blocks {
         }
         seq.next = offset + n;
         if seq.run >= READ_AHEAD_AFTER && n > 0 {
-            let to = seq.next + seq.run.min(READ_AHEAD_MAX);
+            let to = seq.next + seq.run.min(self.0.ahead_max);
             let from = seq.ahead_to.max(seq.next);
             if to > from {
                 self.fetch_ahead(root, from, to);
@@ -225,6 +228,28 @@ impl Blocks {
             }
         }
         Ok(data)
+    }
+
+    /// Starts fetching `refs` in the background (those not cached or
+    /// being fetched): the directories below one being listed, which a
+    /// walk (`ls -R`, `find`) opens next.
+    pub fn fetch_soon(&self, refs: Vec<Ref>) {
+        for r in refs {
+            if self.0.cache.contains(&key_of(&r))
+                || self
+                    .0
+                    .fetching
+                    .lock()
+                    .expect("fetching")
+                    .contains(&key_of(&r))
+            {
+                continue;
+            }
+            let me = self.clone();
+            self.0.pool.spawn(move || {
+                let _ = me.node(&r);
+            });
+        }
     }
 
     /// Starts fetching the blocks of `[from, to)` of the stream at `root`

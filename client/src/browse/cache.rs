@@ -41,17 +41,15 @@ impl<K: Hash + Eq, V: Clone> ByteLru<K, V> {
 
     /// Keeps `value`, which costs `bytes`, dropping the least recently
     /// used until the cache is within its bound. A value larger than the
-    /// whole bound is not kept.
+    /// whole bound is still kept, alone: the listing of a directory of a
+    /// million entries must not be decoded again for each of them.
     pub fn insert(&self, key: K, value: V, bytes: usize) {
-        if bytes > self.limit {
-            return;
-        }
         let mut inner = self.inner.lock().expect("cache lock");
         if let Some((_, old)) = inner.map.put(key, (value, bytes)) {
             inner.bytes -= old;
         }
         inner.bytes += bytes;
-        while inner.bytes > self.limit {
+        while inner.bytes > self.limit && inner.map.len() > 1 {
             match inner.map.pop_lru() {
                 Some((_, (_, b))) => inner.bytes -= b,
                 None => break,
@@ -80,9 +78,16 @@ mod tests {
         assert_eq!(cache.get(&1), Some(10));
         assert_eq!(cache.get(&3), Some(30));
         assert_eq!(cache.bytes(), 80);
-        cache.insert(4, 40, 101);
-        assert!(!cache.contains(&4));
         cache.insert(3, 31, 10);
         assert_eq!((cache.get(&3), cache.bytes()), (Some(31), 50));
+        // Larger than the bound: kept, alone.
+        cache.insert(4, 40, 101);
+        assert_eq!(
+            (cache.get(&4), cache.get(&1), cache.get(&3)),
+            (Some(40), None, None)
+        );
+        assert_eq!(cache.bytes(), 101);
+        cache.insert(5, 50, 10);
+        assert_eq!((cache.get(&4), cache.get(&5)), (None, Some(50)));
     }
 }

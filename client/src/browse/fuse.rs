@@ -313,15 +313,12 @@ impl Filesystem for BrowseFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let xattrs = match self.browser.xattrs(ino.0) {
-            Ok(x) => x,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        match xattrs.iter().find(|(k, _)| k.as_slice() == name.as_bytes()) {
-            None => reply.error(Errno::NO_XATTR),
-            Some((_, v)) if size == 0 => reply.size(v.len() as u32),
-            Some((_, v)) if v.len() > size as usize => reply.error(Errno::ERANGE),
-            Some((_, v)) => reply.data(v),
+        match self.browser.xattr(ino.0, name.as_bytes()) {
+            Err(e) => reply.error(errno(&e)),
+            Ok(None) => reply.error(Errno::NO_XATTR),
+            Ok(Some(v)) if size == 0 => reply.size(v.len() as u32),
+            Ok(Some(v)) if v.len() > size as usize => reply.error(Errno::ERANGE),
+            Ok(Some(v)) => reply.data(&v),
         }
     }
 

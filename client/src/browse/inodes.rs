@@ -33,8 +33,6 @@ pub(super) struct DirNode {
     pub(super) parent: Ino,
     /// Which snapshot it belongs to (`contexts`), for hard links.
     pub(super) context: Option<usize>,
-    /// The first of its children's numbers, once handed out.
-    pub(super) children: Option<Ino>,
 }
 
 /// A snapshot shown in the tree: where its hard links are resolved.
@@ -54,24 +52,44 @@ pub(super) struct Table {
     pub(super) next: Ino,
     /// Each directory's range: first number -> (directory, count).
     pub(super) ranges: BTreeMap<Ino, (Ino, u64)>,
-    pub(super) dirs: HashMap<Ino, DirNode>,
+    pub(super) dirs: HashMap<Ino, Arc<DirNode>>,
+    /// Each directory's first child number, once handed out.
+    pub(super) bases: HashMap<Ino, Ino>,
     pub(super) contexts: Vec<Context>,
+}
+
+/// An entry where it lies: its directory's listing and its index, so
+/// that looking at it copies nothing.
+#[derive(Clone)]
+pub(super) struct Located {
+    pub(super) list: Arc<Vec<Entry>>,
+    pub(super) index: usize,
+}
+
+impl std::ops::Deref for Located {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        &self.list[self.index]
+    }
 }
 
 impl Browser {
     /// The entry of `ino`, a hard link resolved to its first name.
-    pub(super) fn resolved(&self, ino: Ino) -> Result<(Ino, Entry), BrowseError> {
+    pub(super) fn resolved(&self, ino: Ino) -> Result<(Ino, Located), BrowseError> {
         let e = self.entry(ino)?;
         self.resolve_link(ino, e)
     }
 
-    pub(super) fn entry(&self, ino: Ino) -> Result<Entry, BrowseError> {
+    pub(super) fn entry(&self, ino: Ino) -> Result<Located, BrowseError> {
         if ino == ROOT {
             return Ok(self.root.clone());
         }
-        let (dir, i) = self.place(ino)?;
+        let (dir, index) = self.place(ino)?;
         let node = self.dir(dir)?;
-        Ok(self.listing(dir, &node)?[i].clone())
+        Ok(Located {
+            list: self.listing(dir, &node)?,
+            index,
+        })
     }
 
     /// The directory and index `ino` was handed out for.
@@ -84,19 +102,20 @@ impl Browser {
     }
 
     /// The directory `ino`, met now if its entry was handed out before.
-    pub(super) fn dir(&self, ino: Ino) -> Result<DirNode, BrowseError> {
+    pub(super) fn dir(&self, ino: Ino) -> Result<Arc<DirNode>, BrowseError> {
         if let Some(d) = self.table.lock().expect("inode table").dirs.get(&ino) {
-            return Ok(d.clone());
+            return Ok(Arc::clone(d));
         }
         let (parent, i) = self.place(ino)?;
         let parent_node = self.dir(parent)?;
-        let e = self.listing(parent, &parent_node)?[i].clone();
+        let listing = self.listing(parent, &parent_node)?;
+        let e = &listing[i];
         let (Kind::Dir, Some(content)) = (e.kind, e.content) else {
             return Err(BrowseError::NotDir);
         };
         let mut table = self.table.lock().expect("inode table");
         if let Some(d) = table.dirs.get(&ino) {
-            return Ok(d.clone());
+            return Ok(Arc::clone(d));
         }
         let context = if self.chain && parent == ROOT {
             table.contexts.push(Context {
@@ -109,14 +128,13 @@ impl Browser {
         } else {
             parent_node.context
         };
-        let node = DirNode {
+        let node = Arc::new(DirNode {
             source: Source::Stream(content),
             path: parent_node.path.join(std::ffi::OsStr::from_bytes(&e.name)),
             parent,
             context,
-            children: None,
-        };
-        table.dirs.insert(ino, node.clone());
+        });
+        table.dirs.insert(ino, Arc::clone(&node));
         Ok(node)
     }
 
@@ -159,19 +177,15 @@ impl Browser {
     pub(super) fn children(&self, ino: Ino) -> Result<(Ino, Arc<Vec<Entry>>), BrowseError> {
         let node = self.dir(ino)?;
         let entries = self.listing(ino, &node)?;
-        if let Some(base) = node.children {
-            return Ok((base, entries));
-        }
         let mut table = self.table.lock().expect("inode table");
         let table = &mut *table;
-        let dir = table.dirs.get_mut(&ino).expect("met above");
-        let base = match dir.children {
-            Some(base) => base,
+        let base = match table.bases.get(&ino) {
+            Some(&base) => base,
             None => {
                 let base = table.next;
                 table.next += entries.len().max(1) as Ino;
                 table.ranges.insert(base, (ino, entries.len() as u64));
-                dir.children = Some(base);
+                table.bases.insert(ino, base);
                 base
             }
         };
@@ -179,16 +193,16 @@ impl Browser {
     }
 
     /// The entry `name` in directory `parent`, with its number.
-    pub(super) fn child(&self, parent: Ino, name: &[u8]) -> Result<(Ino, Entry), BrowseError> {
-        let (base, entries) = self.children(parent)?;
-        match entries.binary_search_by(|e| e.name.as_slice().cmp(name)) {
-            Ok(i) => Ok((base + i as Ino, entries[i].clone())),
+    pub(super) fn child(&self, parent: Ino, name: &[u8]) -> Result<(Ino, Located), BrowseError> {
+        let (base, list) = self.children(parent)?;
+        match list.binary_search_by(|e| e.name.as_slice().cmp(name)) {
+            Ok(index) => Ok((base + index as Ino, Located { list, index })),
             Err(_) => Err(BrowseError::NotFound),
         }
     }
 
     /// A hard link's first name (number and entry); anything else as is.
-    pub(super) fn resolve_link(&self, ino: Ino, e: Entry) -> Result<(Ino, Entry), BrowseError> {
+    pub(super) fn resolve_link(&self, ino: Ino, e: Located) -> Result<(Ino, Located), BrowseError> {
         if e.kind != Kind::Hardlink {
             return Ok((ino, e));
         }
@@ -248,13 +262,12 @@ impl Browser {
                 table.next += 1;
                 table.dirs.insert(
                     h,
-                    DirNode {
+                    Arc::new(DirNode {
                         source: Source::Stream(tree),
                         path: PathBuf::from("/"),
                         parent: h,
                         context: Some(c),
-                        children: None,
-                    },
+                    }),
                 );
                 table.contexts[c].hidden = Some(h);
                 h

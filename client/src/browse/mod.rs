@@ -22,12 +22,15 @@ use std::sync::{Arc, Mutex};
 
 use crate::browse::blocks::{Blocks, Sequence};
 use crate::browse::cache::ByteLru;
-use crate::browse::inodes::{Context, DirNode, Source, Table};
+use crate::browse::inodes::{Context, DirNode, Located, Source, Table};
 use crate::format::block::Ref;
 use crate::format::dirent::{Entry, Kind};
 
 /// An inode number.
 pub type Ino = u64;
+
+/// Directories below a listed one whose first block is fetched ahead.
+const DIRS_AHEAD: usize = 256;
 
 /// Extended attributes: (name, value), sorted by name.
 pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -132,7 +135,8 @@ pub struct Browser {
     blocks: Blocks,
     table: Mutex<Table>,
     listings: ByteLru<Ino, Arc<Vec<Entry>>>,
-    root: Entry,
+    /// The top's own entry, as a listing of one.
+    root: Located,
     /// Whether the top is a chain (its children are snapshots).
     chain: bool,
 }
@@ -219,19 +223,21 @@ impl Browser {
         };
         table.dirs.insert(
             ROOT,
-            DirNode {
+            Arc::new(DirNode {
                 source,
                 path: PathBuf::from("/"),
                 parent: ROOT,
                 context: (!chain).then_some(0),
-                children: None,
-            },
+            }),
         );
         Browser {
             blocks,
             table: Mutex::new(table),
             listings,
-            root,
+            root: Located {
+                list: Arc::new(vec![root]),
+                index: 0,
+            },
             chain,
         }
     }
@@ -263,14 +269,29 @@ impl Browser {
     /// (hard links resolved; one that cannot be shows as itself).
     pub fn readdir(&self, ino: Ino) -> Result<Vec<Listed>, BrowseError> {
         let (base, entries) = self.children(ino)?;
+        // A listing is often followed by the listings below it.
+        let below: Vec<Ref> = entries
+            .iter()
+            .filter(|e| e.kind == Kind::Dir)
+            .filter_map(|e| e.content)
+            .take(DIRS_AHEAD)
+            .collect();
+        self.blocks.fetch_soon(below);
         Ok(entries
             .iter()
             .enumerate()
-            .map(|(i, e)| {
-                let own = base + i as Ino;
-                let attr = match self.resolve_link(own, e.clone()) {
-                    Ok((ino, target)) => self.attr(ino, &target),
-                    Err(_) => self.attr(own, e),
+            .map(|(index, e)| {
+                let own = base + index as Ino;
+                let link = Located {
+                    list: Arc::clone(&entries),
+                    index,
+                };
+                let attr = match e.kind {
+                    Kind::Hardlink => match self.resolve_link(own, link) {
+                        Ok((ino, target)) => self.attr(ino, &target),
+                        Err(_) => self.attr(own, e),
+                    },
+                    _ => self.attr(own, e),
                 };
                 Listed {
                     name: e.name.clone(),
@@ -284,14 +305,23 @@ impl Browser {
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>, BrowseError> {
         let (_, e) = self.resolved(ino)?;
         match e.kind {
-            Kind::Symlink => Ok(e.target),
+            Kind::Symlink => Ok(e.target.clone()),
             _ => Err(BrowseError::NotLink),
         }
     }
 
     /// The extended attributes of `ino`, sorted by name.
     pub fn xattrs(&self, ino: Ino) -> Result<Xattrs, BrowseError> {
-        Ok(self.resolved(ino)?.1.xattrs)
+        Ok(self.resolved(ino)?.1.xattrs.clone())
+    }
+
+    /// The value of extended attribute `name` of `ino`, if it has one.
+    pub fn xattr(&self, ino: Ino, name: &[u8]) -> Result<Option<Vec<u8>>, BrowseError> {
+        let (_, e) = self.resolved(ino)?;
+        Ok(e.xattrs
+            .iter()
+            .find(|(k, _)| k.as_slice() == name)
+            .map(|(_, v)| v.clone()))
     }
 
     /// Up to `len` bytes of file `ino` from `offset`, for a reader at

@@ -27,7 +27,7 @@ pub struct Source {
     #[arg(long = "server", value_name = "HOST:PORT")]
     pub servers: Vec<String>,
     /// Decrypted blocks and directories kept in memory (default: the
-    /// config's `mount_cache`, else 128MiB).
+    /// config's `mount_cache`, else 32MiB).
     #[arg(long, value_name = "BYTES", value_parser = eventi_shared::size::parse_size)]
     pub cache: Option<u64>,
     /// Read the passphrase from this file.

@@ -42,7 +42,7 @@ pub struct Config {
     #[serde(default)]
     pub prune_grace: Option<String>,
     /// How much decrypted data `eventi mount` and `eventi serve-9p` keep
-    /// in memory ("128MiB" by default).
+    /// in memory ("32MiB" by default).
     #[serde(default)]
     pub mount_cache: Option<String>,
 }
@@ -241,11 +241,11 @@ impl Config {
         }
     }
 
-    /// The browsing cache's size in bytes (128 MiB by default).
+    /// The browsing cache's size in bytes (32 MiB by default).
     pub fn mount_cache(&self) -> Result<u64, ConfigError> {
         match &self.mount_cache {
             Some(t) => eventi_shared::size::parse_size(t).map_err(ConfigError::MountCache),
-            None => Ok(128 << 20),
+            None => Ok(32 << 20),
         }
     }
 
