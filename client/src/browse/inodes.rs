@@ -154,9 +154,21 @@ impl Browser {
         let entries = dirent::decode(&stream).map_err(|e| {
             self.failed_dir(node, format!("directory block {}: {e}", content.score))
         })?;
+        // The entry itself and its heap parts, each with malloc's overhead.
         let bytes: usize = entries
             .iter()
-            .map(|e| 160 + e.name.len() + e.target.len() + e.user.len() + e.group.len())
+            .map(|e| {
+                std::mem::size_of::<Entry>()
+                    + 4 * 32
+                    + e.name.len()
+                    + e.target.len()
+                    + e.user.len()
+                    + e.group.len()
+                    + e.xattrs
+                        .iter()
+                        .map(|(k, v)| 64 + k.len() + v.len())
+                        .sum::<usize>()
+            })
             .sum();
         let entries = Arc::new(entries);
         self.listings.insert(ino, Arc::clone(&entries), bytes);

@@ -66,7 +66,12 @@ impl LocalStore {
     /// opened (open again to see newer snapshots); every write fails.
     pub fn open_shared(dir: &Path) -> Result<LocalStore, StoreError> {
         let name = dir.display().to_string();
-        let options = client_options();
+        // A reader that stays up beside backups: the browser keeps its
+        // own cache of what it decrypted, so RocksDB's can be small.
+        let options = StoreOptions {
+            block_cache_bytes: 4 << 20,
+            ..client_options()
+        };
         let store = Store::open_read_only(dir, &options).map_err(|e| StoreError::Failed {
             store: name.clone(),
             message: e.to_string(),
