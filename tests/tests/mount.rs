@@ -106,7 +106,13 @@ impl Mounted {
     fn start_or_skip(command: Command, dir: &Path, log: &Path) -> Option<Mounted> {
         match Mounted::start(command, dir, log) {
             Ok(m) => Some(m),
-            Err(text) if text.contains("not permitted") || text.contains("Permission denied") => {
+            // The mount itself refused (fusermount3 or the kernel: no
+            // permission, no fuse module): the machine, not eventi.
+            Err(text)
+                if text.contains("not permitted")
+                    || text.contains("Permission denied")
+                    || text.contains("eventi: mounting on") =>
+            {
                 eprintln!("skipping: this process may not mount FUSE filesystems here: {text}");
                 None
             }
