@@ -403,6 +403,44 @@ fn bad_9p_input_gets_rerror_or_a_close_and_the_server_goes_on() {
 }
 
 #[test]
+fn a_damaged_block_is_an_rerror_for_its_file_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, src) = (dir.path().join("home"), dir.path().join("src"));
+    std::fs::create_dir_all(&src).unwrap();
+    // The big file is most of the log: the damage lands in it.
+    std::fs::write(src.join("big.bin"), pattern(23, 4 << 20)).unwrap();
+    std::fs::write(src.join("note.txt"), b"still here\n").unwrap();
+    let snap = eventi_tests::last_line(&eventi(&home, &["backup", src.to_str().unwrap()]));
+    eventi_tests::damage_log(&home.join("store"));
+    let mut served = serve(&home, &format!("{snap}:{}", src.display()));
+    let mut c = Client::connect(&served.addr);
+    c.walk(2, &[b"big.bin"]).unwrap();
+    c.open(2, 0).unwrap();
+    let mut failed = None;
+    for offset in (0..4u64 << 20).step_by(8000) {
+        if let Err(e) = c.read(2, offset, 8000) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let failed = failed.expect("a read of the damaged file fails");
+    assert!(failed.contains("big.bin"), "{failed}");
+    c.walk(3, &[b"note.txt"]).unwrap();
+    c.open(3, 0).unwrap();
+    assert_eq!(c.read_all(3), b"still here\n");
+    served.child.kill().unwrap();
+    let mut log = String::new();
+    served
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("/big.bin") && log.contains("store"), "{log}");
+}
+
+#[test]
 fn plan9ports_9p_lists_and_reads_the_served_snapshot() {
     let Some(plan9) = std::env::var_os("PLAN9") else {
         eprintln!("skipping: PLAN9 is not set (plan9port's 9p is not installed here)");
