@@ -378,6 +378,12 @@ fn bad_9p_input_gets_rerror_or_a_close_and_the_server_goes_on() {
     // A message too short for its own fields.
     let (k, _) = c.rpc(116, &[1, 2]);
     assert_eq!(k, 107);
+    // An msize no stat fits in.
+    let mut tiny = 100u32.to_le_bytes().to_vec();
+    s16(&mut tiny, b"9P2000");
+    let (k, r) = c.rpc_tagged(100, 0xffff, &tiny);
+    assert_eq!(k, 107, "Rerror");
+    assert!(error_text(&r).contains("msize"), "{}", error_text(&r));
     // The session still works.
     assert_eq!(c.stat(0).qtype, 0x80);
 

@@ -171,8 +171,15 @@ impl Connection {
         let read_only = || fail("read-only file system", libc::EROFS);
         match msg {
             Tmsg::Version { msize, version } => {
+                // The answer may not exceed what the client takes.
+                if msize < MIN_MSIZE {
+                    return Err(fail(
+                        &format!("msize {msize} is too small (at least {MIN_MSIZE})"),
+                        libc::EINVAL,
+                    ));
+                }
                 self.fids.clear();
-                self.msize = msize.clamp(MIN_MSIZE, MAX_MSIZE);
+                self.msize = msize.min(MAX_MSIZE);
                 let version = if version.starts_with("9P2000.u") {
                     self.dotu = true;
                     "9P2000.u"
