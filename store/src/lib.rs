@@ -82,13 +82,7 @@ impl Store {
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let engine = open_engine(dir, options)?;
         prune::restore_floor(engine.as_ref())?;
-        let space = space::SpaceGuard::new(dir, options.reserve.clone());
-        let committer = Arc::new(committer::Committer::new(Arc::clone(&engine), space));
-        Ok(Store {
-            engine,
-            committer,
-            space: Arc::new(space::SpaceGuard::new(dir, options.reserve.clone())),
-        })
+        Ok(Store::over(engine, dir, options))
     }
 
     /// Opens an existing store for reading only, without its lock, so
@@ -97,13 +91,19 @@ impl Store {
     /// when opened; every write is refused.
     pub fn open_read_only(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let engine = engine::open_engine_read_only(dir, options)?;
+        Ok(Store::over(engine, dir, options))
+    }
+
+    /// The store over an opened engine: its committer, and the space
+    /// guards of `dir` (the committer's and the readers').
+    fn over(engine: Arc<dyn Engine>, dir: &Path, options: &StoreOptions) -> Store {
         let space = space::SpaceGuard::new(dir, options.reserve.clone());
         let committer = Arc::new(committer::Committer::new(Arc::clone(&engine), space));
-        Ok(Store {
+        Store {
             engine,
             committer,
             space: Arc::new(space::SpaceGuard::new(dir, options.reserve.clone())),
-        })
+        }
     }
 
     /// Reads and verifies a block. The zero score is the empty block of

@@ -157,6 +157,19 @@ impl Drop for Mounted {
     }
 }
 
+/// Mounts `spec` of `home`'s chain on `<dir>/mnt`, logging to
+/// `<dir>/mount.log`; `None` where this machine may not mount (the
+/// reason printed).
+fn mount_spec(home: &Path, dir: &Path, spec: &str) -> Option<(Mounted, PathBuf)> {
+    let mnt = dir.join("mnt");
+    let m = Mounted::start_or_skip(
+        mount_command(home, &mnt, &[spec]),
+        &mnt,
+        &dir.join("mount.log"),
+    )?;
+    Some((m, mnt))
+}
+
 fn mount_command(home: &Path, dir: &Path, args: &[&str]) -> Command {
     let mut c = eventi_command(home, &[("EVENTI_PASSPHRASE", PASS)], ["mount"]);
     c.arg(dir).args(args);
@@ -273,12 +286,7 @@ fn a_mounted_snapshot_is_its_source_and_backups_go_on_beside_it() {
     }
     let src_s = src.to_str().unwrap();
     let first = last_line(&eventi(&home, &["backup", src_s]));
-    let mnt = dir.path().join("mnt");
-    let Some(m) = Mounted::start_or_skip(
-        mount_command(&home, &mnt, &[&first]),
-        &mnt,
-        &dir.path().join("mount.log"),
-    ) else {
+    let Some((m, mnt)) = mount_spec(&home, dir.path(), &first) else {
         return;
     };
     let shown = inside(&mnt, &src);
@@ -371,13 +379,8 @@ fn a_random_read_fetches_only_the_blocks_it_touches() {
     fs::write(src.join("big.bin"), &big).unwrap();
     let src_s = src.to_str().unwrap();
     let snap = last_line(&eventi(&home, &["backup", src_s]));
-    let mnt = dir.path().join("mnt");
     let spec = format!("{snap}:{src_s}");
-    let Some(m) = Mounted::start_or_skip(
-        mount_command(&home, &mnt, &[&spec]),
-        &mnt,
-        &dir.path().join("mount.log"),
-    ) else {
+    let Some((m, mnt)) = mount_spec(&home, dir.path(), &spec) else {
         return;
     };
     let file = fs::File::open(mnt.join("big.bin")).unwrap();
@@ -431,13 +434,8 @@ fn ls_l_of_100000_entries_reads_no_file_data() {
     }
     let src_s = src.to_str().unwrap();
     let snap = last_line(&eventi(&home, &["backup", src_s]));
-    let mnt = dir.path().join("mnt");
     let spec = format!("{snap}:{src_s}");
-    let Some(m) = Mounted::start_or_skip(
-        mount_command(&home, &mnt, &[&spec]),
-        &mnt,
-        &dir.path().join("mount.log"),
-    ) else {
+    let Some((m, mnt)) = mount_spec(&home, dir.path(), &spec) else {
         return;
     };
     let o = Command::new("ls")
@@ -523,13 +521,8 @@ fn a_damaged_block_fails_its_file_only_and_a_killed_mount_is_named_stale() {
     let src_s = src.to_str().unwrap();
     let snap = last_line(&eventi(&home, &["backup", src_s]));
     damage_log(&home.join("store"));
-    let mnt = dir.path().join("mnt");
     let spec = format!("{snap}:{src_s}");
-    let Some(m) = Mounted::start_or_skip(
-        mount_command(&home, &mnt, &[&spec]),
-        &mnt,
-        &dir.path().join("mount.log"),
-    ) else {
+    let Some((m, mnt)) = mount_spec(&home, dir.path(), &spec) else {
         return;
     };
     let err = fs::read(mnt.join("big.bin")).unwrap_err();

@@ -192,7 +192,21 @@ impl Filesystem for BrowseFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.browser.readdir(ino.0) {
-            Ok(listing) => {
+            Ok(entries) => {
+                // "." and ".." first, then the entries: one list, so an
+                // entry's offset is its place in it plus one, for readdir
+                // and readdirplus alike.
+                let parent = self.browser.parent(ino.0).unwrap_or(ino.0);
+                let mut listing = Vec::with_capacity(entries.len() + 2);
+                for (dot, target) in [(".", ino.0), ("..", parent)] {
+                    if let Ok(attr) = self.browser.getattr(target) {
+                        listing.push(Listed {
+                            name: dot.as_bytes().to_vec(),
+                            attr,
+                        });
+                    }
+                }
+                listing.extend(entries);
                 let fh = self.handle();
                 self.dirs
                     .lock()
@@ -207,7 +221,7 @@ impl Filesystem for BrowseFs {
     fn readdir(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
@@ -215,28 +229,10 @@ impl Filesystem for BrowseFs {
         let Some(listing) = self.dirs.lock().expect("open dirs").get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
-        let parent = self.browser.parent(ino.0).unwrap_or(ino.0);
-        // Offsets: 1 after ".", 2 after "..", 3 + i after entry i.
-        let mut at = offset;
-        while at < 2 {
-            let (dot, target) = if at == 0 {
-                (".", ino.0)
-            } else {
-                ("..", parent)
-            };
-            if reply.add(INodeNo(target), at + 1, FileType::Directory, dot) {
-                return reply.ok();
-            }
-            at += 1;
-        }
-        for (i, l) in listing.iter().enumerate().skip((at - 2) as usize) {
+        for (i, l) in listing.iter().enumerate().skip(offset as usize) {
             let name = OsStr::from_bytes(&l.name);
-            if reply.add(
-                INodeNo(l.attr.ino),
-                i as u64 + 3,
-                file_type(l.attr.kind),
-                name,
-            ) {
+            let kind = file_type(l.attr.kind);
+            if reply.add(INodeNo(l.attr.ino), i as u64 + 1, kind, name) {
                 break;
             }
         }
@@ -246,7 +242,7 @@ impl Filesystem for BrowseFs {
     fn readdirplus(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
@@ -254,42 +250,11 @@ impl Filesystem for BrowseFs {
         let Some(listing) = self.dirs.lock().expect("open dirs").get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
-        // The same offsets as readdir. The kernel takes no lookup for
-        // "." and "..".
-        let mut at = offset;
-        while at < 2 {
-            let (dot, target) = if at == 0 {
-                (".", ino.0)
-            } else {
-                ("..", self.browser.parent(ino.0).unwrap_or(ino.0))
-            };
-            let Ok(a) = self.browser.getattr(target) else {
-                at += 1;
-                continue;
-            };
-            if reply.add(
-                INodeNo(target),
-                at + 1,
-                dot,
-                &TTL,
-                &file_attr(&a),
-                Generation(0),
-            ) {
-                return reply.ok();
-            }
-            at += 1;
-        }
-        for (i, l) in listing.iter().enumerate().skip((at - 2) as usize) {
+        for (i, l) in listing.iter().enumerate().skip(offset as usize) {
             let name = OsStr::from_bytes(&l.name);
             let attr = file_attr(&l.attr);
-            if reply.add(
-                INodeNo(l.attr.ino),
-                i as u64 + 3,
-                name,
-                &TTL,
-                &attr,
-                Generation(0),
-            ) {
+            let next = i as u64 + 1;
+            if reply.add(INodeNo(l.attr.ino), next, name, &TTL, &attr, Generation(0)) {
                 break;
             }
         }
