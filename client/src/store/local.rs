@@ -66,6 +66,14 @@ impl LocalStore {
     /// opened (open again to see newer snapshots); every write fails.
     pub fn open_shared(dir: &Path) -> Result<LocalStore, StoreError> {
         let name = dir.display().to_string();
+        if !dir.join("ENGINE").exists() {
+            return Err(StoreError::Failed {
+                store: name,
+                message:
+                    "nothing has been backed up into this embedded store yet (run `eventi backup`)"
+                        .into(),
+            });
+        }
         // A reader that stays up beside backups: the browser keeps its
         // own cache of what it decrypted, so RocksDB's can be small.
         let options = StoreOptions {
