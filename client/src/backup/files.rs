@@ -9,7 +9,6 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use super::uploader::Uploader;
-use rayon::prelude::*;
 
 use crate::format::block::{self, Ref};
 use crate::format::chunk;
@@ -122,51 +121,169 @@ fn open_noatime(path: &PathBuf) -> std::io::Result<File> {
     }
 }
 
-/// Chunks of one big file compressed and sealed together, in parallel: a
-/// big file alone would otherwise keep one core busy and the other idle.
-/// Smaller files stay on their worker (the handoffs cost more than they
-/// win when many files keep all workers busy anyway).
-const SEAL_BATCH: usize = 16;
-/// Files from this size on are sealed in parallel batches.
+/// Files from this size on are read and sealed on every core at once
+/// (see [`seal_overlapped`]); smaller ones stay on their worker, since the
+/// handoffs cost more than they win when many files keep every worker
+/// busy anyway.
 const PARALLEL_FROM: u64 = 8 << 20;
+/// Chunks read ahead of the sealers, per sealer: enough that none waits
+/// for the reader, few enough to bound memory (about 1 MiB per sealer).
+const READ_AHEAD_PER_SEALER: usize = 32;
 
-/// Seals one file's chunks into its tree, `batch` chunks at a time.
-struct FileSealer<'a> {
-    uploader: &'a Uploader,
-    convergence: &'a [u8; 32],
-    counters: &'a Counters,
-    tree: TreeWriter,
-    pending: Vec<Vec<u8>>,
-    batch: usize,
+/// How far ahead of a big file's reader the kernel is asked to read.
+const READ_AHEAD_BYTES: u64 = 32 << 20;
+/// How often (in bytes read) that request is renewed.
+const READ_AHEAD_STEP: u64 = 8 << 20;
+
+/// A big file read in order, the kernel asked to read ahead of it
+/// (`posix_fadvise` `WILLNEED`) much further than its own read-ahead
+/// window: on a cold cache the reader otherwise waits on the disk for
+/// every window while the sealers starve (1.2 s of a 7.5 s backup of one
+/// 1.5 GB file).
+struct ReadingAhead<'a> {
+    file: &'a File,
+    position: u64,
+    asked_to: u64,
 }
 
-impl FileSealer<'_> {
-    fn push(&mut self, chunk: Vec<u8>) {
-        self.pending.push(chunk);
-        if self.pending.len() >= self.batch {
-            self.seal();
+impl<'a> ReadingAhead<'a> {
+    fn new(file: &'a File) -> ReadingAhead<'a> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: advice on an open descriptor; no memory is passed.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+        ReadingAhead {
+            file,
+            position: 0,
+            asked_to: 0,
         }
     }
+}
 
-    fn seal(&mut self) {
-        let convergence = self.convergence;
-        let seal = |c: &Vec<u8>| block::seal(convergence, &chunk::pack(c));
-        let sealed: Vec<_> = if self.pending.len() > 1 {
-            self.pending.par_iter().map(seal).collect()
-        } else {
-            self.pending.iter().map(seal).collect()
+impl std::io::Read for ReadingAhead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        if self.position + READ_AHEAD_BYTES >= self.asked_to + READ_AHEAD_STEP {
+            let from = self.asked_to.max(self.position);
+            let to = self.position + READ_AHEAD_BYTES;
+            // SAFETY: as above. Only advice: an error changes nothing.
+            unsafe {
+                libc::posix_fadvise(
+                    self.file.as_raw_fd(),
+                    from as libc::off_t,
+                    (to - from) as libc::off_t,
+                    libc::POSIX_FADV_WILLNEED,
+                )
+            };
+            self.asked_to = to;
+        }
+        let n = (&mut &*self.file).read(buf)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+/// Seals one chunk, hands its block to the store and counts it.
+fn seal_and_put(
+    chunk: &[u8],
+    uploader: &impl BlockSink,
+    convergence: &[u8; 32],
+    counters: &Counters,
+) -> Ref {
+    let (block, r) = block::seal(convergence, &chunk::pack(chunk));
+    uploader.put_block(r.score, block);
+    counters.bytes_done.fetch_add(chunk.len() as u64, Relaxed);
+    r
+}
+
+/// One file's chunks sealed in turn on the calling worker: its tree and
+/// size.
+fn seal_in_turn(
+    chunks: impl Iterator<Item = std::io::Result<Vec<u8>>>,
+    uploader: &impl BlockSink,
+    convergence: &[u8; 32],
+    counters: &Counters,
+) -> std::io::Result<(Ref, u64)> {
+    let mut tree = TreeWriter::new(convergence);
+    let mut size = 0u64;
+    for c in chunks {
+        let c = c?;
+        size += c.len() as u64;
+        let r = seal_and_put(&c, uploader, convergence, counters);
+        tree.push(uploader, r, c.len());
+    }
+    Ok((tree.finish(uploader), size))
+}
+
+/// One big file's chunks sealed by one thread per core while this one
+/// reads and chunks ahead of them: reading, chunking, sealing and the
+/// store's writes overlap, with no barrier between batches (sealing a batch
+/// in parallel and then reading the next kept a core of two idle). The
+/// sealers' pointers come back in any order and go into the tree in file
+/// order.
+fn seal_overlapped(
+    chunks: impl Iterator<Item = std::io::Result<Vec<u8>>>,
+    uploader: &(impl BlockSink + Sync),
+    convergence: &[u8; 32],
+    counters: &Counters,
+) -> std::io::Result<(Ref, u64)> {
+    let sealers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (work, to_seal) = mpsc::sync_channel::<(u64, Vec<u8>)>(sealers * READ_AHEAD_PER_SEALER);
+    let to_seal = Mutex::new(to_seal);
+    let (sealed_tx, sealed) = mpsc::channel::<(u64, Ref, usize)>();
+    std::thread::scope(|scope| {
+        for i in 0..sealers {
+            let (to_seal, sealed_tx) = (&to_seal, sealed_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("eventi-seal-{i}"))
+                .spawn_scoped(scope, move || loop {
+                    let Ok((index, chunk)) = to_seal.lock().expect("chunks").recv() else {
+                        return;
+                    };
+                    let r = seal_and_put(&chunk, uploader, convergence, counters);
+                    if sealed_tx.send((index, r, chunk.len())).is_err() {
+                        return;
+                    }
+                })
+                .expect("spawn sealer");
+        }
+        drop(sealed_tx);
+        let mut tree = TreeWriter::new(convergence);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0u64;
+        let mut in_order = |(index, r, len): (u64, Ref, usize)| {
+            waiting.insert(index, (r, len));
+            while let Some((r, len)) = waiting.remove(&next) {
+                tree.push(uploader, r, len);
+                next += 1;
+            }
         };
-        for (c, (block, r)) in self.pending.drain(..).zip(sealed) {
-            self.counters.bytes_done.fetch_add(c.len() as u64, Relaxed);
-            self.uploader.put_block(r.score, block);
-            self.tree.push(self.uploader, r, c.len());
+        let mut size = 0u64;
+        let mut failed = None;
+        for (index, c) in (0u64..).zip(chunks) {
+            match c {
+                Ok(c) => {
+                    size += c.len() as u64;
+                    work.send((index, c))
+                        .expect("sealers run until the reader hangs up");
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            while let Ok(done) = sealed.try_recv() {
+                in_order(done);
+            }
         }
-    }
-
-    fn finish(mut self) -> Ref {
-        self.seal();
-        self.tree.finish(self.uploader)
-    }
+        drop(work); // The sealers end once the queue is empty.
+        for done in sealed {
+            in_order(done);
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((tree.finish(uploader), size)),
+        }
+    })
 }
 
 fn store_file(
@@ -178,26 +295,12 @@ fn store_file(
 ) -> std::io::Result<FileDone> {
     let file = open_noatime(path)?;
     let before = file.metadata()?;
-    let batch = if before.len() >= PARALLEL_FROM {
-        SEAL_BATCH
+    let (content, size) = if before.len() >= PARALLEL_FROM {
+        let chunks = chunk::chunks(ReadingAhead::new(&file), seed);
+        seal_overlapped(chunks, uploader, convergence, counters)?
     } else {
-        1
+        seal_in_turn(chunk::chunks(&file, seed), uploader, convergence, counters)?
     };
-    let mut sealer = FileSealer {
-        uploader,
-        convergence,
-        counters,
-        tree: TreeWriter::new(convergence),
-        pending: Vec::with_capacity(batch),
-        batch,
-    };
-    let mut size = 0u64;
-    for c in chunk::chunks(&file, seed) {
-        let c = c?;
-        size += c.len() as u64;
-        sealer.push(c);
-    }
-    let content = sealer.finish();
     let after = file.metadata()?;
     let changed = size != before.len()
         || after.len() != before.len()
@@ -211,4 +314,80 @@ fn store_file(
         changed,
         settled,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use eventi_shared::Score;
+    use std::collections::HashMap;
+
+    /// Blocks kept in memory.
+    #[derive(Default)]
+    struct Memory(Mutex<HashMap<Score, Bytes>>);
+
+    impl BlockSink for Memory {
+        fn put_block(&self, score: Score, sealed: Bytes) {
+            self.0.lock().unwrap().insert(score, sealed);
+        }
+    }
+
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sealing_in_parallel_gives_the_tree_of_sealing_in_turn() {
+        let data = noise(20 << 20);
+        let (convergence, seed) = ([3u8; 32], 17);
+        let counters = Counters::default();
+        let (one, many) = (Memory::default(), Memory::default());
+        let in_turn = seal_in_turn(
+            chunk::chunks(&data[..], seed),
+            &one,
+            &convergence,
+            &counters,
+        )
+        .unwrap();
+        let overlapped = seal_overlapped(
+            chunk::chunks(&data[..], seed),
+            &many,
+            &convergence,
+            &counters,
+        )
+        .unwrap();
+        assert_eq!(in_turn.1, data.len() as u64);
+        assert_eq!(overlapped.1, data.len() as u64);
+        assert_eq!(
+            in_turn.0, overlapped.0,
+            "one tree, whatever the order of sealing"
+        );
+        let (one, many) = (one.0.into_inner().unwrap(), many.0.into_inner().unwrap());
+        assert!(one.len() > 400, "{} blocks", one.len());
+        assert_eq!(
+            one.keys().collect::<std::collections::BTreeSet<_>>(),
+            many.keys().collect::<std::collections::BTreeSet<_>>()
+        );
+    }
+
+    #[test]
+    fn a_read_error_midway_fails_the_file() {
+        let data = noise(4 << 20);
+        let chunks = chunk::chunks(&data[..], 5)
+            .take(40)
+            .chain(std::iter::once(Err(std::io::Error::other("disk gone"))))
+            .chain(chunk::chunks(&data[..], 5).skip(40));
+        let e = seal_overlapped(chunks, &Memory::default(), &[1; 32], &Counters::default())
+            .unwrap_err();
+        assert_eq!(e.to_string(), "disk gone");
+    }
 }

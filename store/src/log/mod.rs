@@ -38,7 +38,13 @@ struct Writer {
     path: PathBuf,
     len: u64,
     since_flush: u64,
+    /// Where the part of the segment not yet handed to writeback starts.
+    written_back: u64,
 }
+
+/// Appended bytes after which their writeback is started (see
+/// [`segments::start_writeback`]).
+const WRITEBACK_BYTES: u64 = 8 << 20;
 
 /// See the module documentation.
 pub struct LogEngine {
@@ -103,6 +109,7 @@ impl LogEngine {
                 path,
                 len,
                 since_flush: 0,
+                written_back: len,
             }),
             segments,
             segment_bytes: options.segment_bytes,
@@ -211,6 +218,7 @@ impl LogEngine {
         w.segment = next;
         w.path = self.segments.path(next);
         w.len = 0;
+        w.written_back = 0;
         Ok(())
     }
 
@@ -344,6 +352,10 @@ impl Engine for LogEngine {
         }
         w.since_flush += offset - w.len;
         w.len = offset;
+        if w.len.saturating_sub(w.written_back) >= WRITEBACK_BYTES {
+            segments::start_writeback(&w.file, w.written_back, w.len);
+            w.written_back = w.len;
+        }
         if w.since_flush >= self.index_flush_bytes {
             w.since_flush = 0;
             self.index.flush(false)?;
