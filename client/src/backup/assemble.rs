@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::Receiver;
 
 use super::files::FileDone;
+use super::signature::Signature;
 use super::uploader::Uploader;
 use crate::format::block::Ref;
-use crate::format::dirent::{self, Entry};
-use crate::home::cache::FileRecord;
+use crate::format::dirent::{self, Entry, Kind};
+use crate::format::snapshot::Counts;
+use crate::home::cache::{DirRecord, FileRecord};
 use crate::progress::Counters;
 use crate::stream;
 
@@ -21,6 +23,8 @@ use crate::stream;
 pub enum Slot {
     /// Complete.
     Ready(Entry),
+    /// A directory taken whole from its record, with what it holds.
+    Reused(Entry, Counts),
     /// A file queued to the workers.
     File {
         /// The entry, without content yet.
@@ -48,6 +52,10 @@ pub enum Event {
         entry: Box<Entry>,
         /// Path components, for a top-level path.
         top: Option<Vec<Vec<u8>>>,
+        /// Its path and signature, if it has one: then its listing is
+        /// recorded in the cache, unless a file below it failed or is
+        /// not cached.
+        record: Option<(Vec<u8>, Signature)>,
     },
     /// A non-directory given on the command line.
     Top(Vec<Vec<u8>>, Slot),
@@ -64,6 +72,33 @@ pub struct Tally {
     pub read_bytes: AtomicU64,
 }
 
+/// A directory being assembled.
+#[derive(Default)]
+struct Open {
+    entries: Vec<Entry>,
+    /// What it holds so far.
+    counts: Counts,
+    /// Whether everything below it was stored and cached: only then is
+    /// its listing recorded.
+    whole: bool,
+}
+
+impl Open {
+    fn add(&mut self, (entry, counts, whole): (Entry, Counts, bool)) {
+        add_counts(&mut self.counts, &counts);
+        self.whole &= whole;
+        self.entries.push(entry);
+    }
+}
+
+fn add_counts(total: &mut Counts, more: &Counts) {
+    total.files += more.files;
+    total.dirs += more.dirs;
+    total.symlinks += more.symlinks;
+    total.others += more.others;
+    total.bytes += more.bytes;
+}
+
 /// Runs until the walker hangs up; returns the top-level entries with
 /// their path components (an empty path: the root directory's content).
 pub fn run(
@@ -74,30 +109,57 @@ pub fn run(
     tally: &Tally,
     warn: &(dyn Fn(&Path, &str) + Sync),
 ) -> anyhow::Result<Vec<(Vec<Vec<u8>>, Entry)>> {
-    let mut stack: Vec<Vec<Entry>> = Vec::new();
+    let mut stack: Vec<Open> = Vec::new();
     let mut tops = Vec::new();
     for event in events {
         match event {
-            Event::Open => stack.push(Vec::new()),
+            Event::Open => stack.push(Open {
+                whole: true,
+                ..Open::default()
+            }),
             Event::Slot(slot) => {
-                if let Some(e) = resolve(slot, uploader, counters, tally, warn) {
-                    stack.last_mut().expect("an open directory").push(e);
+                if let Some(done) = resolve(slot, uploader, counters, tally, warn) {
+                    stack.last_mut().expect("an open directory").add(done);
+                } else {
+                    stack.last_mut().expect("an open directory").whole = false;
                 }
             }
-            Event::Close { mut entry, top } => {
-                let mut entries = stack.pop().expect("an open directory");
+            Event::Close {
+                mut entry,
+                top,
+                record,
+            } => {
+                let Open {
+                    mut entries,
+                    mut counts,
+                    whole,
+                } = stack.pop().expect("an open directory");
                 let stream = dirent::encode(&mut entries);
                 drop(entries);
                 let (r, _) = stream::write(uploader, convergence, &stream[..])
                     .expect("writing from memory cannot fail");
                 entry.content = Some(r);
+                counts.dirs += 1;
+                if let (Some((path, signature)), true) = (record, whole) {
+                    uploader.dir_stored(
+                        &path,
+                        &DirRecord {
+                            signature,
+                            content: r,
+                            counts,
+                        },
+                    );
+                }
                 match top {
                     Some(components) => tops.push((components, *entry)),
-                    None => stack.last_mut().expect("a parent").push(*entry),
+                    None => stack
+                        .last_mut()
+                        .expect("a parent")
+                        .add((*entry, counts, whole)),
                 }
             }
             Event::Top(components, slot) => {
-                if let Some(e) = resolve(slot, uploader, counters, tally, warn) {
+                if let Some((e, _, _)) = resolve(slot, uploader, counters, tally, warn) {
                     tops.push((components, e));
                 }
             }
@@ -109,15 +171,36 @@ pub fn run(
     Ok(tops)
 }
 
+/// What one entry counts for.
+fn counts_of(entry: &Entry) -> Counts {
+    let mut c = Counts::default();
+    match entry.kind {
+        Kind::File => {
+            c.files = 1;
+            c.bytes = entry.size;
+        }
+        Kind::Symlink => c.symlinks = 1,
+        Kind::Dir => c.dirs = 1,
+        _ => c.others = 1,
+    }
+    c
+}
+
+/// The entry of a slot, what it counts for, and whether it is cached
+/// (a file read now, but changed meanwhile or too recently, is not).
 fn resolve(
     slot: Slot,
     uploader: &Uploader,
     counters: &Counters,
     tally: &Tally,
     warn: &(dyn Fn(&Path, &str) + Sync),
-) -> Option<Entry> {
+) -> Option<(Entry, Counts, bool)> {
     match slot {
-        Slot::Ready(e) => Some(e),
+        Slot::Ready(e) => {
+            let c = counts_of(&e);
+            Some((e, c, true))
+        }
+        Slot::Reused(e, c) => Some((e, c, true)),
         Slot::File {
             mut entry,
             path,
@@ -135,13 +218,15 @@ fn resolve(
                     tally.read_files.fetch_add(1, Relaxed);
                     tally.read_bytes.fetch_add(done.size, Relaxed);
                     counters.files_done.fetch_add(1, Relaxed);
+                    let cached = !done.changed && done.settled;
                     if done.changed {
                         warn(p, "changed while it was read (stored as read; not cached)");
                     } else if done.settled {
                         record.content = done.content;
                         uploader.file_stored(&path, &record);
                     }
-                    Some(entry)
+                    let c = counts_of(&entry);
+                    Some((entry, c, cached))
                 }
                 Err(e) => {
                     tally.failed_files.fetch_add(1, Relaxed);

@@ -13,6 +13,7 @@ pub mod exclude;
 mod files;
 mod prefetch;
 pub mod put;
+mod signature;
 pub mod uploader;
 mod walk;
 
@@ -73,6 +74,10 @@ pub struct Summary {
     pub read_files: u64,
     /// Their bytes.
     pub read_bytes: u64,
+    /// Directories found unchanged by their signatures and taken whole
+    /// from the cache (the outermost ones: nothing below them was
+    /// visited).
+    pub reused_dirs: u64,
     /// Wall time.
     pub seconds: f64,
     /// Servers of the circle that did not take every block (each was
@@ -162,6 +167,8 @@ impl Synthetic {
 struct Stored {
     tops: Vec<(Vec<Vec<u8>>, Entry)>,
     counts: Counts,
+    /// Directories taken whole from their cache records.
+    reused: std::collections::HashSet<Vec<u8>>,
     uploader: Arc<Uploader>,
     cache: Arc<Cache>,
     tally: assemble::Tally,
@@ -188,8 +195,19 @@ fn store_paths(
         convergence,
         Arc::clone(&counters),
     );
+    // Signing walks the signed trees ahead with threads of its own, so
+    // only the others are prefetched.
+    let (shortcuts, unsigned) = if options.no_cache {
+        (
+            walk::Shortcuts::none(),
+            paths.iter().map(PathBuf::as_path).collect(),
+        )
+    } else {
+        walk::Shortcuts::take(paths, &cache, &options.excluder)
+    };
+    let unsigned: Vec<PathBuf> = unsigned.into_iter().map(Path::to_path_buf).collect();
     let prefetch = prefetch::Prefetch::start(
-        paths,
+        &unsigned,
         Arc::clone(&options.excluder),
         Arc::clone(&counters),
         4,
@@ -213,11 +231,11 @@ fn store_paths(
         let mut walker = walk::Walker::new(
             Arc::clone(&uploader),
             &pool,
-            !options.no_cache,
             &options.excluder,
             Arc::clone(&counters),
             warn,
             events,
+            shortcuts,
         );
         let mut walked = Ok(());
         for p in paths {
@@ -234,11 +252,12 @@ fn store_paths(
             }
         }
         let counts = walker.counts;
+        let reused = std::mem::take(&mut walker.reused);
         drop(walker); // Hangs up: the assembler finishes.
         let assembled = assembler.join().expect("assembler thread");
         stop_checkpoints.store(true, std::sync::atomic::Ordering::Relaxed);
         checkpointer.join().expect("checkpoint thread");
-        (walked.map(|()| counts), assembled)
+        (walked.map(|()| (counts, reused)), assembled)
     });
     drop(prefetch);
     pool.finish();
@@ -248,7 +267,7 @@ fn store_paths(
         bail!("backup stopped: {e}");
     }
     let tops = assembled?;
-    let mut counts = walked.map_err(|_| anyhow::anyhow!("backup stopped"))?;
+    let (mut counts, reused) = walked.map_err(|_| anyhow::anyhow!("backup stopped"))?;
     let failed = tally.failed_files.load(Relaxed);
     counts.files -= failed;
     counts.errors += failed;
@@ -256,6 +275,7 @@ fn store_paths(
     Ok(Stored {
         tops,
         counts,
+        reused,
         uploader,
         cache,
         tally,
@@ -315,6 +335,7 @@ pub fn run(
     let Stored {
         tops,
         counts,
+        reused,
         uploader,
         cache,
         tally,
@@ -334,7 +355,7 @@ pub fn run(
     };
     checkpoint(uploader.flush().context("storing the backup's blocks")?);
     for p in &paths {
-        cache.sweep(p.as_os_str().as_bytes())?;
+        cache.sweep(p.as_os_str().as_bytes(), &reused)?;
     }
     let snapshot = Snapshot {
         tree: tree_ref,
@@ -360,6 +381,7 @@ pub fn run(
         known_blocks: uploader.known_blocks.load(Relaxed),
         read_files: tally.read_files.load(Relaxed),
         read_bytes: tally.read_bytes.load(Relaxed),
+        reused_dirs: reused.len() as u64,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -49,12 +49,13 @@ pub fn path(
     let Stored {
         tops,
         counts,
+        reused,
         uploader,
         cache,
         ..
     } = store_paths(repo, options, &paths, counters, warn, &|_| {})?;
     uploader.flush().context("storing the put's blocks")?;
-    cache.sweep(path.as_os_str().as_bytes())?;
+    cache.sweep(path.as_os_str().as_bytes(), &reused)?;
     if counts.errors > 0 {
         bail!(
             "{} entries under {} could not be read (named above): no capability was made",

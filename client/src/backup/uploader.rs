@@ -19,7 +19,7 @@ use bytes::Bytes;
 use eventi_shared::{BlockType, Score};
 
 use crate::format::tree::BlockSink;
-use crate::home::cache::{Cache, FileRecord, Pending};
+use crate::home::cache::{Cache, DirRecord, FileRecord, Pending};
 use crate::store::circle::{Circle, Member};
 
 /// Sent bytes after which the store is synced and the cache committed
@@ -132,6 +132,16 @@ impl Uploader {
             .lock()
             .expect("pending")
             .file(&self.cache, path, record);
+    }
+
+    /// Records a directory whose blocks, and all below it, were handed
+    /// over.
+    pub fn dir_stored(&self, path: &[u8], record: &DirRecord) {
+        self.shared
+            .pending
+            .lock()
+            .expect("pending")
+            .dir(&self.cache, path, record);
     }
 
     /// The first store error, if any: the backup must stop.

@@ -3,9 +3,12 @@
 //! files from the stat cache and queues the rest to the file workers. It
 //! streams what it finds to the assembler (`assemble.rs`) and never waits
 //! for a file's content.
+//!
+//! A directory whose signature (`signature.rs`), taken ahead of the walk,
+//! matches its record in the cache is not entered: its recorded listing
+//! goes to the assembler as one entry.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
+use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -15,18 +18,72 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use super::assemble::{Event, Slot, NO_REF};
-use super::files::Pool;
+use super::files::{Pool, SETTLE_NS};
+use super::signature::{self, Signature, Signer};
 use super::uploader::Uploader;
-use crate::backup::exclude::{self, Excluder};
+use crate::backup::exclude::Excluder;
 use crate::format::dirent::{Entry, Kind};
 use crate::format::snapshot::Counts;
 use crate::fsmeta::{self, Names};
-use crate::home::cache::FileRecord;
+use crate::home::cache::{DirRecord, FileRecord};
 use crate::progress::Counters;
 
 /// The walk stopped: the store failed, or the assembler is gone.
 #[derive(Debug)]
 pub struct Stopped;
+
+/// What the walk may take from the cache instead of the disk.
+pub struct Shortcuts {
+    /// Whether unchanged files are taken from their records.
+    pub use_cache: bool,
+    /// Entries changed since this leave their directory unsigned.
+    pub settled_before_ns: i64,
+    /// Signatures taken ahead of the walk (`signature.rs`), by
+    /// directory path: unchanged directories are taken from their records.
+    pub signed: HashMap<Vec<u8>, Signature>,
+}
+
+impl Shortcuts {
+    /// None at all (`--no-cache`): every file is read.
+    pub fn none() -> Shortcuts {
+        Shortcuts {
+            use_cache: false,
+            settled_before_ns: fsmeta::now_ns() - SETTLE_NS,
+            signed: HashMap::new(),
+        }
+    }
+
+    /// Every shortcut: signs those of `paths` that the cache has
+    /// directory records under (signing the others could spare nothing);
+    /// returns them and the paths left unsigned.
+    pub fn take<'p>(
+        paths: &'p [std::path::PathBuf],
+        cache: &crate::home::cache::Cache,
+        excluder: &Excluder,
+    ) -> (Shortcuts, Vec<&'p Path>) {
+        let settled_before_ns = fsmeta::now_ns() - SETTLE_NS;
+        let (to_sign, unsigned): (Vec<&Path>, Vec<&Path>) =
+            paths.iter().map(|p| p.as_path()).partition(|p| {
+                p.is_dir()
+                    && cache
+                        .has_dirs_under(p.as_os_str().as_bytes())
+                        .unwrap_or(false)
+            });
+        let signed = if to_sign.is_empty() {
+            HashMap::new()
+        } else {
+            signature::sign_trees(&to_sign, excluder, &Names::default(), settled_before_ns)
+        };
+        (
+            Shortcuts {
+                use_cache: true,
+                settled_before_ns,
+                signed,
+            },
+            unsigned,
+        )
+    }
+}
 
 /// See the module documentation.
 pub struct Walker<'a> {
@@ -42,6 +99,13 @@ pub struct Walker<'a> {
     names: Names,
     /// First path of each multiply-linked file, by (device, inode).
     hardlinks: HashMap<(u64, u64), Vec<u8>>,
+    /// Entries changed since this leave their directory unsigned.
+    settled_before_ns: i64,
+    /// Signatures taken ahead of the walk, by directory path.
+    signed: HashMap<Vec<u8>, Signature>,
+    /// Directories taken whole from their records (nothing below them
+    /// was visited).
+    pub reused: HashSet<Vec<u8>>,
 }
 
 impl<'a> Walker<'a> {
@@ -49,16 +113,16 @@ impl<'a> Walker<'a> {
     pub fn new(
         uploader: Arc<Uploader>,
         pool: &'a Pool,
-        use_cache: bool,
         excluder: &'a Excluder,
         counters: Arc<Counters>,
         warn: &'a (dyn Fn(&Path, &str) + Sync),
         events: SyncSender<Event>,
+        shortcuts: Shortcuts,
     ) -> Walker<'a> {
         Walker {
             uploader,
             pool,
-            use_cache,
+            use_cache: shortcuts.use_cache,
             excluder,
             counters,
             warn,
@@ -66,7 +130,49 @@ impl<'a> Walker<'a> {
             counts: Counts::default(),
             names: Names::default(),
             hardlinks: HashMap::new(),
+            settled_before_ns: shortcuts.settled_before_ns,
+            signed: shortcuts.signed,
+            reused: HashSet::new(),
         }
+    }
+
+    /// The record of the directory at `path` if its signature matches:
+    /// then it is taken whole (counted, and recorded again for this
+    /// generation).
+    fn reusable(&mut self, path: &Path) -> Option<DirRecord> {
+        let key = path.as_os_str().as_bytes();
+        let signature = self.signed.get(key)?;
+        let record = match self.uploader.cache().dir(key) {
+            Ok(r) => r?,
+            Err(e) => {
+                (self.warn)(path, &e.to_string());
+                return None;
+            }
+        };
+        if record.signature != *signature {
+            return None;
+        }
+        let c = record.counts;
+        for (total, n) in [
+            (&mut self.counts.files, c.files),
+            (&mut self.counts.dirs, c.dirs),
+            (&mut self.counts.symlinks, c.symlinks),
+            (&mut self.counts.others, c.others),
+            (&mut self.counts.bytes, c.bytes),
+        ] {
+            *total += n;
+        }
+        for (counter, n) in [
+            (&self.counters.files_seen, c.files),
+            (&self.counters.files_done, c.files),
+            (&self.counters.bytes_seen, c.bytes),
+            (&self.counters.bytes_done, c.bytes),
+        ] {
+            counter.fetch_add(n, Relaxed);
+        }
+        self.uploader.dir_stored(key, &record);
+        self.reused.insert(key.to_vec());
+        Some(record)
     }
 
     fn send(&self, event: Event) -> Result<(), Stopped> {
@@ -117,8 +223,12 @@ impl<'a> Walker<'a> {
         };
         let name = components.last().cloned().unwrap_or_default();
         if meta.is_dir() {
-            let entry = self.base_entry(path, name, &meta);
-            return self.dir(path, entry, Some(components));
+            let mut entry = self.base_entry(path, name, &meta);
+            if let Some(record) = self.reusable(path) {
+                entry.content = Some(record.content);
+                return self.send(Event::Top(components, Slot::Reused(entry, record.counts)));
+            }
+            return self.dir(path, entry, Some(components)).map(|_| ());
         }
         if let Some(slot) = self.leaf(path, name, &meta) {
             self.send(Event::Top(components, slot))?;
@@ -127,57 +237,72 @@ impl<'a> Walker<'a> {
     }
 
     /// Walks a directory: `Open`, its entries, `Close`. Nothing is sent if
-    /// it cannot be listed (reported instead).
-    fn dir(&mut self, path: &Path, entry: Entry, top: Option<Vec<Vec<u8>>>) -> Result<(), Stopped> {
-        let mut names: Vec<OsString> = Vec::new();
-        match std::fs::read_dir(path) {
-            Ok(items) => {
-                for item in items {
-                    match item {
-                        Ok(e) => names.push(e.file_name()),
-                        Err(e) => self.error(path, &format!("listing incomplete: {e}")),
-                    }
-                }
-            }
+    /// it cannot be listed (reported instead). Returns its signature, if
+    /// it has one.
+    fn dir(
+        &mut self,
+        path: &Path,
+        entry: Entry,
+        top: Option<Vec<Vec<u8>>>,
+    ) -> Result<Option<Signature>, Stopped> {
+        let names = match signature::kept_names(path, self.excluder) {
+            Ok(n) => n,
             Err(e) => {
                 self.error(path, &format!("directory not read: {e}"));
-                return Ok(());
+                return Ok(None);
             }
+        };
+        let mut signer = Signer::new(self.settled_before_ns);
+        let (names, complete) = names;
+        if !complete {
+            self.error(path, "listing incomplete: some entries could not be read");
+            signer.uncertain();
         }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         self.counts.dirs += 1;
         self.send(Event::Open)?;
-        let caches_only = exclude::is_cache_dir(path);
         for name in names {
-            if caches_only && name != "CACHEDIR.TAG" {
-                continue;
-            }
             let child = path.join(&name);
-            if self.excluder.excludes(&child, &name) {
-                continue;
-            }
             let meta = match std::fs::symlink_metadata(&child) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // Gone meanwhile.
                 Err(e) => {
                     self.error(&child, &format!("not backed up: {e}"));
+                    signer.uncertain();
                     continue;
                 }
             };
+            let name = name.into_vec();
             if meta.is_dir() {
-                let entry = self.base_entry(&child, name.into_vec(), &meta);
-                self.dir(&child, entry, None)?;
-            } else if let Some(slot) = self.leaf(&child, name.into_vec(), &meta) {
-                self.send(Event::Slot(slot))?;
+                let mut entry = self.base_entry(&child, name.clone(), &meta);
+                let sub = if let Some(record) = self.reusable(&child) {
+                    entry.content = Some(record.content);
+                    self.send(Event::Slot(Slot::Reused(entry, record.counts)))?;
+                    Some(record.signature)
+                } else {
+                    self.dir(&child, entry, None)?
+                };
+                signer.dir(&name, &meta, &self.names, sub.as_ref());
+            } else {
+                let errors = self.counts.errors;
+                signer.entry(&name, &meta, &self.names);
+                if let Some(slot) = self.leaf(&child, name, &meta) {
+                    self.send(Event::Slot(slot))?;
+                }
+                if self.counts.errors != errors {
+                    signer.uncertain();
+                }
             }
             if self.uploader.error().is_some() {
                 return Err(Stopped);
             }
         }
+        let signature = signer.finish();
         self.send(Event::Close {
             entry: Box::new(entry),
             top,
-        })
+            record: signature.map(|s| (path.as_os_str().as_bytes().to_vec(), s)),
+        })?;
+        Ok(signature)
     }
 
     /// The entry for anything but a directory, its content queued if it

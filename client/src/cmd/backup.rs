@@ -114,12 +114,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             summary.seconds
         );
         eprintln!(
-            "read {} files ({}); sent {} new blocks ({}); {} blocks were already stored",
+            "read {} files ({}); sent {} new blocks ({}); {} blocks were already stored; {} unchanged directories taken whole",
             summary.read_files,
             super::human_bytes(summary.read_bytes),
             summary.sent_blocks,
             super::human_bytes(summary.sent_bytes),
-            summary.known_blocks
+            summary.known_blocks,
+            summary.reused_dirs
         );
         if c.errors > 0 {
             eprintln!(

@@ -8,7 +8,12 @@
 //!   an interrupted backup sends a block twice, and a server that joins
 //!   the circle is not assumed to hold anything.
 //!
-//! Both only ever name blocks after the store has synced them: entries
+//! - Directory records map a directory's path to the signature of
+//!   everything below it (names and stats, see `backup::signature`) and
+//!   the reference its listing was stored under: a directory whose
+//!   signature matches is neither walked nor stored again.
+//!
+//! All only ever name blocks after the store has synced them: entries
 //! are queued in a [`Pending`] batch and committed by
 //! [`Cache::commit`] right after a store sync. Losing the cache loses
 //! nothing but time (`--no-cache` ignores it; deleting the directory
@@ -23,9 +28,12 @@ use eventi_shared::Score;
 use rocksdb::{Options, WriteBatch, DB};
 
 use crate::format::block::Ref;
+use crate::format::snapshot::Counts;
 use crate::store::circle::MemberId;
 
 const FILE: u8 = b'f';
+/// `d` + path: a [`DirRecord`].
+const DIR: u8 = b'd';
 /// `B` + member id[8] + score[20]. (Caches before the circle used `b` +
 /// score for every server at once; those entries are ignored.)
 const BLOCK: u8 = b'B';
@@ -85,6 +93,70 @@ impl FileRecord {
             },
             n(4),
         ))
+    }
+}
+
+/// What a directory was when it was last stored: see the module
+/// documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirRecord {
+    /// The signature of its names and stats, all the way down.
+    pub signature: [u8; 32],
+    /// Its listing's stream.
+    pub content: Ref,
+    /// What it holds, itself included (one directory).
+    pub counts: Counts,
+}
+
+const DIR_RECORD_LEN: usize = 32 + 8 + Ref::LEN + 8 * 5;
+
+impl DirRecord {
+    fn encode(&self, generation: u64) -> [u8; DIR_RECORD_LEN] {
+        let mut b = [0u8; DIR_RECORD_LEN];
+        b[..32].copy_from_slice(&self.signature);
+        b[32..40].copy_from_slice(&generation.to_be_bytes());
+        b[40..40 + Ref::LEN].copy_from_slice(&self.content.to_bytes());
+        let c = &self.counts;
+        for (i, n) in [c.files, c.dirs, c.symlinks, c.others, c.bytes]
+            .into_iter()
+            .enumerate()
+        {
+            let at = 40 + Ref::LEN + i * 8;
+            b[at..at + 8].copy_from_slice(&n.to_be_bytes());
+        }
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<(DirRecord, u64)> {
+        if b.len() != DIR_RECORD_LEN {
+            return None;
+        }
+        let n = |at: usize| u64::from_be_bytes(b[at..at + 8].try_into().expect("8"));
+        let count = |i: usize| n(40 + Ref::LEN + i * 8);
+        Some((
+            DirRecord {
+                signature: b[..32].try_into().expect("32"),
+                content: Ref::from_bytes(&b[40..40 + Ref::LEN])?,
+                counts: Counts {
+                    files: count(0),
+                    dirs: count(1),
+                    symlinks: count(2),
+                    others: count(3),
+                    bytes: count(4),
+                    errors: 0,
+                },
+            },
+            n(32),
+        ))
+    }
+}
+
+/// The generation a record was stamped with, whatever its kind.
+fn record_generation(key: &[u8], value: &[u8]) -> Option<u64> {
+    match key.first() {
+        Some(&FILE) => FileRecord::decode(value).map(|(_, g)| g),
+        Some(&DIR) => DirRecord::decode(value).map(|(_, g)| g),
+        _ => None,
     }
 }
 
@@ -150,6 +222,12 @@ impl Pending {
             .put(file_key(path), record.encode(cache.generation));
     }
 
+    /// Queues a directory's record, stamped with the cache's generation.
+    pub fn dir(&mut self, cache: &Cache, path: &[u8], record: &DirRecord) {
+        self.files
+            .put(keyed(DIR, path), record.encode(cache.generation));
+    }
+
     /// Entries queued.
     pub fn len(&self) -> usize {
         self.blocks.values().map(WriteBatch::len).sum::<usize>() + self.files.len()
@@ -171,10 +249,20 @@ impl Pending {
 }
 
 fn file_key(path: &[u8]) -> Vec<u8> {
+    keyed(FILE, path)
+}
+
+fn keyed(kind: u8, path: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + path.len());
-    k.push(FILE);
+    k.push(kind);
     k.extend_from_slice(path);
     k
+}
+
+/// Whether `path` is `dir` or lies below it.
+fn at_or_below(path: &[u8], dir: &[u8]) -> bool {
+    path.starts_with(dir)
+        && (path.len() == dir.len() || path[dir.len()] == b'/' || dir.ends_with(b"/"))
 }
 
 impl Cache {
@@ -225,6 +313,28 @@ impl Cache {
             .get_pinned(file_key(path))
             .map_err(|e| self.err(e))?;
         Ok(v.and_then(|v| FileRecord::decode(&v)).map(|(r, _)| r))
+    }
+
+    /// The record of the directory at `path`, if any.
+    pub fn dir(&self, path: &[u8]) -> Result<Option<DirRecord>, CacheError> {
+        let v = self
+            .db
+            .get_pinned(keyed(DIR, path))
+            .map_err(|e| self.err(e))?;
+        Ok(v.and_then(|v| DirRecord::decode(&v)).map(|(r, _)| r))
+    }
+
+    /// Whether any directory at or below `path` has a record: if none
+    /// has, signing the tree ahead of the walk cannot spare any of it.
+    pub fn has_dirs_under(&self, path: &[u8]) -> Result<bool, CacheError> {
+        let prefix = keyed(DIR, path);
+        match self.db.prefix_iterator(&prefix).next() {
+            Some(item) => {
+                let (k, _) = item.map_err(|e| self.err(e))?;
+                Ok(at_or_below(&k[1..], path))
+            }
+            None => Ok(false),
+        }
     }
 
     /// Whether the block is known to be stored on `member`.
@@ -283,6 +393,7 @@ impl Cache {
         if stale {
             self.forget_member(member)?;
             self.forget_prefix(&[FILE])?;
+            self.forget_prefix(&[DIR])?;
         }
         self.db
             .put(epoch_key(member), epoch.to_be_bytes())
@@ -308,6 +419,9 @@ impl Cache {
         })?;
         self.forget_where(&[FILE], |_, v| {
             FileRecord::decode(v).is_some_and(|(r, _)| !live.contains(&r.content.score))
+        })?;
+        self.forget_where(&[DIR], |_, v| {
+            DirRecord::decode(v).is_some_and(|(r, _)| !live.contains(&r.content.score))
         })?;
         self.db
             .put(epoch_key(member), epoch.to_be_bytes())
@@ -348,28 +462,54 @@ impl Cache {
         Ok(n)
     }
 
-    /// Drops records under `root` (a directory path) that this generation
-    /// did not write: files deleted since, or no longer backed up.
-    pub fn sweep(&self, root: &[u8]) -> Result<u64, CacheError> {
-        let prefix = file_key(root);
+    /// Drops the file and directory records under `root` (a path) that
+    /// this generation did not write (files deleted since, or no longer
+    /// backed up), except those below a directory of `reused`: such a
+    /// directory was taken whole from its record, so what lies below it
+    /// was not visited, and still is as recorded.
+    pub fn sweep(
+        &self,
+        root: &[u8],
+        reused: &std::collections::HashSet<Vec<u8>>,
+    ) -> Result<u64, CacheError> {
+        // The reused directory `path` lies in, if any.
+        let reused_above = |path: &[u8]| {
+            (1..=path.len())
+                .filter(|&i| i == path.len() || path[i] == b'/')
+                .find(|&i| reused.contains(&path[..i]))
+        };
         let mut batch = WriteBatch::default();
         let mut dropped = 0;
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let rest = &k[prefix.len()..];
-            if !(rest.is_empty() || rest[0] == b'/' || root.ends_with(b"/")) {
-                continue;
-            }
-            match FileRecord::decode(&v) {
-                Some((_, g)) if g == self.generation => {}
-                _ => {
-                    batch.delete(&k);
-                    dropped += 1;
+        for kind in [FILE, DIR] {
+            let prefix = keyed(kind, root);
+            let mut it = self.db.raw_iterator();
+            it.seek(&prefix);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !k.starts_with(&prefix) {
+                    break;
                 }
+                let path = &k[1..];
+                if at_or_below(path, root) && record_generation(k, v) != Some(self.generation) {
+                    match reused_above(path) {
+                        Some(end) if end < path.len() => {
+                            // Everything below that directory sorts
+                            // between `dir/` and `dir0` ('0' follows '/'):
+                            // skip it all.
+                            let mut past = keyed(kind, &path[..end]);
+                            past.push(b'/' + 1);
+                            it.seek(&past);
+                            continue;
+                        }
+                        Some(_) => {}
+                        None => {
+                            batch.delete(k);
+                            dropped += 1;
+                        }
+                    }
+                }
+                it.next();
             }
+            it.status().map_err(|e| self.err(e))?;
         }
         self.db.write(batch).map_err(|e| self.err(e))?;
         Ok(dropped)
@@ -419,9 +559,75 @@ mod tests {
         let mut p = Pending::default();
         p.file(&cache, b"/a/kept", &record);
         cache.commit(p, &|_| true, true).unwrap();
-        assert_eq!(cache.sweep(b"/a").unwrap(), 1);
+        assert_eq!(cache.sweep(b"/a", &Default::default()).unwrap(), 1);
         assert!(cache.file(b"/a/old").unwrap().is_none());
         assert!(cache.file(b"/a/kept").unwrap().is_some());
         assert!(cache.file(b"/ab/other").unwrap().is_some(), "not under /a");
+    }
+
+    #[test]
+    fn directory_records_round_trip_and_sweep_keeps_what_lies_below_reused_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, content) = crate::format::block::seal(&[1; 32], b"listing");
+        let record = DirRecord {
+            signature: [9; 32],
+            content,
+            counts: Counts {
+                files: 3,
+                dirs: 2,
+                symlinks: 1,
+                others: 4,
+                bytes: 5000,
+                errors: 0,
+            },
+        };
+        let file = FileRecord {
+            ino: 1,
+            size: 2,
+            mtime_ns: 3,
+            ctime_ns: 4,
+            content,
+        };
+        {
+            let cache = Cache::open(dir.path()).unwrap();
+            let mut p = Pending::default();
+            for d in [&b"/r/kept"[..], b"/r/kept/sub", b"/r/kept-not", b"/r/gone"] {
+                p.dir(&cache, d, &record);
+            }
+            for f in [
+                &b"/r/kept/f"[..],
+                b"/r/kept/sub/g",
+                b"/r/kept-not/h",
+                b"/r/gone/i",
+            ] {
+                p.file(&cache, f, &file);
+            }
+            cache.commit(p, &|_| true, true).unwrap();
+            assert!(cache.has_dirs_under(b"/r").unwrap());
+            assert!(cache.has_dirs_under(b"/r/kept").unwrap());
+            assert!(!cache.has_dirs_under(b"/r/ke").unwrap(), "a name prefix");
+            assert!(!cache.has_dirs_under(b"/other").unwrap());
+        }
+        let cache = Cache::open(dir.path()).unwrap();
+        assert_eq!(cache.dir(b"/r/kept").unwrap(), Some(record));
+        assert_eq!(cache.dir(b"/r/nothing").unwrap(), None);
+        // The next generation took /r/kept whole and wrote only its record.
+        let mut p = Pending::default();
+        p.dir(&cache, b"/r/kept", &record);
+        cache.commit(p, &|_| true, true).unwrap();
+        let reused = [b"/r/kept".to_vec()].into_iter().collect();
+        assert_eq!(cache.sweep(b"/r", &reused).unwrap(), 4, "kept-not and gone");
+        assert!(cache.dir(b"/r/kept/sub").unwrap().is_some());
+        assert!(cache.file(b"/r/kept/sub/g").unwrap().is_some());
+        assert!(cache.file(b"/r/kept/f").unwrap().is_some());
+        assert!(
+            cache.dir(b"/r/kept-not").unwrap().is_none(),
+            "sorts between /r/kept and what lies below it"
+        );
+        assert!(cache.file(b"/r/kept-not/h").unwrap().is_none());
+        assert!(cache.dir(b"/r/gone").unwrap().is_none());
+        // A prune epoch drops them with the file records.
+        assert!(cache.enter_epoch(ONE, 7).unwrap());
+        assert!(cache.dir(b"/r/kept").unwrap().is_none());
     }
 }
