@@ -7,7 +7,7 @@
 //! tick would not show), so these tests wait that long after each change.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -163,23 +163,34 @@ fn what_was_not_signed_is_walked_and_the_records_follow_the_tree() {
         dir.path().join("src"),
         dir.path().join("out"),
     );
-    fs::create_dir_all(src.join("linked")).unwrap();
-    fs::create_dir_all(src.join("plain")).unwrap();
+    for d in ["linked", "elsewhere", "pair", "plain"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
     fs::write(src.join("linked/one"), b"shared\n").unwrap();
-    fs::hard_link(src.join("linked/one"), src.join("linked/two")).unwrap();
+    fs::hard_link(src.join("linked/one"), src.join("elsewhere/two")).unwrap();
+    fs::write(src.join("pair/a"), b"aliased\n").unwrap();
+    fs::hard_link(src.join("pair/a"), src.join("pair/b")).unwrap();
     fs::write(src.join("plain/file"), b"plain\n").unwrap();
     std::thread::sleep(SETTLE);
     backup(&home, &src);
-    // A directory with a hard link is never taken whole, nor any above
-    // it; its sibling is.
+    // Directories with links to each other are never taken whole, nor any
+    // above them; one whose file's links are all in it is, and so is the
+    // plain one.
     let second = backup(&home, &src);
-    assert_eq!(n(&second, "reused_dirs"), 1, "plain only");
+    assert_eq!(n(&second, "reused_dirs"), 2, "pair and plain");
+    let back = assert_restores(&home, &src, &out);
+    let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+    assert_eq!(ino(&back.join("pair/a")), ino(&back.join("pair/b")));
+    assert_eq!(
+        ino(&back.join("linked/one")),
+        ino(&back.join("elsewhere/two"))
+    );
 
     // Changed just before the backup: not signed, so walked (and found
     // changed) even though its signature would be taken too early.
     fs::write(src.join("plain/file"), b"PLAIN\n").unwrap();
     let third = backup(&home, &src);
-    assert_eq!(n(&third, "reused_dirs"), 0);
+    assert_eq!(n(&third, "reused_dirs"), 1, "pair");
     assert_eq!(n(&third, "read_files"), 1);
     assert_restores(&home, &src, &out);
 
@@ -191,7 +202,7 @@ fn what_was_not_signed_is_walked_and_the_records_follow_the_tree() {
     fs::write(src.join("plain/other"), b"other\n").unwrap();
     std::thread::sleep(SETTLE);
     let fifth = backup(&home, &src);
-    assert_eq!(n(&fifth, "reused_dirs"), 0);
+    assert_eq!(n(&fifth, "reused_dirs"), 1, "pair; plain is new");
     let back = assert_restores(&home, &src, &out);
     assert!(!back.join("plain/file").exists());
 }

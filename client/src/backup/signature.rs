@@ -16,8 +16,11 @@
 //!
 //! No signature (so no reuse, and no record) for a directory where
 //! anything is uncertain: an entry that could not be read, a file with
-//! several links (which of its names is stored whole depends on the rest
-//! of the walk), or an entry changed within [`SETTLE_NS`](super::files::SETTLE_NS) of the backup's
+//! links outside the directory (which of its names is stored whole, and
+//! which as a link to it, depends on the rest of the walk; links all in
+//! one directory, as a package's aliases usually are, are fine: adding
+//! or removing one elsewhere changes the file's link count and
+//! status-change time), or an entry changed within [`SETTLE_NS`](super::files::SETTLE_NS) of the backup's
 //! start (a later change in the same timestamp tick would not show), and
 //! none for any directory above one.
 
@@ -48,6 +51,9 @@ pub struct Signer {
     hasher: Sha256,
     certain: bool,
     settled_before_ns: i64,
+    /// Files with several links, by (device, inode): their link count
+    /// and the links met here.
+    links: HashMap<(u64, u64), (u64, u64)>,
 }
 
 impl Signer {
@@ -60,13 +66,18 @@ impl Signer {
             hasher,
             certain: true,
             settled_before_ns,
+            links: HashMap::new(),
         }
     }
 
     /// Adds an entry other than a directory.
     pub fn entry(&mut self, name: &[u8], meta: &Metadata, names: &Names) {
         if !meta.is_dir() && meta.nlink() > 1 {
-            self.certain = false;
+            let met = self
+                .links
+                .entry((meta.dev(), meta.ino()))
+                .or_insert((meta.nlink(), 0));
+            met.1 += 1;
         }
         self.stat(name, meta, names);
     }
@@ -87,7 +98,8 @@ impl Signer {
 
     /// The signature, if nothing made it uncertain.
     pub fn finish(self) -> Option<Signature> {
-        self.certain.then(|| self.hasher.finalize().into())
+        let links_all_here = self.links.values().all(|(count, met)| count == met);
+        (self.certain && links_all_here).then(|| self.hasher.finalize().into())
     }
 
     fn stat(&mut self, name: &[u8], meta: &Metadata, names: &Names) {
@@ -285,15 +297,23 @@ mod tests {
     fn no_signature_where_the_walk_could_differ() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        fs::create_dir_all(root.join("linked")).unwrap();
-        fs::create_dir_all(root.join("plain")).unwrap();
+        for d in ["linked", "elsewhere", "pair", "plain"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
         fs::write(root.join("linked/one"), b"x").unwrap();
-        fs::hard_link(root.join("linked/one"), root.join("linked/two")).unwrap();
+        fs::hard_link(root.join("linked/one"), root.join("elsewhere/two")).unwrap();
+        fs::write(root.join("pair/a"), b"z").unwrap();
+        fs::hard_link(root.join("pair/a"), root.join("pair/b")).unwrap();
         fs::write(root.join("plain/file"), b"y").unwrap();
         let (top, signed) = sign(root);
-        assert_eq!(top, None, "a directory above a hard link");
-        assert!(!signed.contains_key(root.join("linked").as_os_str().as_bytes()));
-        assert!(signed.contains_key(root.join("plain").as_os_str().as_bytes()));
+        assert_eq!(top, None, "a directory above a link to another one");
+        let has = |d: &str| signed.contains_key(root.join(d).as_os_str().as_bytes());
+        assert!(
+            !has("linked") && !has("elsewhere"),
+            "linked across directories"
+        );
+        assert!(has("pair"), "every link in one directory");
+        assert!(has("plain"));
 
         // Changed within the settling time of the backup's start.
         let recent = dir.path().join("plain/file");

@@ -64,7 +64,7 @@ impl Shortcuts {
         let settled_before_ns = fsmeta::now_ns() - SETTLE_NS;
         let (to_sign, unsigned): (Vec<&Path>, Vec<&Path>) =
             paths.iter().map(|p| p.as_path()).partition(|p| {
-                p.is_dir()
+                std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
                     && cache
                         .has_dirs_under(p.as_os_str().as_bytes())
                         .unwrap_or(false)

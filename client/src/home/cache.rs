@@ -265,6 +265,16 @@ fn at_or_below(path: &[u8], dir: &[u8]) -> bool {
         && (path.len() == dir.len() || path[dir.len()] == b'/' || dir.ends_with(b"/"))
 }
 
+impl Drop for Cache {
+    /// Writes what the cache holds in memory to its table files: RocksDB
+    /// otherwise replays its whole log at every open until 16 MiB of
+    /// records pile up, and a first backup's records (12 MB for 45,000
+    /// files) took a cold re-backup 0.3-0.5 s to read back.
+    fn drop(&mut self) {
+        let _ = self.db.flush();
+    }
+}
+
 impl Cache {
     /// Opens (creating) the cache in `dir` and starts a new generation.
     pub fn open(dir: &Path) -> Result<Cache, CacheError> {
@@ -327,11 +337,19 @@ impl Cache {
     /// Whether any directory at or below `path` has a record: if none
     /// has, signing the tree ahead of the walk cannot spare any of it.
     pub fn has_dirs_under(&self, path: &[u8]) -> Result<bool, CacheError> {
-        let prefix = keyed(DIR, path);
-        match self.db.prefix_iterator(&prefix).next() {
+        if self.dir(path)?.is_some() {
+            return Ok(true);
+        }
+        // Below it: keys from `d` + `path/` on (a sibling such as
+        // `path-x` sorts before them).
+        let mut below = keyed(DIR, path);
+        if !path.ends_with(b"/") {
+            below.push(b'/');
+        }
+        match self.db.prefix_iterator(&below).next() {
             Some(item) => {
                 let (k, _) = item.map_err(|e| self.err(e))?;
-                Ok(at_or_below(&k[1..], path))
+                Ok(k.starts_with(&below))
             }
             None => Ok(false),
         }
@@ -591,7 +609,7 @@ mod tests {
         {
             let cache = Cache::open(dir.path()).unwrap();
             let mut p = Pending::default();
-            for d in [&b"/r/kept"[..], b"/r/kept/sub", b"/r/kept-not", b"/r/gone"] {
+            for d in [&b"/r/kept/sub"[..], b"/r/kept-not", b"/r/gone"] {
                 p.dir(&cache, d, &record);
             }
             for f in [
@@ -603,9 +621,17 @@ mod tests {
                 p.file(&cache, f, &file);
             }
             cache.commit(p, &|_| true, true).unwrap();
+            assert!(
+                cache.has_dirs_under(b"/r/kept").unwrap(),
+                "below it, behind a sibling that sorts first"
+            );
+            let mut p = Pending::default();
+            p.dir(&cache, b"/r/kept", &record);
+            cache.commit(p, &|_| true, true).unwrap();
             assert!(cache.has_dirs_under(b"/r").unwrap());
             assert!(cache.has_dirs_under(b"/r/kept").unwrap());
             assert!(!cache.has_dirs_under(b"/r/ke").unwrap(), "a name prefix");
+            assert!(cache.has_dirs_under(b"/").unwrap());
             assert!(!cache.has_dirs_under(b"/other").unwrap());
         }
         let cache = Cache::open(dir.path()).unwrap();
