@@ -298,6 +298,12 @@ fn store_file(
     let (content, size) = if before.len() >= PARALLEL_FROM {
         let chunks = chunk::chunks(ReadingAhead::new(&file), seed);
         seal_overlapped(chunks, uploader, convergence, counters)?
+    } else if before.len() < u64::from(chunk::MIN_CHUNK) {
+        // Read whole: one chunk (or, if it grew meanwhile, its chunks).
+        let mut data = Vec::with_capacity(before.len() as usize);
+        std::io::Read::read_to_end(&mut &file, &mut data)?;
+        let parts = chunk::split_in_memory(data, seed).into_iter().map(Ok);
+        seal_in_turn(parts, uploader, convergence, counters)?
     } else {
         seal_in_turn(chunk::chunks(&file, seed), uploader, convergence, counters)?
     };

@@ -65,6 +65,23 @@ pub fn chunks<R: Read>(source: R, seed: u64) -> impl Iterator<Item = std::io::Re
     })
 }
 
+/// The chunks of a content held whole in memory: exactly what [`chunks`]
+/// gives for it. Below [`MIN_CHUNK`] that is the content itself (no cut
+/// point can come before the minimum), found without the streaming
+/// chunker, which zeroes a buffer of [`MAX_CHUNK`] bytes for every file:
+/// most files of a tree are that small.
+pub fn split_in_memory(data: Vec<u8>, seed: u64) -> Vec<Vec<u8>> {
+    if data.is_empty() {
+        Vec::new()
+    } else if data.len() < MIN_CHUNK as usize {
+        vec![data]
+    } else {
+        chunks(&data[..], seed)
+            .map(|c| c.expect("reading memory cannot fail"))
+            .collect()
+    }
+}
+
 thread_local! {
     /// One compression context per thread: making a context per chunk
     /// cost more than a tenth of a backup's CPU.
@@ -168,6 +185,23 @@ mod tests {
         }
         let avg = data.len() / parts.len();
         assert!((16 << 10..=48 << 10).contains(&avg), "average chunk {avg}");
+    }
+
+    #[test]
+    fn splitting_in_memory_gives_the_streaming_chunks() {
+        let seed = seed_for(&[4; 32]);
+        for len in [
+            0,
+            1,
+            5000,
+            MIN_CHUNK as usize - 1,
+            MIN_CHUNK as usize,
+            300_000,
+        ] {
+            let data = noise(len, len as u64 + 1);
+            let streamed: Vec<Vec<u8>> = chunks(&data[..], seed).map(|c| c.unwrap()).collect();
+            assert_eq!(split_in_memory(data, seed), streamed, "{len} bytes");
+        }
     }
 
     #[test]
