@@ -130,58 +130,6 @@ const PARALLEL_FROM: u64 = 8 << 20;
 /// for the reader, few enough to bound memory (about 1 MiB per sealer).
 const READ_AHEAD_PER_SEALER: usize = 32;
 
-/// How far ahead of a big file's reader the kernel is asked to read.
-const READ_AHEAD_BYTES: u64 = 32 << 20;
-/// How often (in bytes read) that request is renewed.
-const READ_AHEAD_STEP: u64 = 8 << 20;
-
-/// A big file read in order, the kernel asked to read ahead of it
-/// (`posix_fadvise` `WILLNEED`) much further than its own read-ahead
-/// window: on a cold cache the reader otherwise waits on the disk for
-/// every window while the sealers starve (1.2 s of a 7.5 s backup of one
-/// 1.5 GB file).
-struct ReadingAhead<'a> {
-    file: &'a File,
-    position: u64,
-    asked_to: u64,
-}
-
-impl<'a> ReadingAhead<'a> {
-    fn new(file: &'a File) -> ReadingAhead<'a> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: advice on an open descriptor; no memory is passed.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
-        ReadingAhead {
-            file,
-            position: 0,
-            asked_to: 0,
-        }
-    }
-}
-
-impl std::io::Read for ReadingAhead<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        if self.position + READ_AHEAD_BYTES >= self.asked_to + READ_AHEAD_STEP {
-            let from = self.asked_to.max(self.position);
-            let to = self.position + READ_AHEAD_BYTES;
-            // SAFETY: as above. Only advice: an error changes nothing.
-            unsafe {
-                libc::posix_fadvise(
-                    self.file.as_raw_fd(),
-                    from as libc::off_t,
-                    (to - from) as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
-                )
-            };
-            self.asked_to = to;
-        }
-        let n = (&mut &*self.file).read(buf)?;
-        self.position += n as u64;
-        Ok(n)
-    }
-}
-
 /// Seals one chunk, hands its block to the store and counts it.
 fn seal_and_put(
     chunk: &[u8],
@@ -296,8 +244,7 @@ fn store_file(
     let file = open_noatime(path)?;
     let before = file.metadata()?;
     let (content, size) = if before.len() >= PARALLEL_FROM {
-        let chunks = chunk::chunks(ReadingAhead::new(&file), seed);
-        seal_overlapped(chunks, uploader, convergence, counters)?
+        seal_overlapped(chunk::chunks(&file, seed), uploader, convergence, counters)?
     } else if before.len() < u64::from(chunk::MIN_CHUNK) {
         // Read whole: one chunk (or, if it grew meanwhile, its chunks).
         let mut data = Vec::with_capacity(before.len() as usize);
