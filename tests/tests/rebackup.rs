@@ -64,6 +64,15 @@ fn assert_restores(home: &Path, src: &Path, out: &Path) -> PathBuf {
     target.clone()
 }
 
+/// A temp dir and, in it, the paths of a home, a source tree and a
+/// restore target (none made yet).
+fn fresh() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name| dir.path().join(name);
+    let (home, src, out) = (p("home"), p("src"), p("out"));
+    (dir, home, src, out)
+}
+
 fn n(summary: &serde_json::Value, field: &str) -> u64 {
     summary[field]
         .as_u64()
@@ -72,12 +81,7 @@ fn n(summary: &serde_json::Value, field: &str) -> u64 {
 
 #[test]
 fn unchanged_directories_are_taken_whole_and_changes_below_them_are_not_missed() {
-    let dir = tempfile::tempdir().unwrap();
-    let (home, src, out) = (
-        dir.path().join("home"),
-        dir.path().join("src"),
-        dir.path().join("out"),
-    );
+    let (_dir, home, src, out) = fresh();
     for d in ["a/b/c", "d/e", "f"] {
         fs::create_dir_all(src.join(d)).unwrap();
     }
@@ -157,12 +161,7 @@ fn unchanged_directories_are_taken_whole_and_changes_below_them_are_not_missed()
 
 #[test]
 fn what_was_not_signed_is_walked_and_the_records_follow_the_tree() {
-    let dir = tempfile::tempdir().unwrap();
-    let (home, src, out) = (
-        dir.path().join("home"),
-        dir.path().join("src"),
-        dir.path().join("out"),
-    );
+    let (_dir, home, src, out) = fresh();
     for d in ["linked", "elsewhere", "pair", "plain"] {
         fs::create_dir_all(src.join(d)).unwrap();
     }

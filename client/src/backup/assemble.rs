@@ -85,18 +85,10 @@ struct Open {
 
 impl Open {
     fn add(&mut self, (entry, counts, whole): (Entry, Counts, bool)) {
-        add_counts(&mut self.counts, &counts);
+        self.counts += counts;
         self.whole &= whole;
         self.entries.push(entry);
     }
-}
-
-fn add_counts(total: &mut Counts, more: &Counts) {
-    total.files += more.files;
-    total.dirs += more.dirs;
-    total.symlinks += more.symlinks;
-    total.others += more.others;
-    total.bytes += more.bytes;
 }
 
 /// Runs until the walker hangs up; returns the top-level entries with

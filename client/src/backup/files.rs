@@ -286,21 +286,9 @@ mod tests {
         }
     }
 
-    fn noise(n: usize) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-
     #[test]
     fn sealing_in_parallel_gives_the_tree_of_sealing_in_turn() {
-        let data = noise(20 << 20);
+        let data = chunk::noise(20 << 20, 0x9e37_79b9_7f4a_7c15);
         let (convergence, seed) = ([3u8; 32], 17);
         let counters = Counters::default();
         let (one, many) = (Memory::default(), Memory::default());
@@ -334,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_read_error_midway_fails_the_file() {
-        let data = noise(4 << 20);
+        let data = chunk::noise(4 << 20, 0x9e37_79b9_7f4a_7c15);
         let chunks = chunk::chunks(&data[..], 5)
             .take(40)
             .chain(std::iter::once(Err(std::io::Error::other("disk gone"))))

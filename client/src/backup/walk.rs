@@ -153,15 +153,7 @@ impl<'a> Walker<'a> {
             return None;
         }
         let c = record.counts;
-        for (total, n) in [
-            (&mut self.counts.files, c.files),
-            (&mut self.counts.dirs, c.dirs),
-            (&mut self.counts.symlinks, c.symlinks),
-            (&mut self.counts.others, c.others),
-            (&mut self.counts.bytes, c.bytes),
-        ] {
-            *total += n;
-        }
+        self.counts += c;
         for (counter, n) in [
             (&self.counters.files_seen, c.files),
             (&self.counters.files_done, c.files),

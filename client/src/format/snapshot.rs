@@ -56,6 +56,18 @@ pub struct Counts {
     pub errors: u64,
 }
 
+impl std::ops::AddAssign for Counts {
+    /// Adds what a part of the tree counted.
+    fn add_assign(&mut self, more: Counts) {
+        self.files += more.files;
+        self.dirs += more.dirs;
+        self.symlinks += more.symlinks;
+        self.others += more.others;
+        self.bytes += more.bytes;
+        self.errors += more.errors;
+    }
+}
+
 /// A snapshot root's contents.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
