@@ -14,9 +14,14 @@ use eventi_shared::{BlockType, Score};
 use rayon::prelude::*;
 
 use crate::format::block::{self, Ref};
-use crate::format::chunk;
 use crate::format::dirent::{Entry, Kind};
 use crate::repo::Repo;
+
+/// Contents below this size are one block in every format (the smallest
+/// chunk before extents was 16 KiB; since, a content of up to
+/// `chunk::MAX_CHUNK` bytes is one block), so they are listed without
+/// fetching anything.
+const ONE_BLOCK_BELOW: u64 = 16 * 1024;
 use crate::store::circle::Circle;
 use crate::store::{BlockStore, StoreError};
 use crate::stream;
@@ -172,7 +177,7 @@ impl Lister {
                 self.queued.insert(content.score);
                 level.push(content);
             }
-            _ if e.size < u64::from(chunk::MIN_CHUNK) => self.add(content),
+            _ if e.size < ONE_BLOCK_BELOW => self.add(content),
             _ => {
                 self.queued.insert(content.score);
                 self.trees.push(content);

@@ -11,7 +11,7 @@ use eventi_shared::{BlockType, Score};
 use crate::format::block::{self, Ref};
 use crate::format::chunk;
 use crate::format::tree::{
-    decode, is_pointer, put_sealed, BlockSink, Level, Malformed, Node, TreeWriter,
+    assemble, decode, is_pointer, put_leaf, BlockSink, Leaf, Level, Malformed, Node, TreeWriter,
 };
 use crate::store::{BlockStore, StoreError};
 
@@ -80,11 +80,12 @@ pub fn write(
 ) -> Result<(Ref, u64), TreeError> {
     let mut tree = TreeWriter::new(convergence);
     let mut len = 0u64;
-    for c in chunk::chunks(source, chunk::seed_for(convergence)) {
-        let c = c?;
-        len += c.len() as u64;
-        let r = put_sealed(sink, convergence, &chunk::pack(&c));
-        tree.push(sink, r, c.len());
+    for e in chunk::extents(source, chunk::seed_for(convergence)) {
+        let e = e?;
+        len += e.len() as u64;
+        for leaf in chunk::pack_extent(&e) {
+            tree.push_leaf(sink, put_leaf(sink, convergence, &leaf));
+        }
     }
     Ok((tree.finish(sink), len))
 }
@@ -95,16 +96,17 @@ pub fn fetch(store: &dyn BlockStore, r: &Ref) -> Result<Vec<u8>, TreeError> {
     Ok(block::decrypt_checked(r, &sealed)?)
 }
 
-/// Calls `each` with every data block's reference, in order, together
-/// with its chunk when this walk had to fetch it anyway, so a caller can
-/// fetch the others in parallel. Pointer blocks are fetched and checked
-/// here. All data blocks are at one depth, so fetching the first child of
-/// a pointer block tells what all of its children are; a tree that breaks
-/// that rule fails later, when a pointer block does not unpack as a chunk.
+/// Calls `each` with every leaf, in order, together with its bytes when
+/// this walk had to fetch them anyway, so a caller can fetch the others
+/// in parallel. Pointer and leaf blocks are fetched and checked here. All
+/// leaves are at one depth: a leaf block lists its leaves; under an older
+/// pointer block, fetching the first child tells what all of its children
+/// are, and a tree that breaks that rule fails later, when a pointer block
+/// does not unpack as a chunk.
 pub fn for_each_leaf(
     store: &dyn BlockStore,
     root: &Ref,
-    each: &mut dyn FnMut(Ref, Option<Vec<u8>>) -> Result<(), TreeError>,
+    each: &mut dyn FnMut(Leaf, Option<Vec<u8>>) -> Result<(), TreeError>,
 ) -> Result<(), TreeError> {
     visit(store, root, fetch(store, root)?, each)
 }
@@ -113,35 +115,50 @@ fn visit(
     store: &dyn BlockStore,
     r: &Ref,
     plain: Vec<u8>,
-    each: &mut dyn FnMut(Ref, Option<Vec<u8>>) -> Result<(), TreeError>,
+    each: &mut dyn FnMut(Leaf, Option<Vec<u8>>) -> Result<(), TreeError>,
 ) -> Result<(), TreeError> {
-    let refs: Vec<Ref> = match decode(r, &plain)? {
-        Node::Data(d) => return each(*r, Some(d)),
-        Node::Pointers(children) => children.iter().map(|c| c.r).collect(),
+    let children = match decode(r, &plain)? {
+        Node::Data(d) => return each(Leaf::single(*r, Some(d.len() as u64)), Some(d)),
+        Node::Piece(_) => return Err(piece_alone(r)),
+        Node::Leaves(leaves) => {
+            for l in leaves {
+                each(l, None)?;
+            }
+            return Ok(());
+        }
+        Node::Pointers(children) => children,
     };
-    let first = fetch(store, &refs[0])?;
+    let first = fetch(store, &children[0].r)?;
     if is_pointer(&first) {
-        visit(store, &refs[0], first, each)?;
-        for c in &refs[1..] {
-            visit(store, c, fetch(store, c)?, each)?;
+        visit(store, &children[0].r, first, each)?;
+        for c in &children[1..] {
+            visit(store, &c.r, fetch(store, &c.r)?, each)?;
         }
-        Ok(())
     } else {
-        match decode(&refs[0], &first)? {
-            Node::Data(d) => each(refs[0], Some(d))?,
-            Node::Pointers(_) => unreachable!("checked above"),
+        // A tree from before extents: data blocks right below, one leaf
+        // each.
+        let leaf = Leaf::single(children[0].r, children[0].size);
+        let data = assemble(&leaf, std::slice::from_ref(&first))?;
+        each(leaf, Some(data))?;
+        for c in &children[1..] {
+            each(Leaf::single(c.r, c.size), None)?;
         }
-        for c in &refs[1..] {
-            each(*c, None)?;
-        }
-        Ok(())
     }
+    Ok(())
+}
+
+fn piece_alone(r: &Ref) -> TreeError {
+    TreeError::Malformed(Malformed {
+        score: r.score,
+        why: "a piece of a frame where a chunk or pointer block was expected".into(),
+    })
 }
 
 /// Calls `each` with every block of the tree rooted at `root`, pointer
-/// blocks before the blocks below them, data blocks in stream order;
-/// every block is fetched, opened and decoded (a check of the whole tree).
-/// `each` answers whether to go on; the answer is whether it always did.
+/// and leaf blocks before the blocks below them, data blocks in stream
+/// order; every block is fetched, opened and decoded, and every leaf
+/// assembled (a check of the whole tree). `each` answers whether to go on;
+/// the answer is whether it always did.
 pub fn for_each_block(
     store: &dyn BlockStore,
     root: &Ref,
@@ -149,6 +166,21 @@ pub fn for_each_block(
 ) -> Result<bool, TreeError> {
     match decode(root, &fetch(store, root)?)? {
         Node::Data(_) => each(*root, Level::Data),
+        Node::Piece(_) => Err(piece_alone(root)),
+        Node::Leaves(leaves) => {
+            if !each(*root, Level::Pointer)? {
+                return Ok(false);
+            }
+            for l in &leaves {
+                fetch_leaf(store, l)?;
+                for b in &l.blocks {
+                    if !each(*b, Level::Data)? {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        }
         Node::Pointers(children) => {
             if !each(*root, Level::Pointer)? {
                 return Ok(false);
@@ -165,9 +197,10 @@ pub fn for_each_block(
 
 /// Calls `each` with the reference of every block of the tree rooted at
 /// `root`, pointer blocks included, reading only what it must: the
-/// pointer blocks, and the first child below each pointer block (which
-/// says whether its siblings are data or pointers). For finding out which
-/// blocks a tree is made of without reading it (`eventi check`).
+/// pointer and leaf blocks, and, in trees from before extents, the first
+/// child below each pointer block (which says whether its siblings are
+/// data or pointers). For finding out which blocks a tree is made of
+/// without reading it (`eventi check`, prune's marks, copies).
 pub fn for_each_ref(
     store: &dyn BlockStore,
     root: &Ref,
@@ -183,47 +216,54 @@ fn refs_below(
     plain: Vec<u8>,
     each: &mut dyn FnMut(Ref, Level),
 ) -> Result<(), TreeError> {
-    let refs: Vec<Ref> = match decode(r, &plain)? {
+    let children = match decode(r, &plain)? {
         Node::Data(_) => {
             each(*r, Level::Data);
             return Ok(());
         }
-        Node::Pointers(children) => children.iter().map(|c| c.r).collect(),
+        Node::Piece(_) => return Err(piece_alone(r)),
+        Node::Leaves(leaves) => {
+            each(*r, Level::Pointer);
+            for b in leaves.iter().flat_map(|l| &l.blocks) {
+                each(*b, Level::Data);
+            }
+            return Ok(());
+        }
+        Node::Pointers(children) => children,
     };
     each(*r, Level::Pointer);
-    let first = fetch(store, &refs[0])?;
+    let first = fetch(store, &children[0].r)?;
     if is_pointer(&first) {
-        refs_below(store, &refs[0], first, each)?;
-        for c in &refs[1..] {
-            refs_below(store, c, fetch(store, c)?, each)?;
+        refs_below(store, &children[0].r, first, each)?;
+        for c in &children[1..] {
+            refs_below(store, &c.r, fetch(store, &c.r)?, each)?;
         }
     } else {
-        for c in &refs {
-            each(*c, Level::Data);
+        for c in &children {
+            each(c.r, Level::Data);
         }
     }
     Ok(())
 }
 
-/// Fetches, checks and unpacks one data block.
-pub fn fetch_chunk(store: &dyn BlockStore, r: &Ref) -> Result<Vec<u8>, TreeError> {
-    match decode(r, &fetch(store, r)?)? {
-        Node::Data(d) => Ok(d),
-        Node::Pointers(_) => Err(TreeError::Malformed(Malformed {
-            score: r.score,
-            why: "a pointer block where data was expected".into(),
-        })),
-    }
+/// Fetches, checks and assembles one leaf: its bytes of stream.
+pub fn fetch_leaf(store: &dyn BlockStore, leaf: &Leaf) -> Result<Vec<u8>, TreeError> {
+    let plains = leaf
+        .blocks
+        .iter()
+        .map(|b| fetch(store, b))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(assemble(leaf, &plains)?)
 }
 
 /// Writes the stream rooted at `root` to `out`, checking every block.
 /// Returns the number of bytes written.
 pub fn read(store: &dyn BlockStore, root: &Ref, out: &mut dyn Write) -> Result<u64, TreeError> {
     let mut written = 0u64;
-    for_each_leaf(store, root, &mut |r, data| {
+    for_each_leaf(store, root, &mut |leaf, data| {
         let data = match data {
             Some(d) => d,
-            None => fetch_chunk(store, &r)?,
+            None => fetch_leaf(store, &leaf)?,
         };
         out.write_all(&data)?;
         written += data.len() as u64;
@@ -234,9 +274,9 @@ pub fn read(store: &dyn BlockStore, root: &Ref, out: &mut dyn Write) -> Result<u
 
 /// Writes `len` bytes of the stream rooted at `root`, from `offset` on
 /// (fewer if the stream ends first), to `out`; returns how many. In a v2
-/// tree the blocks before `offset` are skipped by their recorded sizes,
-/// so the first byte costs one fetch per level; a v1 tree's blocks before
-/// it must be fetched to learn their sizes.
+/// or v3 tree the leaves before `offset` are skipped by their recorded
+/// sizes, so the first byte costs one fetch per level; a v1 tree's blocks
+/// before it must be fetched to learn their sizes.
 pub fn read_range(
     store: &dyn BlockStore,
     root: &Ref,
@@ -258,6 +298,34 @@ struct Range {
     left: u64,
 }
 
+impl Range {
+    /// Skips a leaf of `size` bytes if the range starts after it.
+    fn skips(&mut self, size: Option<u64>) -> bool {
+        match size {
+            Some(size) if self.skip >= size => {
+                self.skip -= size;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Writes the part of a leaf's bytes that the range covers.
+    fn take(&mut self, d: &[u8], out: &mut dyn Write) -> std::io::Result<()> {
+        let len = d.len() as u64;
+        if self.skip >= len {
+            self.skip -= len;
+            return Ok(());
+        }
+        let from = self.skip as usize;
+        let n = (len - self.skip).min(self.left) as usize;
+        out.write_all(&d[from..from + n])?;
+        self.skip = 0;
+        self.left -= n as u64;
+        Ok(())
+    }
+}
+
 fn read_range_at(
     store: &dyn BlockStore,
     r: &Ref,
@@ -265,26 +333,25 @@ fn read_range_at(
     out: &mut dyn Write,
 ) -> Result<(), TreeError> {
     match decode(r, &fetch(store, r)?)? {
-        Node::Data(d) => {
-            let len = d.len() as u64;
-            if range.skip >= len {
-                range.skip -= len;
-                return Ok(());
+        Node::Data(d) => range.take(&d, out)?,
+        Node::Piece(_) => return Err(piece_alone(r)),
+        Node::Leaves(leaves) => {
+            for l in &leaves {
+                if range.left == 0 {
+                    break;
+                }
+                if !range.skips(l.size) {
+                    range.take(&fetch_leaf(store, l)?, out)?;
+                }
             }
-            let from = range.skip as usize;
-            let n = (len - range.skip).min(range.left) as usize;
-            out.write_all(&d[from..from + n])?;
-            range.skip = 0;
-            range.left -= n as u64;
         }
         Node::Pointers(children) => {
             for c in &children {
                 if range.left == 0 {
                     break;
                 }
-                match c.size {
-                    Some(size) if range.skip >= size => range.skip -= size,
-                    _ => read_range_at(store, &c.r, range, out)?,
+                if !range.skips(c.size) {
+                    read_range_at(store, &c.r, range, out)?;
                 }
             }
         }
@@ -309,6 +376,13 @@ pub fn read_all_listing(
         each(*r);
         match decode(r, &fetch(store, r)?)? {
             Node::Data(d) => out.extend_from_slice(&d),
+            Node::Piece(_) => return Err(piece_alone(r)),
+            Node::Leaves(leaves) => {
+                for l in &leaves {
+                    l.blocks.iter().for_each(|b| each(*b));
+                    out.extend_from_slice(&fetch_leaf(store, l)?);
+                }
+            }
             Node::Pointers(children) => {
                 for c in &children {
                     collect(store, &c.r, out, each)?;

@@ -287,6 +287,20 @@ pub fn config_file(dir: &Path, toml: &str) -> PathBuf {
     path
 }
 
+/// `len` bytes of text that zstd shrinks about threefold (words picked by
+/// [`pattern`]), the same for the same seed: big files of it are stored
+/// as frames cut into pieces.
+pub fn compressible(seed: u64, len: usize) -> Vec<u8> {
+    const WORDS: [&[u8]; 8] = [
+        b"venti ", b"score ", b"block ", b"arena ", b"fossil ", b"plan9 ", b"log ", b"index\n",
+    ];
+    pattern(seed, len)
+        .iter()
+        .flat_map(|b| WORDS[*b as usize % WORDS.len()].iter().copied())
+        .take(len)
+        .collect()
+}
+
 /// `len` pseudo-random bytes determined by `seed` (xorshift): distinct
 /// seeds give distinct blocks, and a test can regenerate a block to compare.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {

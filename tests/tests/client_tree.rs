@@ -41,8 +41,9 @@ fn streams_of_every_shape_round_trip_and_dedup() {
     for len in [0usize, 1, 16 * 1024, 57_280, 57_281, 1 << 20] {
         round_trip(&store, &pattern(len as u64, len));
     }
-    // Enough chunks for two levels of pointer blocks (~700 chunks).
-    let big = pattern(99, 25 << 20);
+    // Enough leaves for a pointer block over leaf blocks (incompressible:
+    // about 730 raw chunks, more than one leaf block holds).
+    let big = pattern(99, 40 << 20);
     let root = round_trip(&store, &big);
     // The same content again: the same root, nothing new stored.
     let (again, _) = write(&store, &big[..]);
@@ -283,23 +284,78 @@ fn v1_trees_still_read() {
     let mut part = Vec::new();
     stream::read_range(&store, &root, 300_000, 1000, &mut part).unwrap();
     assert!(part == want.as_bytes()[300_000..301_000]);
-    // Written again today under the fixture's secret, the same chunks
-    // (the same data blocks) hang from a v2 pointer block instead.
+    // Written again today under the fixture's secret, the stream is cut
+    // into extents instead of chunks: other, fewer leaves under a leaf
+    // block, the same bytes.
     let sink = StoreSink::new(&store);
     let (again, _) = stream::write(&sink, &[9; 32], want.as_bytes()).unwrap();
     sink.finish().unwrap();
-    assert_ne!(again, root, "v2 pointer blocks differ from v1");
+    assert_ne!(again, root);
     let mut out = Vec::new();
     stream::read(&store, &again, &mut out).unwrap();
     assert!(out == want.as_bytes());
     let leaves = |root: &Ref| {
-        let mut refs = Vec::new();
-        stream::for_each_leaf(&store, root, &mut |r, _| {
-            refs.push(r);
+        let mut leaves = Vec::new();
+        stream::for_each_leaf(&store, root, &mut |leaf, _| {
+            leaves.push(leaf);
             Ok(())
         })
         .unwrap();
-        refs
+        leaves
     };
-    assert_eq!(leaves(&again), leaves(&root), "the chunks are shared");
+    let (old, new) = (leaves(&root), leaves(&again));
+    assert!(old.iter().all(|l| l.size.is_none() && l.blocks.len() == 1));
+    assert!(
+        new.len() < old.len(),
+        "{} extents, {} chunks",
+        new.len(),
+        old.len()
+    );
+    assert_eq!(
+        new.iter().map(|l| l.size.unwrap()).sum::<u64>(),
+        want.len() as u64
+    );
+}
+
+/// A compressible stream is stored as frames cut into pieces; a piece
+/// missing, swapped for another, or left out fails that leaf with an
+/// error naming a block, never with wrong bytes.
+#[test]
+fn a_frame_with_a_missing_or_wrong_piece_is_an_error_not_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(&dir.path().join("store")).unwrap();
+    let data = eventi_tests::compressible(3, 4 << 20);
+    let root = round_trip(&store, &data);
+    let mut leaves = Vec::new();
+    stream::for_each_leaf(&store, &root, &mut |leaf, _| {
+        leaves.push(leaf);
+        Ok(())
+    })
+    .unwrap();
+    let framed: Vec<_> = leaves.iter().filter(|l| l.blocks.len() > 1).collect();
+    assert!(!framed.is_empty(), "4 MiB of text gives leaves of pieces");
+    let stored: usize = leaves.iter().map(|l| l.blocks.len()).sum::<usize>() * 57_344;
+    assert!(stored < data.len(), "compressed as frames");
+
+    let leaf = framed[0];
+    let (_, absent) = eventi::format::block::seal(&SECRET, b"never stored");
+    let mut missing = leaf.clone();
+    missing.blocks[1] = absent;
+    let err = stream::fetch_leaf(&store, &missing).unwrap_err();
+    assert!(err.to_string().contains(&absent.score.to_string()), "{err}");
+
+    let mut swapped = leaf.clone();
+    swapped.blocks.swap(0, 1);
+    let mut short = leaf.clone();
+    short.blocks.pop();
+    let mut resized = leaf.clone();
+    resized.size = Some(resized.size.unwrap() - 1);
+    for bad in [swapped, short, resized] {
+        let err = stream::fetch_leaf(&store, &bad).unwrap_err();
+        assert!(matches!(err, TreeError::Malformed(_)), "{err}");
+        assert!(
+            err.to_string().contains(&bad.blocks[0].score.to_string()),
+            "{err}"
+        );
+    }
 }

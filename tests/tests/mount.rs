@@ -403,9 +403,10 @@ fn a_random_read_fetches_only_the_blocks_it_touches() {
     let log = m.terminate();
     let blocks = fetched_blocks(&log);
     // "fetched N blocks (B bytes)": the directory's blocks, one pointer
-    // block per level above the data, and the data blocks that hold the
-    // megabyte (16 KiB at least each), with what the kernel reads ahead
-    // (1 MiB at most). The file has more than 3,000 blocks.
+    // or leaf block per level above the data, and the data blocks that
+    // hold the megabyte (an incompressible extent is cut into nearly
+    // equal raw chunks, 28 KiB at least each), with what the kernel reads
+    // ahead (1 MiB at most). The file has more than 1,800 blocks.
     let bytes: u64 = log
         .split(" blocks (")
         .nth(1)

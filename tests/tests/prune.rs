@@ -355,6 +355,10 @@ fn the_embedded_store_prunes_and_compacts_at_once() {
     let src = dir.path().join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("steady"), pattern(11, 200_000)).unwrap();
+    // Kept through the prune: a file stored as frames in pieces, which
+    // only leaf blocks name.
+    let words = eventi_tests::compressible(13, 3 << 20);
+    fs::write(src.join("words"), &words).unwrap();
     for n in 0..4 {
         generation(&home, &src, n);
     }
@@ -414,6 +418,13 @@ fn the_embedded_store_prunes_and_compacts_at_once() {
     let got = dir.path().join("got");
     ok(eventi(&home, &["get", &cap, got.to_str().unwrap()]));
     assert!(fs::read(&got).unwrap() == pattern(12, 300_000));
+    let words_back = dir.path().join("words-back");
+    let latest_words = format!("latest:{}", src.join("words").display());
+    ok(eventi(
+        &home,
+        &["restore", &latest_words, words_back.to_str().unwrap()],
+    ));
+    assert!(fs::read(words_back.join("words")).unwrap() == words);
     // The next backup of the unchanged tree needs to send nothing.
     let o = ok(eventi(&home, &["backup", src.to_str().unwrap()]));
     assert!(

@@ -12,7 +12,7 @@ use super::uploader::Uploader;
 
 use crate::format::block::{self, Ref};
 use crate::format::chunk;
-use crate::format::tree::{BlockSink, TreeWriter};
+use crate::format::tree::{BlockSink, Leaf, TreeWriter};
 use crate::fsmeta;
 use crate::progress::Counters;
 
@@ -126,50 +126,69 @@ fn open_noatime(path: &PathBuf) -> std::io::Result<File> {
 /// handoffs cost more than they win when many files keep every worker
 /// busy anyway.
 const PARALLEL_FROM: u64 = 8 << 20;
-/// Chunks read ahead of the sealers, per sealer: enough that none waits
+/// Extents read ahead of the sealers, per sealer: enough that none waits
 /// for the reader, few enough to bound memory (about 1 MiB per sealer).
-const READ_AHEAD_PER_SEALER: usize = 32;
+const READ_AHEAD_PER_SEALER: usize = 4;
 
-/// Seals one chunk, hands its block to the store and counts it.
+/// Packs and seals one extent, hands its blocks to the store and counts
+/// it: the leaves that hold it.
 fn seal_and_put(
-    chunk: &[u8],
+    extent: &[u8],
     uploader: &impl BlockSink,
     convergence: &[u8; 32],
     counters: &Counters,
-) -> Ref {
-    let (block, r) = block::seal(convergence, &chunk::pack(chunk));
-    uploader.put_block(r.score, block);
-    counters.bytes_done.fetch_add(chunk.len() as u64, Relaxed);
-    r
+) -> Vec<Leaf> {
+    let leaves = chunk::pack_extent(extent)
+        .iter()
+        .map(|packed| {
+            let blocks = packed
+                .blocks
+                .iter()
+                .map(|plain| {
+                    let (block, r) = block::seal(convergence, plain);
+                    uploader.put_block(r.score, block);
+                    r
+                })
+                .collect();
+            Leaf {
+                size: Some(packed.size as u64),
+                blocks,
+            }
+        })
+        .collect();
+    counters.bytes_done.fetch_add(extent.len() as u64, Relaxed);
+    leaves
 }
 
-/// One file's chunks sealed in turn on the calling worker: its tree and
+/// One file's extents sealed in turn on the calling worker: its tree and
 /// size.
-fn seal_in_turn(
-    chunks: impl Iterator<Item = std::io::Result<Vec<u8>>>,
+fn seal_in_turn<E: AsRef<[u8]>>(
+    extents: impl Iterator<Item = std::io::Result<E>>,
     uploader: &impl BlockSink,
     convergence: &[u8; 32],
     counters: &Counters,
 ) -> std::io::Result<(Ref, u64)> {
     let mut tree = TreeWriter::new(convergence);
     let mut size = 0u64;
-    for c in chunks {
-        let c = c?;
-        size += c.len() as u64;
-        let r = seal_and_put(&c, uploader, convergence, counters);
-        tree.push(uploader, r, c.len());
+    for e in extents {
+        let e = e?;
+        let e = e.as_ref();
+        size += e.len() as u64;
+        for leaf in seal_and_put(e, uploader, convergence, counters) {
+            tree.push_leaf(uploader, leaf);
+        }
     }
     Ok((tree.finish(uploader), size))
 }
 
-/// One big file's chunks sealed by one thread per core while this one
+/// One big file's extents sealed by one thread per core while this one
 /// reads and chunks ahead of them: reading, chunking, sealing and the
 /// store's writes overlap, with no barrier between batches (sealing a batch
 /// in parallel and then reading the next kept a core of two idle). The
 /// sealers' pointers come back in any order and go into the tree in file
 /// order.
 fn seal_overlapped(
-    chunks: impl Iterator<Item = std::io::Result<Vec<u8>>>,
+    extents: impl Iterator<Item = std::io::Result<Vec<u8>>>,
     uploader: &(impl BlockSink + Sync),
     convergence: &[u8; 32],
     counters: &Counters,
@@ -177,18 +196,18 @@ fn seal_overlapped(
     let sealers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (work, to_seal) = mpsc::sync_channel::<(u64, Vec<u8>)>(sealers * READ_AHEAD_PER_SEALER);
     let to_seal = Mutex::new(to_seal);
-    let (sealed_tx, sealed) = mpsc::channel::<(u64, Ref, usize)>();
+    let (sealed_tx, sealed) = mpsc::channel::<(u64, Vec<Leaf>)>();
     std::thread::scope(|scope| {
         for i in 0..sealers {
             let (to_seal, sealed_tx) = (&to_seal, sealed_tx.clone());
             std::thread::Builder::new()
                 .name(format!("eventi-seal-{i}"))
                 .spawn_scoped(scope, move || loop {
-                    let Ok((index, chunk)) = to_seal.lock().expect("chunks").recv() else {
+                    let Ok((index, extent)) = to_seal.lock().expect("extents").recv() else {
                         return;
                     };
-                    let r = seal_and_put(&chunk, uploader, convergence, counters);
-                    if sealed_tx.send((index, r, chunk.len())).is_err() {
+                    let leaves = seal_and_put(&extent, uploader, convergence, counters);
+                    if sealed_tx.send((index, leaves)).is_err() {
                         return;
                     }
                 })
@@ -198,16 +217,18 @@ fn seal_overlapped(
         let mut tree = TreeWriter::new(convergence);
         let mut waiting = std::collections::BTreeMap::new();
         let mut next = 0u64;
-        let mut in_order = |(index, r, len): (u64, Ref, usize)| {
-            waiting.insert(index, (r, len));
-            while let Some((r, len)) = waiting.remove(&next) {
-                tree.push(uploader, r, len);
+        let mut in_order = |(index, leaves): (u64, Vec<Leaf>)| {
+            waiting.insert(index, leaves);
+            while let Some(leaves) = waiting.remove(&next) {
+                for leaf in leaves {
+                    tree.push_leaf(uploader, leaf);
+                }
                 next += 1;
             }
         };
         let mut size = 0u64;
         let mut failed = None;
-        for (index, c) in (0u64..).zip(chunks) {
+        for (index, c) in (0u64..).zip(extents) {
             match c {
                 Ok(c) => {
                     size += c.len() as u64;
@@ -244,15 +265,14 @@ fn store_file(
     let file = open_noatime(path)?;
     let before = file.metadata()?;
     let (content, size) = if before.len() >= PARALLEL_FROM {
-        seal_overlapped(chunk::chunks(&file, seed), uploader, convergence, counters)?
-    } else if before.len() < u64::from(chunk::MIN_CHUNK) {
-        // Read whole: one chunk (or, if it grew meanwhile, its chunks).
+        seal_overlapped(chunk::extents(&file, seed), uploader, convergence, counters)?
+    } else {
+        // Read whole (at most PARALLEL_FROM, unless it grew meanwhile):
+        // one read, and extents cut as slices of it.
         let mut data = Vec::with_capacity(before.len() as usize);
         std::io::Read::read_to_end(&mut &file, &mut data)?;
-        let parts = chunk::split_in_memory(data, seed).into_iter().map(Ok);
-        seal_in_turn(parts, uploader, convergence, counters)?
-    } else {
-        seal_in_turn(chunk::chunks(&file, seed), uploader, convergence, counters)?
+        let extents = chunk::extents_in_memory(&data, seed).map(Ok::<_, std::io::Error>);
+        seal_in_turn(extents, uploader, convergence, counters)?
     };
     let after = file.metadata()?;
     let changed = size != before.len()
@@ -293,14 +313,14 @@ mod tests {
         let counters = Counters::default();
         let (one, many) = (Memory::default(), Memory::default());
         let in_turn = seal_in_turn(
-            chunk::chunks(&data[..], seed),
+            chunk::extents(&data[..], seed),
             &one,
             &convergence,
             &counters,
         )
         .unwrap();
         let overlapped = seal_overlapped(
-            chunk::chunks(&data[..], seed),
+            chunk::extents(&data[..], seed),
             &many,
             &convergence,
             &counters,
@@ -313,7 +333,7 @@ mod tests {
             "one tree, whatever the order of sealing"
         );
         let (one, many) = (one.0.into_inner().unwrap(), many.0.into_inner().unwrap());
-        assert!(one.len() > 400, "{} blocks", one.len());
+        assert!(one.len() > 300, "{} blocks", one.len());
         assert_eq!(
             one.keys().collect::<std::collections::BTreeSet<_>>(),
             many.keys().collect::<std::collections::BTreeSet<_>>()
@@ -323,10 +343,10 @@ mod tests {
     #[test]
     fn a_read_error_midway_fails_the_file() {
         let data = chunk::noise(4 << 20, 0x9e37_79b9_7f4a_7c15);
-        let chunks = chunk::chunks(&data[..], 5)
-            .take(40)
+        let chunks = chunk::extents(&data[..], 5)
+            .take(8)
             .chain(std::iter::once(Err(std::io::Error::other("disk gone"))))
-            .chain(chunk::chunks(&data[..], 5).skip(40));
+            .chain(chunk::extents(&data[..], 5).skip(8));
         let e = seal_overlapped(chunks, &Memory::default(), &[1; 32], &Counters::default())
             .unwrap_err();
         assert_eq!(e.to_string(), "disk gone");

@@ -13,7 +13,8 @@ use eventi_shared::Score;
 
 use crate::browse::cache::ByteLru;
 use crate::format::block::Ref;
-use crate::format::tree::{decode, Child, Node};
+use crate::format::chunk::MAX_CHUNK;
+use crate::format::tree::{decode, Child, Leaf, Node};
 use crate::store::BlockStore;
 use crate::stream::{self, TreeError};
 
@@ -31,6 +32,35 @@ type Key = (Score, [u8; 32]);
 
 fn key_of(r: &Ref) -> Key {
     (r.score, r.check)
+}
+
+/// Whether a leaf is one block that decodes alone (a chunk; under a
+/// pointer block from before extents, any data block).
+fn is_one_chunk(leaf: &Leaf) -> bool {
+    leaf.blocks.len() == 1 && leaf.size.is_none_or(|s| s <= u64::from(MAX_CHUNK))
+}
+
+/// A leaf's identity in the cache: its block's, or for the pieces of a
+/// frame the first piece's score with a digest of every piece's check
+/// (two frames may begin alike).
+fn leaf_key(leaf: &Leaf) -> Key {
+    if is_one_chunk(leaf) {
+        return key_of(&leaf.blocks[0]);
+    }
+    use sha2::Digest;
+    let mut all = sha2::Sha256::new();
+    for b in &leaf.blocks {
+        all.update(b.check);
+    }
+    (leaf.blocks[0].score, all.finalize().into())
+}
+
+fn take(d: &[u8], skip: u64, want: usize, out: &mut Vec<u8>) {
+    if skip < d.len() as u64 {
+        let from = skip as usize;
+        let n = (d.len() - from).min(want - out.len());
+        out.extend_from_slice(&d[from..from + n]);
+    }
 }
 
 /// What the browser fetched from the store, for the figures a mount
@@ -99,7 +129,31 @@ impl Blocks {
     /// The block `r` names, decoded: from the cache, or fetched once (a
     /// caller that finds it being fetched waits for that fetch).
     pub fn node(&self, r: &Ref) -> Result<Arc<Node>, TreeError> {
-        let key = key_of(r);
+        let store = Arc::clone(&self.0.store);
+        self.cached(key_of(r), 1, || {
+            stream::fetch(store.as_ref(), r)
+                .and_then(|plain| decode(r, &plain).map_err(TreeError::from))
+        })
+    }
+
+    /// A leaf's bytes, as a data node: from the cache, or fetched and
+    /// assembled once.
+    fn leaf(&self, leaf: &Leaf) -> Result<Arc<Node>, TreeError> {
+        if is_one_chunk(leaf) {
+            return self.node(&leaf.blocks[0]);
+        }
+        let store = Arc::clone(&self.0.store);
+        self.cached(leaf_key(leaf), leaf.blocks.len() as u64, || {
+            stream::fetch_leaf(store.as_ref(), leaf).map(Node::Data)
+        })
+    }
+
+    fn cached(
+        &self,
+        key: Key,
+        blocks: u64,
+        load: impl FnOnce() -> Result<Node, TreeError>,
+    ) -> Result<Arc<Node>, TreeError> {
         let s = &self.0;
         if let Some(n) = s.cache.get(&key) {
             return Ok(n);
@@ -114,14 +168,16 @@ impl Blocks {
             }
             fetching.insert(key);
         }
-        let got = stream::fetch(s.store.as_ref(), r)
-            .and_then(|plain| decode(r, &plain).map_err(TreeError::from));
-        let out = got.map(|node| {
+        let out = load().map(|node| {
             let bytes = match &node {
-                Node::Data(d) => d.capacity(),
+                Node::Data(d) | Node::Piece(d) => d.capacity(),
                 Node::Pointers(c) => c.capacity() * std::mem::size_of::<Child>(),
+                Node::Leaves(l) => l
+                    .iter()
+                    .map(|l| std::mem::size_of::<Leaf>() + l.blocks.len() * Ref::LEN)
+                    .sum(),
             };
-            s.counters.blocks.fetch_add(1, Relaxed);
+            s.counters.blocks.fetch_add(blocks, Relaxed);
             s.counters.bytes.fetch_add(bytes as u64, Relaxed);
             let node = Arc::new(node);
             s.cache.insert(key, Arc::clone(&node), bytes + 64);
@@ -136,7 +192,8 @@ impl Blocks {
     /// do not record them: every block below is fetched).
     fn length(&self, r: &Ref) -> Result<u64, TreeError> {
         match &*self.node(r)? {
-            Node::Data(d) => Ok(d.len() as u64),
+            Node::Data(d) | Node::Piece(d) => Ok(d.len() as u64),
+            Node::Leaves(leaves) => Ok(leaves.iter().map(|l| l.size.unwrap_or(0)).sum()),
             Node::Pointers(children) => {
                 let mut total = 0;
                 for c in children {
@@ -171,11 +228,27 @@ impl Blocks {
         out: &mut Vec<u8>,
     ) -> Result<(), TreeError> {
         match &*self.node(r)? {
-            Node::Data(d) => {
-                if skip < d.len() as u64 {
-                    let from = skip as usize;
-                    let n = (d.len() - from).min(want - out.len());
-                    out.extend_from_slice(&d[from..from + n]);
+            Node::Data(d) => take(d, skip, want, out),
+            Node::Piece(_) => {
+                return Err(TreeError::Malformed(crate::format::tree::Malformed {
+                    score: r.score,
+                    why: "a piece of a frame where a chunk or pointer block was expected".into(),
+                }))
+            }
+            Node::Leaves(leaves) => {
+                for l in leaves {
+                    if out.len() == want {
+                        break;
+                    }
+                    let size = l.size.unwrap_or(0);
+                    if skip >= size {
+                        skip -= size;
+                        continue;
+                    }
+                    if let Node::Data(d) = &*self.leaf(l)? {
+                        take(d, skip, want, out);
+                    }
+                    skip = 0;
                 }
             }
             Node::Pointers(children) => {
@@ -258,42 +331,43 @@ impl Blocks {
     /// reader's next call.
     fn fetch_ahead(&self, root: &Ref, from: u64, to: u64) {
         let mut wanted = Vec::new();
-        self.ahead_below(root, 0, from, to, &mut wanted);
-        for r in wanted {
+        self.ahead_below(&Leaf::single(*root, None), 0, from, to, &mut wanted);
+        for leaf in wanted {
             let me = self.clone();
             self.0.pool.spawn(move || {
                 // A failure is the reader's to report, when it gets there.
-                let _ = me.node(&r);
+                let _ = me.leaf(&leaf);
             });
         }
     }
 
-    fn ahead_below(&self, r: &Ref, start: u64, from: u64, to: u64, wanted: &mut Vec<Ref>) {
-        let Some(node) = self.0.cache.get(&key_of(r)) else {
-            if !self
-                .0
-                .fetching
-                .lock()
-                .expect("fetching")
-                .contains(&key_of(r))
-            {
-                wanted.push(*r);
+    /// Adds to `wanted` what below `at` (a block, or a leaf) is needed
+    /// for `[from, to)` and neither cached nor being fetched.
+    fn ahead_below(&self, at: &Leaf, start: u64, from: u64, to: u64, wanted: &mut Vec<Leaf>) {
+        let key = leaf_key(at);
+        let Some(node) = self.0.cache.get(&key) else {
+            if !self.0.fetching.lock().expect("fetching").contains(&key) {
+                wanted.push(at.clone());
             }
             return;
         };
-        let Node::Pointers(children) = &*node else {
-            return;
+        let below: Vec<Leaf> = match &*node {
+            Node::Pointers(children) => {
+                children.iter().map(|c| Leaf::single(c.r, c.size)).collect()
+            }
+            Node::Leaves(leaves) => leaves.clone(),
+            Node::Data(_) | Node::Piece(_) => return,
         };
-        let mut at = start;
-        for c in children {
-            let Some(size) = c.size else { return };
-            if at >= to {
+        let mut offset = start;
+        for l in &below {
+            let Some(size) = l.size else { return };
+            if offset >= to {
                 break;
             }
-            if at + size > from {
-                self.ahead_below(&c.r, at, from, to, wanted);
+            if offset + size > from {
+                self.ahead_below(l, offset, from, to, wanted);
             }
-            at += size;
+            offset += size;
         }
     }
 }

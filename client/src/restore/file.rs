@@ -13,11 +13,14 @@ use super::meta::set_metadata;
 use super::Ctx;
 use crate::format::block::Ref;
 use crate::format::dirent::Entry;
+use crate::format::tree::Leaf;
 use crate::fsmeta;
 use crate::stream;
 
-/// Blocks fetched in parallel per batch of a file.
+/// Leaves fetched in parallel per batch of a file: at most this many...
 const BATCH: usize = 64;
+/// ...and about this many bytes (leaves hold up to 1 MiB).
+const BATCH_BYTES: u64 = 8 << 20;
 
 /// How temporary restore files start.
 pub const TEMP_PREFIX: &str = ".eventi-restore-";
@@ -91,10 +94,7 @@ fn write_file(ctx: &Ctx, content: &Ref, entry: &Entry, tmp: &Path) -> anyhow::Re
         .mode(0o600)
         .open(tmp)?;
     let size = each_chunk(ctx, content, &mut |offset, chunk| {
-        // Runs of zeros stay holes: sparse files come back sparse.
-        if chunk.iter().any(|b| *b != 0) {
-            file.write_all_at(chunk, offset)?;
-        }
+        write_leaving_holes(&file, chunk, offset)?;
         ctx.counters
             .bytes_done
             .fetch_add(chunk.len() as u64, Relaxed);
@@ -107,6 +107,33 @@ fn write_file(ctx: &Ctx, content: &Ref, entry: &Entry, tmp: &Path) -> anyhow::Re
         );
     }
     file.set_len(size)?;
+    Ok(())
+}
+
+/// Granule of the holes a restore leaves: a filesystem block.
+const HOLE_GRANULE: usize = 4096;
+
+/// Writes `data` at `offset`, skipping every [`HOLE_GRANULE`] of zeros,
+/// so that sparse files come back sparse (a leaf holds up to 1 MiB, with
+/// data and zeros side by side). Nonzero runs go in one write each.
+fn write_leaving_holes(file: &std::fs::File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut run: Option<usize> = None;
+    let mut at = 0;
+    for granule in data.chunks(HOLE_GRANULE) {
+        let zeros = granule.iter().all(|b| *b == 0);
+        match (zeros, run) {
+            (false, None) => run = Some(at),
+            (true, Some(start)) => {
+                file.write_all_at(&data[start..at], offset + start as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+        at += granule.len();
+    }
+    if let Some(start) = run {
+        file.write_all_at(&data[start..], offset + start as u64)?;
+    }
     Ok(())
 }
 
@@ -140,23 +167,23 @@ fn same_content(ctx: &Ctx, content: &Ref, size: u64, path: &Path) -> anyhow::Res
     }
 }
 
-/// Hands every chunk of the stream `content` to `each` with its offset, in
-/// order, fetching up to [`BATCH`] chunks at a time in parallel. Returns
-/// the stream's length; stops at the first error, from a block or from
-/// `each`.
+/// Hands every leaf's bytes of the stream `content` to `each` with their
+/// offset, in order, fetching up to [`BATCH`] leaves ([`BATCH_BYTES`]) at
+/// a time in parallel. Returns the stream's length; stops at the first
+/// error, from a block or from `each`.
 fn each_chunk(
     ctx: &Ctx,
     content: &Ref,
     each: &mut dyn FnMut(u64, &[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     let mut offset = 0u64;
-    let mut batch: Vec<(Ref, Option<Vec<u8>>)> = Vec::with_capacity(BATCH);
-    let mut flush = |batch: &mut Vec<(Ref, Option<Vec<u8>>)>| -> anyhow::Result<()> {
+    let mut batch: Vec<(Leaf, Option<Vec<u8>>)> = Vec::with_capacity(BATCH);
+    let mut flush = |batch: &mut Vec<(Leaf, Option<Vec<u8>>)>| -> anyhow::Result<()> {
         let chunks: Vec<Vec<u8>> = std::mem::take(batch)
             .into_par_iter()
-            .map(|(r, data)| match data {
+            .map(|(leaf, data)| match data {
                 Some(d) => Ok(d),
-                None => stream::fetch_chunk(ctx.store, &r),
+                None => stream::fetch_leaf(ctx.store, &leaf),
             })
             .collect::<Result<_, _>>()?;
         for c in chunks {
@@ -166,9 +193,12 @@ fn each_chunk(
         Ok(())
     };
     let mut failed: Option<anyhow::Error> = None;
-    stream::for_each_leaf(ctx.store, content, &mut |r, data| {
-        batch.push((r, data));
-        if batch.len() == BATCH {
+    let mut batch_bytes = 0u64;
+    stream::for_each_leaf(ctx.store, content, &mut |leaf, data| {
+        batch_bytes += leaf.size.unwrap_or(0);
+        batch.push((leaf, data));
+        if batch.len() == BATCH || batch_bytes >= BATCH_BYTES {
+            batch_bytes = 0;
             if let Err(e) = flush(&mut batch) {
                 failed = Some(e);
                 return Err(stream::TreeError::Io(std::io::Error::other("stopped")));
