@@ -395,11 +395,54 @@ fn every_kind_of_entry_round_trips_and_reruns_are_idempotent() {
     assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
 }
 
+/// One restore thread is enough: the walk waits for batch tickets that
+/// only the workers give back, so it must not take the only worker.
+#[test]
+fn a_restore_with_one_thread_finishes() {
+    let (dir, home, src) = fresh();
+    // 400 files: more batches (64 files each) than tickets (4 per thread).
+    for i in 0..400 {
+        fs::write(src.join(format!("f{i:03}")), format!("file {i}")).unwrap();
+    }
+    let score = backup(&home, &[&src], &[]);
+    let target = dir.path().join("restored");
+    let mut child = eventi_tests::eventi_command(
+        &home,
+        &[("EVENTI_PASSPHRASE", PASS)],
+        [
+            "restore",
+            "--threads",
+            "1",
+            &format!("{score}:{}", src.display()),
+            target.to_str().unwrap(),
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a one-thread restore of 400 files hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert_same_tree(&src, &target.join("src"));
+}
+
 #[test]
 fn restore_verify_catches_a_file_with_the_right_size_and_mtime_but_other_content() {
     let (dir, home, src) = fresh();
-    // 3 MB is about 90 chunks: the damage below sits in the second batch.
-    fs::write(src.join("big"), pattern(8, 3 << 20)).unwrap();
+    // 5 MiB of noise is about 95 raw chunks (an incompressible extent is
+    // cut into chunks of ~50 KiB): the damage below sits in the second
+    // batch of 64.
+    fs::write(src.join("big"), pattern(8, 5 << 20)).unwrap();
     fs::write(src.join("small"), b"a few bytes").unwrap();
     fs::write(src.join("empty"), b"").unwrap();
     let score = backup(&home, &[&src], &[]);
@@ -418,7 +461,7 @@ fn restore_verify_catches_a_file_with_the_right_size_and_mtime_but_other_content
         fs::write(path, &bytes).unwrap();
         set_mtime(path, m.mtime(), m.mtime_nsec());
     };
-    keep_mtime(&back.join("big"), &|b| b[2_700_000] ^= 1);
+    keep_mtime(&back.join("big"), &|b| b[4_700_000] ^= 1);
     keep_mtime(&back.join("small"), &|b| b.fill(0));
 
     // Size and mtime alone take them for restored.

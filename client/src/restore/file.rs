@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use rayon::prelude::*;
 
-use super::meta::set_metadata;
+use super::meta::set_file_metadata;
 use super::Ctx;
 use crate::format::block::Ref;
 use crate::format::dirent::Entry;
@@ -65,7 +65,7 @@ pub(super) fn restore_file(ctx: &Ctx, entry: &Entry, dest: &Path) -> anyhow::Res
     }
     let tmp = temp_path(dest);
     let result = write_file(ctx, &content, entry, &tmp)
-        .and_then(|()| set_metadata(ctx, entry, &tmp).map_err(Into::into))
+        .and_then(|file| set_file_metadata(ctx, entry, &file, &tmp).map_err(Into::into))
         .and_then(|()| {
             if ctx.options.overwrite {
                 if let Ok(m) = std::fs::symlink_metadata(dest) {
@@ -86,7 +86,13 @@ pub(super) fn restore_file(ctx: &Ctx, entry: &Entry, dest: &Path) -> anyhow::Res
     result
 }
 
-fn write_file(ctx: &Ctx, content: &Ref, entry: &Entry, tmp: &Path) -> anyhow::Result<()> {
+/// Writes the file's content at `tmp`; the file, still open.
+fn write_file(
+    ctx: &Ctx,
+    content: &Ref,
+    entry: &Entry,
+    tmp: &Path,
+) -> anyhow::Result<std::fs::File> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -107,7 +113,7 @@ fn write_file(ctx: &Ctx, content: &Ref, entry: &Entry, tmp: &Path) -> anyhow::Re
         );
     }
     file.set_len(size)?;
-    Ok(())
+    Ok(file)
 }
 
 /// Granule of the holes a restore leaves: a filesystem block.

@@ -143,7 +143,10 @@ pub fn run(
         .num_threads(options.threads)
         .thread_name(|i| format!("eventi-restore-{i}"))
         .build()?;
-    pool.scope(|scope| {
+    // The walk runs on this thread, outside the pool: it waits for
+    // tickets that only the pool's threads give back (inside the pool, a
+    // single worker would wait for itself).
+    pool.in_place_scope(|scope| {
         let mut batch = Batch::default();
         restore_entry(&ctx, scope, &mut batch, selected, to.clone());
         batch.spawn(&ctx, scope);
