@@ -5,10 +5,23 @@ mod cmd;
 
 use clap::{Parser, Subcommand};
 
+/// What `eventi --version` says beyond the version: the formats it
+/// writes and reads (docs/FORMAT.md) and the protocols it speaks
+/// (docs/PROTOCOL.md).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nwrites: blocks v1 (XChaCha20-Poly1305, HMAC-SHA-256 keys), trees v3 (extents, leaf blocks), \
+directories v1, snapshot roots v1, history records v1, capabilities v1, key files v1 \
+(write-only v2)",
+    "\nreads: the same, and trees v1 and v2 (32 KiB chunks)",
+    "\nspeaks: venti 02 and 04; eventi extensions: write-key auth v1, encrypted sessions \
+(eventi-noise-1), queries, heads, prune"
+);
+
 /// Encrypted, deduplicating backups into venti blocks.
 #[derive(Parser)]
-#[command(name = "eventi", version, about)]
-struct Cli {
+#[command(name = "eventi", version, long_version = LONG_VERSION, about)]
+pub(crate) struct Cli {
     /// How long a server may stay silent before the command gives up on
     /// it (30s, 2m; default: the config's `timeout`, else 60s).
     #[arg(long, global = true, value_name = "DURATION", value_parser = eventi_shared::time::parse_duration)]
@@ -96,6 +109,18 @@ is written under a temporary name and renamed into place only when every block c
     /// The circle of servers backups go to: add, list, remove.
     #[command(subcommand)]
     Server(cmd::server::Command),
+    /// Print the shell completion script for bash, zsh, fish, elvish or
+    /// powershell.
+    #[command(
+        after_help = "bash: `eventi completions bash > ~/.local/share/bash-completion/completions/eventi`; zsh: `eventi completions zsh > _eventi` in a directory of $fpath; fish: `eventi completions fish > ~/.config/fish/completions/eventi.fish`."
+    )]
+    Completions(cmd::completions::Args),
+    /// Write the manual pages (eventi.1, eventi-SUBCOMMAND.1) into a directory.
+    #[command(
+        name = "man-pages",
+        after_help = "Prints the paths written. Install them under ~/.local/share/man/man1 (or /usr/local/share/man/man1) and read them with `man eventi-backup`."
+    )]
+    ManPages(cmd::man_pages::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -130,6 +155,8 @@ fn main() -> std::process::ExitCode {
         Command::Prune(args) => cmd::prune::run(args),
         Command::Mount(args) => cmd::mount::run(args),
         Command::Serve9p(args) => cmd::serve_9p::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+        Command::ManPages(args) => cmd::man_pages::run(args),
     };
     match result {
         Ok(code) => code,

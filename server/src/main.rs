@@ -4,10 +4,21 @@ mod cmd;
 
 use clap::{Parser, Subcommand};
 
+/// What `eventi-server --version` says beyond the version: the formats
+/// it writes and reads (docs/FORMAT.md) and the protocols it speaks
+/// (docs/PROTOCOL.md).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nwrites and reads: data log records (EvB1), prune records, the server identity, \
+the admin socket exchange (docs/FORMAT.md)",
+    "\nspeaks: venti 02 and 04; eventi extensions: write-key auth v1, encrypted sessions \
+(eventi-noise-1, -aes), queries, heads, prune"
+);
+
 /// A venti server on RocksDB that plan9port's tools use unchanged.
 #[derive(Parser)]
-#[command(name = "eventi-server", version, about)]
-struct Cli {
+#[command(name = "eventi-server", version, long_version = LONG_VERSION, about)]
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +38,19 @@ enum Command {
     /// Print the server's identity line (its public key, made on first
     /// start) to send to friends beside the address.
     Identity(cmd::identity::Args),
+    /// Print the shell completion script for bash, zsh, fish, elvish or
+    /// powershell.
+    #[command(
+        after_help = "bash: `eventi-server completions bash > /usr/share/bash-completion/completions/eventi-server`; zsh: `eventi-server completions zsh > _eventi-server` in a directory of $fpath; fish: `eventi-server completions fish > ~/.config/fish/completions/eventi-server.fish`."
+    )]
+    Completions(cmd::completions::Args),
+    /// Write the manual pages (eventi-server.1, eventi-server-SUBCOMMAND.1)
+    /// into a directory.
+    #[command(
+        name = "man-pages",
+        after_help = "Prints the paths written. Install them under /usr/local/share/man/man1 and read them with `man eventi-server-serve`."
+    )]
+    ManPages(cmd::man_pages::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,7 +67,12 @@ fn main() -> std::process::ExitCode {
     // that resets its connection must cost an EPIPE, not the process.
     if matches!(
         cli.command,
-        Command::Keys(_) | Command::Verify(_) | Command::Identity(_) | Command::Compact(_)
+        Command::Keys(_)
+            | Command::Verify(_)
+            | Command::Identity(_)
+            | Command::Compact(_)
+            | Command::Completions(_)
+            | Command::ManPages(_)
     ) {
         // SAFETY: as above, before any thread; SIG_DFL is always valid.
         unsafe {
@@ -57,6 +86,8 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Identity(args) => cmd::identity::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+        Command::ManPages(args) => cmd::man_pages::run(args),
     };
     match result {
         Ok(code) => code,

@@ -9,10 +9,12 @@
 //! on), `public_key` (the write-key line servers authorize), `identity`
 //! (a server's X25519 identity line and fingerprint), `session` (encrypted
 //! sessions: the Noise handshake and framing, I/O like `client`), and `client` (a pipelined async client); `size` and `time` format
-//! byte counts and dates the same way in every binary.
+//! byte counts and dates the same way in every binary, and `cli_docs`
+//! makes both binaries' shell completions and manual pages.
 
 pub mod auth;
 pub mod block_type;
+pub mod cli_docs;
 pub mod client;
 pub mod codec;
 pub mod errors;

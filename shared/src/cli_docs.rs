@@ -1,0 +1,56 @@
+//! Shell completions and manual pages, generated from a binary's clap
+//! definition, so that both say exactly what the parser accepts: the
+//! `completions` and `man-pages` commands of `eventi` and `eventi-server`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use clap_complete::Shell;
+
+/// Writes the completion script for `shell` of the command `cmd`.
+pub fn completions(cmd: &mut clap::Command, shell: Shell, out: &mut dyn Write) {
+    let name = cmd.get_name().to_string();
+    clap_complete::generate(shell, cmd, name, out);
+}
+
+/// Writes one manual page (section 1) per command into `dir`: the binary
+/// itself (`eventi.1`) and every subcommand at any depth
+/// (`eventi-backup.1`, `eventi-key-show.1`), `help` aside. Returns the
+/// files written.
+pub fn man_pages(cmd: &clap::Command, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = cmd.clone();
+    cmd.build();
+    let mut written = Vec::new();
+    let version = cmd.get_version().unwrap_or_default().to_string();
+    write_pages(&cmd, cmd.get_name(), &version, dir, &mut written)?;
+    Ok(written)
+}
+
+fn write_pages(
+    cmd: &clap::Command,
+    name: &str,
+    version: &str,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    let page = cmd
+        .clone()
+        .name(name.to_string())
+        .version(version.to_string());
+    let path = dir.join(format!("{name}.1"));
+    let mut bytes = Vec::new();
+    clap_mangen::Man::new(page).render(&mut bytes)?;
+    std::fs::write(&path, bytes)?;
+    written.push(path);
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        write_pages(
+            sub,
+            &format!("{name}-{}", sub.get_name()),
+            version,
+            dir,
+            written,
+        )?;
+    }
+    Ok(())
+}
