@@ -1109,3 +1109,84 @@ fn a_root_signed_by_another_key_is_listed_as_such() {
         text(&o)
     );
 }
+
+/// With no path given, a backup takes `paths`, `exclude` and `tags` from
+/// config.toml (as a timer runs it); `--dry-run` lists what it would read
+/// and stores nothing, with no key needed.
+#[test]
+fn paths_excludes_and_tags_come_from_the_config_and_dry_run_stores_nothing() {
+    let (dir, home, src) = fresh();
+    let other = dir.path().join("other");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::create_dir_all(&other).unwrap();
+    fs::write(src.join("keep.txt"), "kept").unwrap();
+    fs::write(src.join("skip.tmp"), "left out").unwrap();
+    fs::write(src.join("sub/also.txt"), "also kept").unwrap();
+    fs::write(other.join("o.txt"), "the second path").unwrap();
+
+    // No path and no config: a clear error, nothing created.
+    let o = eventi(&home, &[os("backup")]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("nothing to back up"), "{}", text(&o));
+    assert!(!home.join("key").exists());
+
+    fs::create_dir_all(&home).unwrap();
+    let config = format!(
+        "paths = [{:?}, {:?}]\nexclude = [\"*.tmp\"]\ntags = [\"nightly\"]\n",
+        src.display().to_string(),
+        other.display().to_string()
+    );
+    fs::write(home.join("config.toml"), &config).unwrap();
+
+    // The dry run: no key file yet, and none made.
+    let o = eventi_env(&home, &[], &[os("backup"), os("--dry-run")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!home.join("key").exists(), "a dry run needs no key");
+    let listed: Vec<String> = String::from_utf8(o.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let want = [
+        format!("d 0 {}", src.display()),
+        format!("f 4 {}", src.join("keep.txt").display()),
+        format!("d 0 {}", src.join("sub").display()),
+        format!("f 9 {}", src.join("sub/also.txt").display()),
+        format!("d 0 {}", other.display()),
+        format!("f 15 {}", other.join("o.txt").display()),
+    ];
+    assert_eq!(listed, want);
+    assert!(
+        text(&o).contains("would read 3 files (28 B), 3 directories"),
+        "{}",
+        text(&o)
+    );
+
+    // The backup itself: the same entries, the config's tag and the
+    // command line's.
+    let score = backup(&home, &[], &["--tag", "by-hand"]);
+    let target = dir.path().join("restored");
+    let o = restore(&home, &format!("{score}:{}", src.display()), &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(target.join("src/keep.txt").exists());
+    assert!(target.join("src/sub/also.txt").exists());
+    assert!(
+        !target.join("src/skip.tmp").exists(),
+        "excluded by the config"
+    );
+    let o = restore(&home, &format!("{score}:{}", other.display()), &target, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(target.join("other/o.txt").exists());
+    let list = snapshots(&home);
+    let tags = list[0]["tags"].as_array().unwrap();
+    assert!(
+        tags.contains(&"nightly".into()) && tags.contains(&"by-hand".into()),
+        "{tags:?}"
+    );
+
+    // A relative path in the config is refused, naming it.
+    fs::write(home.join("config.toml"), "paths = [\"relative/dir\"]\n").unwrap();
+    let o = eventi(&home, &[os("backup"), os("--dry-run")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("relative/dir"), "{}", text(&o));
+}

@@ -9,6 +9,7 @@
 //! `put` stores one path or a stream the same way, outside any snapshot.
 
 mod assemble;
+pub mod dry_run;
 pub mod exclude;
 mod files;
 mod prefetch;

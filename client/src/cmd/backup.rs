@@ -1,12 +1,15 @@
-//! `eventi backup PATH...`: a new snapshot; its root score is the last
-//! line on stdout.
+//! `eventi backup [PATH...]`: a new snapshot of the paths given, or of
+//! the config's `paths`; its root score is the last line on stdout. With
+//! `--dry-run`, what it would read, and nothing stored.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use eventi::backup::dry_run;
 use eventi::backup::exclude::Excluder;
 use eventi::backup::{self, Options};
+use eventi::home::config::Config;
 use eventi::home::Home;
 use eventi::progress::{Counters, Reporter, Style};
 use eventi::repo::{Access, Repo};
@@ -14,9 +17,12 @@ use eventi::repo::{Access, Repo};
 /// Options of `eventi backup`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Files and directories to back up.
-    #[arg(required = true)]
+    /// Files and directories to back up (default: `paths` in config.toml).
     paths: Vec<PathBuf>,
+    /// List what would be read (kind, size, path) and store nothing; needs
+    /// no key or passphrase.
+    #[arg(long)]
+    dry_run: bool,
     /// Leave out what matches (a name glob, or a path glob if it has a '/').
     #[arg(long = "exclude", value_name = "GLOB")]
     excludes: Vec<String>,
@@ -44,12 +50,29 @@ pub struct Args {
     passphrase_file: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut excluder = Excluder::new(&args.excludes, &args.exclude_files)?;
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let home = Home::locate()?;
+    let config = Config::load(&home.config_file())?;
+    if args.paths.is_empty() {
+        if config.paths.is_empty() {
+            anyhow::bail!(
+                "nothing to back up: give paths, or list them as `paths` in {}",
+                home.config_file().display()
+            );
+        }
+        args.paths = config.paths.clone();
+    }
+    let mut patterns = config.exclude.clone();
+    patterns.extend(args.excludes.iter().cloned());
+    let mut excluder = Excluder::new(&patterns, &args.exclude_files)?;
     for dir in home.dirs() {
         excluder.exclude_exactly(dir.to_path_buf());
     }
+    if args.dry_run {
+        return dry_run(&args, &excluder);
+    }
+    let mut tags = config.tags.clone();
+    tags.extend(args.tags.iter().cloned());
     let repo = if home.key_file().exists() {
         Repo::open(args.passphrase_file.as_deref(), Access::Write)?
     } else {
@@ -65,7 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = Options {
         paths: args.paths,
         excluder: Arc::new(excluder),
-        tags: args.tags,
+        tags,
         no_cache: args.no_cache,
         checkpoint_bytes: args.checkpoint.max(1),
         // Workers wait on the disk as much as they compute: more than cores.
@@ -132,6 +155,57 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     // 3: the snapshot was made but is incomplete.
     Ok(if summary.counts.errors > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Lists what a backup would read: `KIND SIZE PATH` per entry on stdout
+/// (f file, d directory, l symlink, o other), totals on stderr (as JSON
+/// with --json). Exit 3 if anything could not be read, as a backup.
+fn dry_run(args: &Args, excluder: &Excluder) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let mut failed = None;
+    let planned = dry_run::plan(
+        &args.paths,
+        excluder,
+        &mut |path, meta| {
+            let kind = match meta.file_type() {
+                t if t.is_file() => 'f',
+                t if t.is_dir() => 'd',
+                t if t.is_symlink() => 'l',
+                _ => 'o',
+            };
+            let size = if meta.is_file() { meta.len() } else { 0 };
+            let line = write!(out, "{kind} {size} ")
+                .and_then(|()| out.write_all(path.as_os_str().as_bytes()))
+                .and_then(|()| out.write_all(b"\n"));
+            if let Err(e) = line {
+                failed.get_or_insert(e);
+            }
+        },
+        &mut |path, e| eprintln!("eventi: {}: {e}", path.display()),
+    );
+    out.flush()?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if args.json {
+        eprintln!("{}", super::json_event("dry-run", &planned)?);
+    } else {
+        eprintln!(
+            "would read {} files ({}), {} directories, {} other entries; nothing was stored",
+            planned.files,
+            super::human_bytes(planned.bytes),
+            planned.dirs,
+            planned.others
+        );
+    }
+    Ok(if planned.unreadable > 0 {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS

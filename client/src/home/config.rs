@@ -45,6 +45,18 @@ pub struct Config {
     /// in memory ("32MiB" by default).
     #[serde(default)]
     pub mount_cache: Option<String>,
+    /// What `eventi backup` backs up when given no path (absolute paths):
+    /// a scheduled backup needs no arguments.
+    #[serde(default)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Patterns every backup leaves out, as `--exclude` (a name glob, or a
+    /// path glob if it has a '/'), besides those on the command line.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Tags every snapshot gets, as `--tag`, besides those on the command
+    /// line.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// A write-only machine of the owner's, as the config names it.
@@ -257,6 +269,12 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        if let Some(p) = self.paths.iter().find(|p| !p.is_absolute()) {
+            return Err(ConfigError::Edit(format!(
+                "config paths: {} is not an absolute path",
+                p.display()
+            )));
+        }
         if !eventi_shared::head::valid_name(self.head_name()) {
             return Err(ConfigError::Edit(format!(
                 "config head = {:?}: 1 to 64 of A-Z a-z 0-9 . _ -",
