@@ -125,8 +125,8 @@ fn the_unit_files_verify_and_the_server_unit_is_hardened() {
 /// The value of `key=` in a unit's text (the last one).
 fn setting(unit: &str, key: &str) -> String {
     unit.lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("no {key}= in the unit"))
         .to_string()
 }
