@@ -89,11 +89,7 @@ fn the_unit_files_verify_and_the_server_unit_is_hardened() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", output_text(&o));
-    assert!(
-        o.stdout.is_empty() && o.stderr.is_empty(),
-        "no warnings: {}",
-        output_text(&o)
-    );
+    no_warning_about_the_units(&o);
 
     let user_units = install(
         &user,
@@ -109,6 +105,7 @@ fn the_unit_files_verify_and_the_server_unit_is_hardened() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", output_text(&o));
+    no_warning_about_the_units(&o);
 
     // docs/OPERATIONS.md gives these scores and why each exposure left
     // is needed.
@@ -119,6 +116,21 @@ fn the_unit_files_verify_and_the_server_unit_is_hardened() {
     if let Some(backup) = exposure(&analyze, &units[1]) {
         eprintln!("eventi-backup.service exposure {backup}");
         assert!(backup <= 3.0, "eventi-backup.service exposure {backup}");
+    }
+}
+
+/// `systemd-analyze verify` exits 0 even on an unknown key: what it says
+/// about our files (`eventi-...service:LINE: ...`) is the failure. Other
+/// lines (about the machine it runs on) are shown, not failed on.
+fn no_warning_about_the_units(o: &std::process::Output) {
+    let text = output_text(o);
+    let about_ours: Vec<&str> = text.lines().filter(|l| l.contains("eventi-")).collect();
+    assert!(about_ours.is_empty(), "{}", about_ours.join("\n"));
+    if !o.stderr.is_empty() {
+        eprintln!(
+            "systemd-analyze said: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }
 
