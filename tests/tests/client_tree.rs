@@ -337,6 +337,19 @@ fn a_frame_with_a_missing_or_wrong_piece_is_an_error_not_data() {
     let stored: usize = leaves.iter().map(|l| l.blocks.len()).sum::<usize>() * 57_344;
     assert!(stored < data.len(), "compressed as frames");
 
+    // A range inside and across frames reads the same bytes.
+    for (offset, len) in [
+        (1_000_000u64, 1000u64),
+        (300_000, 700_000),
+        (4_194_000, 1000),
+    ] {
+        let mut part = Vec::new();
+        let n = stream::read_range(&store, &root, offset, len, &mut part).unwrap();
+        let end = (offset + len).min(data.len() as u64) as usize;
+        assert_eq!(n as usize, end - offset as usize);
+        assert!(part == data[offset as usize..end], "range at {offset}");
+    }
+
     let leaf = framed[0];
     let (_, absent) = eventi::format::block::seal(&SECRET, b"never stored");
     let mut missing = leaf.clone();
