@@ -1148,23 +1148,27 @@ fn paths_excludes_and_tags_come_from_the_config_and_dry_run_stores_nothing() {
         .map(str::to_string)
         .collect();
     let want = [
-        format!("d 0 {}", src.display()),
-        format!("f 4 {}", src.join("keep.txt").display()),
-        format!("d 0 {}", src.join("sub").display()),
-        format!("f 9 {}", src.join("sub/also.txt").display()),
-        format!("d 0 {}", other.display()),
-        format!("f 15 {}", other.join("o.txt").display()),
+        format!("- d 0 {}", src.display()),
+        format!("+ f 4 {}", src.join("keep.txt").display()),
+        format!("- d 0 {}", src.join("sub").display()),
+        format!("+ f 9 {}", src.join("sub/also.txt").display()),
+        format!("- d 0 {}", other.display()),
+        format!("+ f 15 {}", other.join("o.txt").display()),
     ];
     assert_eq!(listed, want);
     assert!(
-        text(&o).contains("would read 3 files (28 B), 3 directories"),
+        text(&o).contains("would read 3 of 3 files (28 B of 28 B; 0 unchanged"),
         "{}",
         text(&o)
     );
 
-    // The backup itself: the same entries, the config's tag and the
-    // command line's.
+    // The backup itself (the first: it makes the key, and keeps the
+    // config written before it): the same entries, the config's tag and
+    // the command line's.
     let score = backup(&home, &[], &["--tag", "by-hand"]);
+    assert!(fs::read_to_string(home.join("config.toml"))
+        .unwrap()
+        .contains("nightly"));
     let target = dir.path().join("restored");
     let o = restore(&home, &format!("{score}:{}", src.display()), &target, &[]);
     assert!(o.status.success(), "{}", text(&o));
@@ -1183,6 +1187,36 @@ fn paths_excludes_and_tags_come_from_the_config_and_dry_run_stores_nothing() {
         tags.contains(&"nightly".into()) && tags.contains(&"by-hand".into()),
         "{tags:?}"
     );
+
+    // After the backup, the dry run reads the cache (read-only): what the
+    // next backup would take unchanged is `=`, a changed file `+`. The
+    // files must be settled (2 s) to be cached at all.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    backup(&home, &[], &[]);
+    fs::write(src.join("keep.txt"), "changed!").unwrap();
+    let o = eventi_env(&home, &[], &[os("backup"), os("--dry-run")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8(o.stdout.clone()).unwrap();
+    assert!(
+        out.contains(&format!("+ f 8 {}", src.join("keep.txt").display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("= f 9 {}", src.join("sub/also.txt").display())),
+        "{out}"
+    );
+    assert!(
+        text(&o).contains("would read 1 of 3 files (8 B of 32 B; 2 unchanged"),
+        "{}",
+        text(&o)
+    );
+    // With --no-cache, everything would be read.
+    let o = eventi_env(
+        &home,
+        &[],
+        &[os("backup"), os("--dry-run"), os("--no-cache")],
+    );
+    assert!(text(&o).contains("would read 3 of 3 files"), "{}", text(&o));
 
     // A relative path in the config is refused, naming it.
     fs::write(home.join("config.toml"), "paths = [\"relative/dir\"]\n").unwrap();

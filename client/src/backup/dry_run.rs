@@ -1,13 +1,28 @@
-//! `eventi backup --dry-run`: what a backup of the same paths would read,
-//! found by the listing rules of a real one (excludes, CACHEDIR.TAG),
-//! without a key, a store or the cache, so that a scheduled backup's
-//! paths and excludes can be checked by anyone who can read the files.
+//! `eventi backup --dry-run`: what a backup of the same paths would walk
+//! and read, found by the listing rules of a real one (excludes,
+//! CACHEDIR.TAG) and, where the home has one, its cache opened read-only
+//! (files whose stat matches their record are taken from it, not read),
+//! without a key or a store, so that a scheduled backup's paths and
+//! excludes can be checked by anyone who can read the files.
 
 use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::exclude::Excluder;
 use super::signature::kept_names;
+use crate::home::cache::Cache;
+
+/// What a backup would do with one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// A file whose content would be read.
+    Read,
+    /// A file the cache says is unchanged: taken from its record.
+    Unchanged,
+    /// Not a regular file: its metadata alone is stored.
+    NotAFile,
+}
 
 /// What a dry run found.
 #[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -16,6 +31,10 @@ pub struct Planned {
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Of those, files the cache says are unchanged (not to be read).
+    pub unchanged_files: u64,
+    /// Their bytes.
+    pub unchanged_bytes: u64,
     /// Directories.
     pub dirs: u64,
     /// Symlinks, fifos, devices, sockets.
@@ -24,14 +43,21 @@ pub struct Planned {
     pub unreadable: u64,
 }
 
-/// Calls `each` with every entry under `paths` a backup would read, in
-/// the order it would (depth-first, names in byte order), with its
-/// metadata; `problem` with what could not be read.
+/// Where a dry run reports.
+pub struct Report<'a> {
+    /// Each entry a backup would walk, in its order (depth-first, names
+    /// in byte order), with its metadata and fate.
+    pub each: &'a mut dyn FnMut(&Path, &Metadata, Fate),
+    /// What could not be read.
+    pub problem: &'a mut dyn FnMut(&Path, &str),
+}
+
+/// Walks `paths` as a backup would, looking files up in `cache` if given.
 pub fn plan(
     paths: &[PathBuf],
     excluder: &Excluder,
-    each: &mut dyn FnMut(&Path, &Metadata),
-    problem: &mut dyn FnMut(&Path, &std::io::Error),
+    cache: Option<&Cache>,
+    report: &mut Report<'_>,
 ) -> Planned {
     let mut planned = Planned::default();
     for path in paths {
@@ -39,40 +65,62 @@ pub fn plan(
         if excluder.excludes(path, name) {
             continue;
         }
-        visit(path, excluder, &mut planned, each, problem);
+        visit(path, excluder, cache, &mut planned, report);
     }
     planned
+}
+
+fn fate(path: &Path, meta: &Metadata, cache: Option<&Cache>, report: &mut Report<'_>) -> Fate {
+    let Some(cache) = cache else {
+        return Fate::Read;
+    };
+    match cache.file(path.as_os_str().as_bytes()) {
+        Ok(Some(record)) if record.matches(meta) => Fate::Unchanged,
+        Ok(_) => Fate::Read,
+        Err(e) => {
+            (report.problem)(path, &e.to_string());
+            Fate::Read
+        }
+    }
 }
 
 fn visit(
     path: &Path,
     excluder: &Excluder,
+    cache: Option<&Cache>,
     planned: &mut Planned,
-    each: &mut dyn FnMut(&Path, &Metadata),
-    problem: &mut dyn FnMut(&Path, &std::io::Error),
+    report: &mut Report<'_>,
 ) {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) => {
             planned.unreadable += 1;
-            return problem(path, &e);
+            return (report.problem)(path, &e.to_string());
         }
     };
-    each(path, &meta);
     if meta.is_file() {
+        let fate = fate(path, &meta, cache, report);
         planned.files += 1;
         planned.bytes += meta.len();
-    } else if meta.is_dir() {
+        if fate == Fate::Unchanged {
+            planned.unchanged_files += 1;
+            planned.unchanged_bytes += meta.len();
+        }
+        (report.each)(path, &meta, fate);
+        return;
+    }
+    (report.each)(path, &meta, Fate::NotAFile);
+    if meta.is_dir() {
         planned.dirs += 1;
         match kept_names(path, excluder) {
             Ok((names, _)) => {
                 for name in names {
-                    visit(&path.join(name), excluder, planned, each, problem);
+                    visit(&path.join(name), excluder, cache, planned, report);
                 }
             }
             Err(e) => {
                 planned.unreadable += 1;
-                problem(path, &e);
+                (report.problem)(path, &e.to_string());
             }
         }
     } else {
@@ -105,8 +153,13 @@ mod tests {
         let planned = plan(
             std::slice::from_ref(&root),
             &excluder,
-            &mut |p, _| seen.push(p.strip_prefix(&root).unwrap().display().to_string()),
-            &mut |p, e| panic!("{}: {e}", p.display()),
+            None,
+            &mut Report {
+                each: &mut |p, _, _| {
+                    seen.push(p.strip_prefix(&root).unwrap().display().to_string())
+                },
+                problem: &mut |p, e| panic!("{}: {e}", p.display()),
+            },
         );
         assert_eq!(
             seen,
@@ -126,6 +179,8 @@ mod tests {
             Planned {
                 files: 3,
                 bytes: 3 + 44 + 2,
+                unchanged_files: 0,
+                unchanged_bytes: 0,
                 dirs: 4,
                 others: 1,
                 unreadable: 0

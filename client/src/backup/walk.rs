@@ -353,10 +353,7 @@ impl<'a> Walker<'a> {
         };
         if self.use_cache {
             match self.uploader.cache().file(&path_bytes) {
-                Ok(Some(old))
-                    if (old.ino, old.size, old.mtime_ns, old.ctime_ns)
-                        == (record.ino, record.size, record.mtime_ns, record.ctime_ns) =>
-                {
+                Ok(Some(old)) if old.matches(meta) => {
                     entry.size = old.size;
                     entry.content = Some(old.content);
                     self.counts.bytes += old.size;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use eventi::backup::dry_run;
 use eventi::backup::exclude::Excluder;
 use eventi::backup::{self, Options};
+use eventi::home::cache::Cache;
 use eventi::home::config::Config;
 use eventi::home::Home;
 use eventi::progress::{Counters, Reporter, Style};
@@ -19,8 +20,9 @@ use eventi::repo::{Access, Repo};
 pub struct Args {
     /// Files and directories to back up (default: `paths` in config.toml).
     paths: Vec<PathBuf>,
-    /// List what would be read (kind, size, path) and store nothing; needs
-    /// no key or passphrase.
+    /// List what would be read (`+`) or taken unchanged from the cache
+    /// (`=`), with kind, size and path, and store nothing; needs no key or
+    /// passphrase.
     #[arg(long)]
     dry_run: bool,
     /// Leave out what matches (a name glob, or a path glob if it has a '/').
@@ -69,7 +71,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         excluder.exclude_exactly(dir.to_path_buf());
     }
     if args.dry_run {
-        return dry_run(&args, &excluder);
+        return dry_run(&args, &excluder, &home, &config);
     }
     let mut tags = config.tags.clone();
     tags.extend(args.tags.iter().cloned());
@@ -161,34 +163,57 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Lists what a backup would read: `KIND SIZE PATH` per entry on stdout
-/// (f file, d directory, l symlink, o other), totals on stderr (as JSON
-/// with --json). Exit 3 if anything could not be read, as a backup.
-fn dry_run(args: &Args, excluder: &Excluder) -> anyhow::Result<ExitCode> {
+/// Lists what a backup would do: `STATE KIND SIZE PATH` per entry on
+/// stdout (STATE `+` a file to read, `=` a file the cache says is
+/// unchanged, `-` not a file; KIND f file, d directory, l symlink, o
+/// other), totals on stderr (as JSON with --json). Exit 3 if anything
+/// could not be read, as a backup.
+fn dry_run(
+    args: &Args,
+    excluder: &Excluder,
+    home: &Home,
+    config: &Config,
+) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
+    let cache_dir = home
+        .cache
+        .join(eventi::store::destination::name_for(config));
+    let cache = if args.no_cache {
+        None
+    } else {
+        Cache::open_read_only(&cache_dir)?
+    };
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let mut failed = None;
     let planned = dry_run::plan(
         &args.paths,
         excluder,
-        &mut |path, meta| {
-            let kind = match meta.file_type() {
-                t if t.is_file() => 'f',
-                t if t.is_dir() => 'd',
-                t if t.is_symlink() => 'l',
-                _ => 'o',
-            };
-            let size = if meta.is_file() { meta.len() } else { 0 };
-            let line = write!(out, "{kind} {size} ")
-                .and_then(|()| out.write_all(path.as_os_str().as_bytes()))
-                .and_then(|()| out.write_all(b"\n"));
-            if let Err(e) = line {
-                failed.get_or_insert(e);
-            }
+        cache.as_ref(),
+        &mut dry_run::Report {
+            each: &mut |path, meta, fate| {
+                let state = match fate {
+                    dry_run::Fate::Read => '+',
+                    dry_run::Fate::Unchanged => '=',
+                    dry_run::Fate::NotAFile => '-',
+                };
+                let kind = match meta.file_type() {
+                    t if t.is_file() => 'f',
+                    t if t.is_dir() => 'd',
+                    t if t.is_symlink() => 'l',
+                    _ => 'o',
+                };
+                let size = if meta.is_file() { meta.len() } else { 0 };
+                let line = write!(out, "{state} {kind} {size} ")
+                    .and_then(|()| out.write_all(path.as_os_str().as_bytes()))
+                    .and_then(|()| out.write_all(b"\n"));
+                if let Err(e) = line {
+                    failed.get_or_insert(e);
+                }
+            },
+            problem: &mut |path, e| eprintln!("eventi: {}: {e}", path.display()),
         },
-        &mut |path, e| eprintln!("eventi: {}: {e}", path.display()),
     );
     out.flush()?;
     if let Some(e) = failed {
@@ -198,9 +223,12 @@ fn dry_run(args: &Args, excluder: &Excluder) -> anyhow::Result<ExitCode> {
         eprintln!("{}", super::json_event("dry-run", &planned)?);
     } else {
         eprintln!(
-            "would read {} files ({}), {} directories, {} other entries; nothing was stored",
+            "would read {} of {} files ({} of {}; {} unchanged since the last backup), walk {} directories and {} other entries; nothing was stored",
+            planned.files - planned.unchanged_files,
             planned.files,
+            super::human_bytes(planned.bytes - planned.unchanged_bytes),
             super::human_bytes(planned.bytes),
+            planned.unchanged_files,
             planned.dirs,
             planned.others
         );

@@ -213,14 +213,27 @@ fn pinned(args: &Args) -> anyhow::Result<Vec<ServerSpec>> {
 }
 
 /// Writes a new `config.toml` naming `servers`.
+/// Writes a new config.toml naming `servers`. A config.toml written
+/// before the key (its `paths`, `exclude`, `tags` for the first backup)
+/// is kept, the servers it does not list yet added to it.
 fn write_config(home: &Home, servers: &[ServerSpec]) -> anyhow::Result<()> {
     let config = home.config_file();
-    std::fs::write(
-        &config,
-        "# eventi configuration\n# Servers to back up to; empty means the embedded local store.\nservers = []\n",
-    )
-    .with_context(|| format!("writing {}", config.display()))?;
-    for spec in servers {
+    let listed: Vec<String> = eventi::home::config::Config::load(&config)?
+        .servers
+        .iter()
+        .map(|s| s.address().to_string())
+        .collect();
+    if !config.exists() {
+        std::fs::write(
+            &config,
+            "# eventi configuration\n# Servers to back up to; empty means the embedded local store.\nservers = []\n",
+        )
+        .with_context(|| format!("writing {}", config.display()))?;
+    }
+    for spec in servers
+        .iter()
+        .filter(|s| !listed.iter().any(|a| a == s.address()))
+    {
         eventi::home::config::add_server(&config, spec)?;
     }
     Ok(())

@@ -67,6 +67,20 @@ pub struct FileRecord {
 const RECORD_LEN: usize = 8 * 5 + Ref::LEN;
 
 impl FileRecord {
+    /// Whether `meta` is the stat this record was made from: same inode,
+    /// size, mtime and ctime. A backup takes such a file's content from
+    /// the record instead of reading it.
+    pub fn matches(&self, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        (self.ino, self.size, self.mtime_ns, self.ctime_ns)
+            == (
+                meta.ino(),
+                meta.len(),
+                crate::fsmeta::mtime_ns(meta),
+                crate::fsmeta::ctime_ns(meta),
+            )
+    }
+
     fn encode(&self, generation: u64) -> [u8; RECORD_LEN] {
         let mut b = [0u8; RECORD_LEN];
         b[..8].copy_from_slice(&self.ino.to_be_bytes());
@@ -188,8 +202,8 @@ pub struct Cache {
     db: DB,
     path: String,
     generation: u64,
-    /// Held while the cache is open.
-    _lock: crate::home::lockfile::DirLock,
+    /// Held while the cache is open for writing (`None` read-only).
+    _lock: Option<crate::home::lockfile::DirLock>,
 }
 
 /// Cache entries waiting for the store to sync the blocks they name.
@@ -305,8 +319,30 @@ impl Cache {
             db,
             path,
             generation,
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// Opens the cache at `dir` to look records up only, beside a backup
+    /// that may hold it (`eventi backup --dry-run`): no lock, nothing
+    /// written. `None` if there is no cache there yet.
+    pub fn open_read_only(dir: &Path) -> Result<Option<Cache>, CacheError> {
+        if !dir.join("CURRENT").exists() {
+            return Ok(None);
+        }
+        let mut options = Options::default();
+        options.set_max_open_files(64);
+        let db =
+            DB::open_for_read_only(&options, dir, false).map_err(|source| CacheError::Rocks {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        Ok(Some(Cache {
+            db,
+            path: dir.display().to_string(),
+            generation: 0,
+            _lock: None,
+        }))
     }
 
     fn err(&self, source: rocksdb::Error) -> CacheError {

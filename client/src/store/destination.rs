@@ -144,7 +144,7 @@ impl Destination {
                 store: circle.clone(),
                 circle,
                 local: Some(local),
-                name: "local".to_string(),
+                name: name_for(config).to_string(),
                 access,
                 heads: None,
             });
@@ -220,7 +220,7 @@ impl Destination {
             store: circle.clone(),
             circle,
             local: None,
-            name: CIRCLE.to_string(),
+            name: name_for(config).to_string(),
             access,
             heads: Some(heads),
         })
@@ -326,6 +326,16 @@ impl Destination {
             local.close()?;
         }
         Ok(())
+    }
+}
+
+/// The name that keys the cache and head of the destination `config`
+/// names: `local` for the embedded store, `circle` for servers.
+pub fn name_for(config: &Config) -> &'static str {
+    if config.servers.is_empty() {
+        "local"
+    } else {
+        CIRCLE
     }
 }
 
