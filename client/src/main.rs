@@ -21,7 +21,7 @@ directories v1, snapshot roots v1, history records v1, capabilities v1, key file
 /// Encrypted, deduplicating backups into venti blocks.
 #[derive(Parser)]
 #[command(name = "eventi", version, long_version = LONG_VERSION, about)]
-pub(crate) struct Cli {
+struct Cli {
     /// How long a server may stay silent before the command gives up on
     /// it (30s, 2m; default: the config's `timeout`, else 60s).
     #[arg(long, global = true, value_name = "DURATION", value_parser = eventi_shared::time::parse_duration)]
@@ -114,13 +114,13 @@ is written under a temporary name and renamed into place only when every block c
     #[command(
         after_help = "bash: `eventi completions bash > ~/.local/share/bash-completion/completions/eventi`; zsh: `eventi completions zsh > _eventi` in a directory of $fpath; fish: `eventi completions fish > ~/.config/fish/completions/eventi.fish`."
     )]
-    Completions(cmd::completions::Args),
+    Completions(eventi_shared::cli_docs::CompletionsArgs),
     /// Write the manual pages (eventi.1, eventi-SUBCOMMAND.1) into a directory.
     #[command(
         name = "man-pages",
         after_help = "Prints the paths written. Install them under ~/.local/share/man/man1 (or /usr/local/share/man/man1) and read them with `man eventi-backup`."
     )]
-    ManPages(cmd::man_pages::Args),
+    ManPages(eventi_shared::cli_docs::ManPagesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -155,8 +155,14 @@ fn main() -> std::process::ExitCode {
         Command::Prune(args) => cmd::prune::run(args),
         Command::Mount(args) => cmd::mount::run(args),
         Command::Serve9p(args) => cmd::serve_9p::run(args),
-        Command::Completions(args) => cmd::completions::run(args),
-        Command::ManPages(args) => cmd::man_pages::run(args),
+        Command::Completions(args) => {
+            args.run::<Cli>();
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::ManPages(args) => args
+            .run::<Cli>()
+            .map(|()| std::process::ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,

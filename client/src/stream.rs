@@ -147,7 +147,9 @@ fn visit(
     Ok(())
 }
 
-fn piece_alone(r: &Ref) -> TreeError {
+/// The error for a piece of a frame met where a block must stand alone
+/// (a root, or a child of a pointer block): only leaf blocks list pieces.
+pub fn piece_alone(r: &Ref) -> TreeError {
     TreeError::Malformed(Malformed {
         score: r.score,
         why: "a piece of a frame where a chunk or pointer block was expected".into(),

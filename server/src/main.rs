@@ -18,7 +18,7 @@ the admin socket exchange (docs/FORMAT.md)",
 /// A venti server on RocksDB that plan9port's tools use unchanged.
 #[derive(Parser)]
 #[command(name = "eventi-server", version, long_version = LONG_VERSION, about)]
-pub(crate) struct Cli {
+struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -43,14 +43,14 @@ enum Command {
     #[command(
         after_help = "bash: `eventi-server completions bash > /usr/share/bash-completion/completions/eventi-server`; zsh: `eventi-server completions zsh > _eventi-server` in a directory of $fpath; fish: `eventi-server completions fish > ~/.config/fish/completions/eventi-server.fish`."
     )]
-    Completions(cmd::completions::Args),
+    Completions(eventi_shared::cli_docs::CompletionsArgs),
     /// Write the manual pages (eventi-server.1, eventi-server-SUBCOMMAND.1)
     /// into a directory.
     #[command(
         name = "man-pages",
         after_help = "Prints the paths written. Install them under /usr/local/share/man/man1 and read them with `man eventi-server-serve`."
     )]
-    ManPages(cmd::man_pages::Args),
+    ManPages(eventi_shared::cli_docs::ManPagesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,8 +86,14 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Identity(args) => cmd::identity::run(args),
-        Command::Completions(args) => cmd::completions::run(args),
-        Command::ManPages(args) => cmd::man_pages::run(args),
+        Command::Completions(args) => {
+            args.run::<Cli>();
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::ManPages(args) => args
+            .run::<Cli>()
+            .map(|()| std::process::ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,

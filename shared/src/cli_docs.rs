@@ -7,6 +7,45 @@ use std::path::{Path, PathBuf};
 
 pub use clap_complete::Shell;
 
+/// Options of `completions` (both binaries).
+#[derive(clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: Shell,
+}
+
+impl CompletionsArgs {
+    /// Prints the script for the binary whose parser is `C`.
+    pub fn run<C: clap::CommandFactory>(&self) {
+        completions(&mut C::command(), self.shell, &mut std::io::stdout());
+    }
+}
+
+/// Options of `man-pages` (both binaries).
+#[derive(clap::Args)]
+pub struct ManPagesArgs {
+    /// Where to write the pages (made if missing).
+    dir: PathBuf,
+}
+
+impl ManPagesArgs {
+    /// Writes the pages of the binary whose parser is `C` and prints
+    /// their paths.
+    pub fn run<C: clap::CommandFactory>(&self) -> std::io::Result<()> {
+        let written = man_pages(&C::command(), &self.dir).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("writing manual pages into {}: {e}", self.dir.display()),
+            )
+        })?;
+        for path in written {
+            println!("{}", path.display());
+        }
+        Ok(())
+    }
+}
+
 /// Writes the completion script for `shell` of the command `cmd`.
 pub fn completions(cmd: &mut clap::Command, shell: Shell, out: &mut dyn Write) {
     let name = cmd.get_name().to_string();

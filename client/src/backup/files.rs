@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use super::uploader::Uploader;
 
-use crate::format::block::{self, Ref};
+use crate::format::block::Ref;
 use crate::format::chunk;
-use crate::format::tree::{BlockSink, Leaf, TreeWriter};
+use crate::format::tree::{put_leaf, BlockSink, Leaf, TreeWriter};
 use crate::fsmeta;
 use crate::progress::Counters;
 
@@ -140,21 +140,7 @@ fn seal_and_put(
 ) -> Vec<Leaf> {
     let leaves = chunk::pack_extent(extent)
         .iter()
-        .map(|packed| {
-            let blocks = packed
-                .blocks
-                .iter()
-                .map(|plain| {
-                    let (block, r) = block::seal(convergence, plain);
-                    uploader.put_block(r.score, block);
-                    r
-                })
-                .collect();
-            Leaf {
-                size: Some(packed.size as u64),
-                blocks,
-            }
-        })
+        .map(|packed| put_leaf(uploader, convergence, packed))
         .collect();
     counters.bytes_done.fetch_add(extent.len() as u64, Relaxed);
     leaves

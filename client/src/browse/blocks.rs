@@ -13,7 +13,6 @@ use eventi_shared::Score;
 
 use crate::browse::cache::ByteLru;
 use crate::format::block::Ref;
-use crate::format::chunk::MAX_CHUNK;
 use crate::format::tree::{decode, Child, Leaf, Node};
 use crate::store::BlockStore;
 use crate::stream::{self, TreeError};
@@ -34,17 +33,11 @@ fn key_of(r: &Ref) -> Key {
     (r.score, r.check)
 }
 
-/// Whether a leaf is one block that decodes alone (a chunk; under a
-/// pointer block from before extents, any data block).
-fn is_one_chunk(leaf: &Leaf) -> bool {
-    leaf.blocks.len() == 1 && leaf.size.is_none_or(|s| s <= u64::from(MAX_CHUNK))
-}
-
 /// A leaf's identity in the cache: its block's, or for the pieces of a
 /// frame the first piece's score with a digest of every piece's check
 /// (two frames may begin alike).
 fn leaf_key(leaf: &Leaf) -> Key {
-    if is_one_chunk(leaf) {
+    if leaf.is_one_chunk() {
         return key_of(&leaf.blocks[0]);
     }
     use sha2::Digest;
@@ -139,7 +132,7 @@ impl Blocks {
     /// A leaf's bytes, as a data node: from the cache, or fetched and
     /// assembled once.
     fn leaf(&self, leaf: &Leaf) -> Result<Arc<Node>, TreeError> {
-        if is_one_chunk(leaf) {
+        if leaf.is_one_chunk() {
             return self.node(&leaf.blocks[0]);
         }
         let store = Arc::clone(&self.0.store);
@@ -229,12 +222,7 @@ impl Blocks {
     ) -> Result<(), TreeError> {
         match &*self.node(r)? {
             Node::Data(d) => take(d, skip, want, out),
-            Node::Piece(_) => {
-                return Err(TreeError::Malformed(crate::format::tree::Malformed {
-                    score: r.score,
-                    why: "a piece of a frame where a chunk or pointer block was expected".into(),
-                }))
-            }
+            Node::Piece(_) => return Err(stream::piece_alone(r)),
             Node::Leaves(leaves) => {
                 for l in leaves {
                     if out.len() == want {

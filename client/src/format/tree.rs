@@ -103,6 +103,14 @@ impl Leaf {
         }
     }
 
+    /// Whether it is one block that decodes alone: a chunk (or, under a
+    /// pointer block from before extents, which records no size or a
+    /// chunk's, any data block). A piece never is: only extents above
+    /// [`chunk::MAX_CHUNK`] are framed.
+    pub fn is_one_chunk(&self) -> bool {
+        self.blocks.len() == 1 && self.size.is_none_or(|s| s <= u64::from(chunk::MAX_CHUNK))
+    }
+
     /// Bytes of its entry in a leaf block.
     fn encoded_len(&self) -> usize {
         9 + self.blocks.len() * Ref::LEN
@@ -184,13 +192,8 @@ impl TreeWriter {
         if self.count == 0 {
             return put_sealed(sink, &self.convergence, &chunk::pack(&[]));
         }
-        let alone = self.levels[0].is_empty() && self.leaves.len() == 1;
-        if alone
-            && self.leaves[0].blocks.len() == 1
-            && self.leaves[0].size <= Some(u64::from(chunk::MAX_CHUNK))
-        {
-            // One chunk: its block is the root (a piece never is, since
-            // only extents above MAX_CHUNK are framed).
+        if self.levels[0].is_empty() && self.leaves.len() == 1 && self.leaves[0].is_one_chunk() {
+            // One chunk: its block is the root.
             return self.leaves[0].blocks[0];
         }
         if !self.leaves.is_empty() {

@@ -2,10 +2,8 @@
 
 pub mod bench;
 pub mod compact;
-pub mod completions;
 pub mod identity;
 pub mod keys;
-pub mod man_pages;
 pub mod serve;
 pub mod verify;
 
