@@ -149,20 +149,21 @@ pub fn override_timeout(timeout: Duration) {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {cause}")]
     Read {
         /// The file.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a separate source: error
+        /// chains would print it twice).
+        cause: std::io::Error,
     },
     /// The file is not a valid config.
-    #[error("in {path}: {source}")]
+    #[error("in {path}: {cause}")]
     Parse {
         /// The file.
         path: String,
-        /// What is wrong, with its line.
-        source: toml::de::Error,
+        /// What is wrong, with its line (in the message only, as above).
+        cause: toml::de::Error,
     },
     /// The `timeout` setting is not a duration.
     #[error("config timeout: {0}")]
@@ -191,12 +192,12 @@ pub enum ConfigError {
     #[error("{0}")]
     Edit(String),
     /// The file could not be written.
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}: {cause}")]
     Write {
         /// The file.
         path: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message only, as above).
+        cause: std::io::Error,
     },
 }
 
@@ -296,15 +297,15 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = || path.display().to_string();
         let config: Config = match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            Ok(text) => toml::from_str(&text).map_err(|cause| ConfigError::Parse {
                 path: name(),
-                source,
+                cause,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
-            Err(source) => {
+            Err(cause) => {
                 return Err(ConfigError::Read {
                     path: name(),
-                    source,
+                    cause,
                 })
             }
         };
@@ -450,10 +451,10 @@ fn edit(
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => {
+        Err(cause) => {
             return Err(ConfigError::Read {
                 path: name(),
-                source,
+                cause,
             })
         }
     };
@@ -464,14 +465,14 @@ fn edit(
     let out = doc.to_string();
     // What we write must load: never leave a config the next command refuses.
     toml::from_str::<Config>(&out)
-        .map_err(|source| ConfigError::Parse {
+        .map_err(|cause| ConfigError::Parse {
             path: name(),
-            source,
+            cause,
         })?
         .check()?;
-    crate::home::write_atomic(path, out.as_bytes()).map_err(|source| ConfigError::Write {
+    crate::home::write_atomic(path, out.as_bytes()).map_err(|cause| ConfigError::Write {
         path: name(),
-        source,
+        cause,
     })
 }
 
