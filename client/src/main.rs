@@ -155,14 +155,8 @@ fn main() -> std::process::ExitCode {
         Command::Prune(args) => cmd::prune::run(args),
         Command::Mount(args) => cmd::mount::run(args),
         Command::Serve9p(args) => cmd::serve_9p::run(args),
-        Command::Completions(args) => {
-            args.run::<Cli>();
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-        Command::ManPages(args) => args
-            .run::<Cli>()
-            .map(|()| std::process::ExitCode::SUCCESS)
-            .map_err(Into::into),
+        Command::Completions(args) => Ok(args.run::<Cli>()),
+        Command::ManPages(args) => args.run::<Cli>().map_err(Into::into),
     };
     match result {
         Ok(code) => code,

@@ -86,14 +86,8 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Identity(args) => cmd::identity::run(args),
-        Command::Completions(args) => {
-            args.run::<Cli>();
-            Ok(std::process::ExitCode::SUCCESS)
-        }
-        Command::ManPages(args) => args
-            .run::<Cli>()
-            .map(|()| std::process::ExitCode::SUCCESS)
-            .map_err(Into::into),
+        Command::Completions(args) => Ok(args.run::<Cli>()),
+        Command::ManPages(args) => args.run::<Cli>().map_err(Into::into),
     };
     match result {
         Ok(code) => code,

@@ -17,8 +17,9 @@ pub struct CompletionsArgs {
 
 impl CompletionsArgs {
     /// Prints the script for the binary whose parser is `C`.
-    pub fn run<C: clap::CommandFactory>(&self) {
+    pub fn run<C: clap::CommandFactory>(&self) -> std::process::ExitCode {
         completions(&mut C::command(), self.shell, &mut std::io::stdout());
+        std::process::ExitCode::SUCCESS
     }
 }
 
@@ -32,7 +33,7 @@ pub struct ManPagesArgs {
 impl ManPagesArgs {
     /// Writes the pages of the binary whose parser is `C` and prints
     /// their paths.
-    pub fn run<C: clap::CommandFactory>(&self) -> std::io::Result<()> {
+    pub fn run<C: clap::CommandFactory>(&self) -> std::io::Result<std::process::ExitCode> {
         let written = man_pages(&C::command(), &self.dir).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
@@ -42,7 +43,7 @@ impl ManPagesArgs {
         for path in written {
             println!("{}", path.display());
         }
-        Ok(())
+        Ok(std::process::ExitCode::SUCCESS)
     }
 }
 
