@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::index::Index;
-use crate::{blobdb, log, private, space, BlockKey, NewBlock, StoreError, StoreOptions};
+use crate::index::{Index, Record};
+use crate::keyspace::Table;
+use crate::{blobdb, log, private, s3, space, BlockKey, NewBlock, StoreError, StoreOptions};
 
 /// The answer of a non-blocking read.
 #[derive(Debug)]
@@ -104,6 +105,45 @@ pub(crate) trait Engine: Send + Sync + 'static {
         let _ = (options, exclusive);
         Ok(crate::compact::CompactReport::default())
     }
+
+    /// How often to look for blocks other processes stored (several
+    /// front-ends on one bucket); `None` for a store only this process
+    /// writes.
+    fn refresh_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// Looks for blocks other processes stored, and indexes them.
+    fn refresh(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Whether other processes may change the records (write keys,
+    /// heads) meanwhile, so that a reader must look again now and then.
+    fn shares_records(&self) -> bool {
+        false
+    }
+    /// Record `id` of `table`.
+    fn get_record(&self, table: Table, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.index().get_record(table, id)
+    }
+    /// Writes (or with `None` deletes) record `id` of `table`, durably.
+    fn put_record(&self, table: Table, id: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.index().put_record(table, id, value)
+    }
+    /// Every record of `table`, in id order.
+    fn scan_records(&self, table: Table) -> Result<Vec<Record>, StoreError> {
+        self.index().scan(table)
+    }
+    /// Writes record `id` of `table` if its value is still `expected`
+    /// (`None`: absent); `false` if it was not.
+    fn swap_record(
+        &self,
+        table: Table,
+        id: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.index().swap_record(table, id, expected, new)
+    }
 }
 
 /// Which storage design a data directory uses.
@@ -115,6 +155,26 @@ pub enum EngineKind {
     Log,
     /// RocksDB BlobDB holds the blocks.
     Blobdb,
+    /// An S3-compatible object store holds the blocks, in packs; several
+    /// servers may share its bucket (`[storage.s3]`).
+    S3,
+}
+
+impl EngineKind {
+    /// The name in the `ENGINE` file and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Log => "log",
+            EngineKind::Blobdb => "blobdb",
+            EngineKind::S3 => "s3",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<EngineKind> {
+        [EngineKind::Log, EngineKind::Blobdb, EngineKind::S3]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
 }
 
 /// Opens the engine a data directory was created with (recorded in its
@@ -126,21 +186,12 @@ pub(crate) fn open_engine(
     private::create_dir(dir).map_err(|e| StoreError::io("creating", dir, e))?;
     let marker = dir.join("ENGINE");
     let kind = match std::fs::read_to_string(&marker) {
-        Ok(text) => match text.trim() {
-            "log" => EngineKind::Log,
-            "blobdb" => EngineKind::Blobdb,
-            other => {
-                return Err(StoreError::BadDataDir {
-                    path: dir.to_path_buf(),
-                    reason: format!("unknown engine {other:?} in ENGINE file"),
-                })
-            }
-        },
+        Ok(text) => EngineKind::from_name(text.trim()).ok_or_else(|| StoreError::BadDataDir {
+            path: dir.to_path_buf(),
+            reason: format!("unknown engine {:?} in ENGINE file", text.trim()),
+        })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let name = match options.engine {
-                EngineKind::Log => "log",
-                EngineKind::Blobdb => "blobdb",
-            };
+            let name = options.engine.name();
             private::write_file(&marker, format!("{name}\n").as_bytes())
                 .map_err(|e| StoreError::io("writing", &marker, e))?;
             options.engine
@@ -160,6 +211,7 @@ pub(crate) fn open_engine(
             blobdb::BlobDbEngine::open,
             blobdb::BlobDbEngine::open_read_only,
         ),
+        EngineKind::S3 => Ok(Arc::new(s3::S3Engine::open(dir, options)?)),
     }
 }
 
@@ -180,6 +232,11 @@ pub(crate) fn open_engine_read_only(
         "blobdb" => Ok(Arc::new(blobdb::BlobDbEngine::open_read_only(
             dir, options,
         )?)),
+        "s3" => Err(StoreError::BadDataDir {
+            path: dir.to_path_buf(),
+            reason: "an s3 store is not opened read-only beside its server: connect to the server"
+                .into(),
+        }),
         other => Err(StoreError::BadDataDir {
             path: dir.to_path_buf(),
             reason: format!("unknown engine {other:?} in ENGINE file"),

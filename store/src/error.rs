@@ -67,8 +67,21 @@ pub enum StoreError {
     #[error("prune refused: {0}")]
     PruneRefused(String),
     /// The store's design keeps every block (the BlobDB engine).
-    #[error("this store cannot reclaim space (its engine keeps every block)")]
+    #[error(
+        "this store cannot reclaim space (its engine keeps every block: blobdb, and s3 for now)"
+    )]
     CannotReclaim,
+    /// A request to the object store (the s3 engine) failed, after its
+    /// retries.
+    #[error("object store: {what} {object}: {message}")]
+    Bucket {
+        /// What was being done.
+        what: &'static str,
+        /// The object (or the bucket).
+        object: String,
+        /// The client's error.
+        message: String,
+    },
     /// The store was opened read-only (its filesystem was full at start).
     #[error("store is read-only: {0}")]
     ReadOnly(&'static str),

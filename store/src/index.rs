@@ -37,6 +37,9 @@ pub struct Index {
     read_only: Option<&'static str>,
     /// Whether references went through the WAL since the last sync.
     refs_unsynced: std::sync::atomic::AtomicBool,
+    /// Held while a record is written, so a swap sees no write between
+    /// its read and its own.
+    records_lock: Mutex<()>,
     _cache: rocksdb::Cache,
 }
 
@@ -76,6 +79,7 @@ impl Index {
             usage,
             read_only,
             refs_unsynced: std::sync::atomic::AtomicBool::new(false),
+            records_lock: Mutex::new(()),
             _cache: cache,
         })
     }
@@ -228,6 +232,16 @@ impl Index {
         value: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         self.refuse_if_read_only()?;
+        let _one = self.records_lock.lock().expect("records lock");
+        self.write_record(table, id, value)
+    }
+
+    fn write_record(
+        &self,
+        table: Table,
+        id: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         let mut batch = WriteBatch::default();
@@ -237,6 +251,24 @@ impl Index {
         }
         self.db.write_opt(batch, &wo)?;
         Ok(())
+    }
+
+    /// Writes record `id` of `table` if its value is still `expected`
+    /// (`None`: absent), durably; `false` if it was not.
+    pub fn swap_record(
+        &self,
+        table: Table,
+        id: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.refuse_if_read_only()?;
+        let _one = self.records_lock.lock().expect("records lock");
+        if self.get_record(table, id)?.as_deref() != expected {
+            return Ok(false);
+        }
+        self.write_record(table, id, Some(new))?;
+        Ok(true)
     }
 
     /// Every record of `table`, as (id, value), in id order.

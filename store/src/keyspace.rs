@@ -16,6 +16,7 @@
 //! | `Prune`    | `\x06p` writer[4]         | a writer's prune state (`prune.rs`) |
 //! | `Prune`    | `\x06p` `space`           | bytes reclaimable, reclaimed |
 //! | `Payers`   | `\x07$` score[20] type[1] | writer[4] charged, once moved |
+//! | `Remote`   | `\x08s` frontend[8]       | next pack seq[8] to read (s3) |
 //!
 //! New tables take the next prefix byte here.
 
@@ -41,6 +42,9 @@ pub enum Table {
     /// Who is charged for a block whose first writer let go of it (the
     /// rest are charged to the writer in their log record).
     Payers,
+    /// The s3 engine's local cache: how far each front-end's packs are
+    /// read into it, by front-end.
+    Remote,
 }
 
 impl Table {
@@ -55,6 +59,7 @@ impl Table {
             Table::Features => b"\x05f",
             Table::Prune => b"\x06p",
             Table::Payers => b"\x07$",
+            Table::Remote => b"\x08s",
         }
     }
 
@@ -93,6 +98,7 @@ mod tests {
             Table::Features,
             Table::Prune,
             Table::Payers,
+            Table::Remote,
         ];
         assert_eq!(Table::Meta.prefix(), b"\0meta");
         assert_eq!(

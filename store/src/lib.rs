@@ -42,6 +42,7 @@ pub mod prune;
 mod quota;
 pub mod refs;
 mod rocks;
+pub mod s3;
 pub mod space;
 pub mod usage;
 
@@ -97,6 +98,9 @@ impl Store {
     /// The store over an opened engine: its committer, and the space
     /// guards of `dir` (the committer's and the readers').
     fn over(engine: Arc<dyn Engine>, dir: &Path, options: &StoreOptions) -> Store {
+        if let Some(every) = engine.refresh_every() {
+            start_refresher(Arc::downgrade(&engine), every);
+        }
         let space = space::SpaceGuard::new(dir, options.reserve.clone());
         let committer = Arc::new(committer::Committer::new(Arc::clone(&engine), space));
         Store {
@@ -255,7 +259,7 @@ impl Store {
 
     /// Record `id` of `table`.
     pub fn get_record(&self, table: Table, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.engine.index().get_record(table, id)
+        self.engine.get_record(table, id)
     }
 
     /// Writes (or with `None` deletes) record `id` of `table`, durably
@@ -266,12 +270,31 @@ impl Store {
         id: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        self.engine.index().put_record(table, id, value)
+        self.engine.put_record(table, id, value)
+    }
+
+    /// Writes record `id` of `table` if its value is still `expected`
+    /// (`None`: absent), durably; `false` if it was not (someone else,
+    /// in this process or, on a shared bucket, another, wrote first).
+    pub fn swap_record(
+        &self,
+        table: Table,
+        id: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.engine.swap_record(table, id, expected, new)
+    }
+
+    /// Whether other processes may change records (write keys, heads)
+    /// meanwhile: several servers on one bucket.
+    pub fn shares_records(&self) -> bool {
+        self.engine.shares_records()
     }
 
     /// Every record of `table`, as (id, value), in id order.
     pub fn scan_records(&self, table: Table) -> Result<Vec<Record>, StoreError> {
-        self.engine.index().scan(table)
+        self.engine.scan_records(table)
     }
 
     /// Queues writes and syncs (group commit; see `committer`). Each job's
@@ -323,6 +346,37 @@ impl Store {
         self.committer.stop();
         self.engine.sync()?;
         self.engine.close()
+    }
+}
+
+/// Looks for blocks other processes stored every `every`, until the
+/// engine is dropped.
+fn start_refresher(engine: std::sync::Weak<dyn Engine>, every: std::time::Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("eventi-refresh".into())
+        .spawn(move || {
+            let mut failing = false;
+            loop {
+                std::thread::sleep(every);
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                match engine.refresh() {
+                    Ok(()) if failing => {
+                        tracing::info!("reading other front-ends' blocks works again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        tracing::warn!(error = %e, "reading other front-ends' blocks failed; retrying");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the thread that reads other front-ends' blocks");
     }
 }
 

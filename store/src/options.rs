@@ -26,6 +26,8 @@ pub struct StoreOptions {
     /// Free space kept on the data directory's filesystem: new blocks are
     /// refused ("server disk full") rather than eat into it.
     pub reserve: space::Reserve,
+    /// The s3 engine's object store (`[storage.s3]`).
+    pub s3: crate::s3::S3Options,
 }
 
 impl Default for StoreOptions {
@@ -38,6 +40,7 @@ impl Default for StoreOptions {
             index_flush_bytes: 1 << 30,
             location_cache_entries: 1 << 20,
             reserve: space::Reserve::Auto,
+            s3: crate::s3::S3Options::default(),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! current segment.
 
 mod compact;
-mod record;
+pub(crate) mod record;
 mod recover;
 mod segments;
 

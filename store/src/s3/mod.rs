@@ -1,0 +1,594 @@
+//! The s3 engine: blocks in an S3-compatible object store, so that a
+//! store can outgrow one machine and several `eventi-server` processes
+//! (front-ends) can serve one bucket. The object store replicates and
+//! heals; this engine only has to make write-once blocks fit it.
+//!
+//! - Blocks are packed into large objects (`pack.rs`), `pack_bytes` each,
+//!   written in the background (`upload.rs`); a sync waits until every
+//!   pack so far and its index are in the bucket. Until then a pack stays
+//!   in memory and its blocks are read from there.
+//! - Every front-end keeps a local index (RocksDB, in its data directory)
+//!   of where each block lives. It is only a cache: it is rebuilt from the
+//!   bucket's pack indexes when missing, after a crash, or when pointed at
+//!   another bucket. Every `poll_millis` (and when a read misses) a
+//!   front-end reads the pack indexes the others wrote since its last look.
+//! - Reads fetch a page of a pack at a time (`pages.rs`).
+//! - Write keys and heads live in the bucket as one object each
+//!   (`records/`), changed with conditional writes, so every front-end
+//!   sees the same ones; usage is counted from the pack indexes.
+//!
+//! `docs/STORAGE.md` says what is shared how, and the bounds.
+
+mod bucket;
+mod options;
+pub(crate) mod pack;
+mod pages;
+mod upload;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rocksdb::WriteBatch;
+
+pub use options::S3Options;
+
+use crate::engine::{Engine, Lookup};
+use crate::index::{Index, Record, Wal};
+use crate::keyspace::Table;
+use crate::log::record::{decode_header, encode_header, HEADER_LEN};
+use crate::{BlockKey, NewBlock, StoreError, StoreOptions};
+use bucket::Bucket;
+use pack::{Names, PackEntry, PackId, PackLocation};
+use pages::Pages;
+use upload::{Sealed, Uploads};
+
+/// What the `eventi-format` object of a bucket holds.
+const FORMAT: &str = "eventi-s3 1\n";
+
+/// See the module documentation.
+pub struct S3Engine {
+    index: Index,
+    bucket: Bucket,
+    names: Names,
+    /// This process's front-end id: its packs' names.
+    me: u64,
+    options: S3Options,
+    cache_dir: PathBuf,
+    /// The pack being filled.
+    open: Mutex<OpenPack>,
+    uploads: Arc<Uploads>,
+    to_upload: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Arc<Sealed>>>>,
+    pages: Pages,
+    /// Held by every commit to the local index (the committer's, and the
+    /// reading of other front-ends' packs).
+    commit_lock: Mutex<()>,
+    /// How far each other front-end's packs are read: the next sequence.
+    progress: Mutex<HashMap<u64, u64>>,
+    /// When the last look for other front-ends' packs began.
+    refreshed: Mutex<Instant>,
+    /// Whether the object store honours conditional writes.
+    conditional: bool,
+}
+
+struct OpenPack {
+    seq: u64,
+    data: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl S3Engine {
+    /// Connects to the bucket, checks what it holds, opens (rebuilding
+    /// if needed) the local index in `dir`, and reads what other
+    /// front-ends wrote.
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<S3Engine, StoreError> {
+        let s3 = &options.s3;
+        let bucket = Bucket::connect(s3)?;
+        let names = Names::new(&s3.prefix);
+        claim_bucket(&bucket, &names)?;
+        let conditional = honours_conditional_writes(&bucket, &names)?;
+        let cache_dir = dir.join("s3-cache");
+        prepare_cache(dir, &cache_dir, &bucket, &names)?;
+        let index = Index::open(&cache_dir, options, None, |_| {})?;
+        let mut progress = HashMap::new();
+        for (id, value) in index.scan(Table::Remote)? {
+            if let (Ok(fe), Ok(next)) = (
+                <[u8; 8]>::try_from(id.as_slice()),
+                <[u8; 8]>::try_from(value.as_slice()),
+            ) {
+                progress.insert(u64::from_be_bytes(fe), u64::from_be_bytes(next));
+            }
+        }
+        let me = loop {
+            let id = rand::random::<u64>();
+            if !progress.contains_key(&id) {
+                break id;
+            }
+        };
+        let uploads = Uploads::new();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        bucket.spawn({
+            let (names, uploads) = (names.clone(), Arc::clone(&uploads));
+            let in_flight = s3.uploads;
+            move |client| upload::run(client, names, uploads, rx, in_flight)
+        });
+        let engine = S3Engine {
+            index,
+            bucket,
+            names,
+            me,
+            options: s3.clone(),
+            cache_dir,
+            open: Mutex::new(OpenPack {
+                seq: 0,
+                data: Vec::new(),
+                entries: Vec::new(),
+            }),
+            uploads,
+            to_upload: Mutex::new(Some(tx)),
+            pages: Pages::new(s3.read_bytes, s3.cache_bytes),
+            commit_lock: Mutex::new(()),
+            progress: Mutex::new(progress),
+            refreshed: Mutex::new(Instant::now()),
+            conditional,
+        };
+        let started = Instant::now();
+        let read = engine.read_new_packs()?;
+        tracing::info!(
+            bucket = %engine.bucket.label(),
+            frontend = %format!("{me:016x}"),
+            packs_read = read,
+            blocks = engine.index.stats().blocks,
+            millis = started.elapsed().as_millis() as u64,
+            "s3 store open"
+        );
+        Ok(engine)
+    }
+
+    /// Closes the pack being filled and hands it to the upload task.
+    fn seal(&self, open: &mut OpenPack) {
+        if open.entries.is_empty() {
+            return;
+        }
+        let id = PackId {
+            frontend: self.me,
+            seq: open.seq,
+        };
+        let data = Bytes::from(std::mem::take(&mut open.data));
+        let index = Bytes::from(pack::encode_index(&open.entries, data.len() as u64));
+        open.entries.clear();
+        let sealed = Arc::new(Sealed { id, data, index });
+        // Into `unsent` before the sequence moves on, so that a reader
+        // always finds the pack in one place or the other.
+        self.uploads
+            .unsent
+            .write()
+            .expect("unsent lock")
+            .insert(id.seq, Arc::clone(&sealed));
+        open.seq += 1;
+        if let Some(tx) = self.to_upload.lock().expect("upload lock").as_ref() {
+            let _ = tx.send(sealed);
+        }
+    }
+
+    /// A whole record (header and block) of a pack.
+    fn read_record(&self, loc: &PackLocation) -> Result<Option<Bytes>, StoreError> {
+        let range = loc.record_range();
+        if loc.pack.frontend == self.me {
+            {
+                let open = self.open.lock().expect("open pack lock");
+                if open.seq == loc.pack.seq {
+                    return Ok(Some(Bytes::copy_from_slice(
+                        &open.data[range.start as usize..range.end as usize],
+                    )));
+                }
+            }
+            let unsent = self.uploads.unsent.read().expect("unsent lock");
+            if let Some(sealed) = unsent.get(&loc.pack.seq) {
+                return Ok(Some(
+                    sealed.data.slice(range.start as usize..range.end as usize),
+                ));
+            }
+        }
+        let name = self.names.pack(loc.pack);
+        self.pages
+            .read(loc.pack, range, |r| self.bucket.get_range(&name, r))
+    }
+
+    /// Reads, into the local index, the pack indexes other front-ends
+    /// wrote since the last look. Returns how many were read.
+    fn read_new_packs(&self) -> Result<usize, StoreError> {
+        let root = self.names.index_root();
+        let mut wanted: Vec<PackId> = Vec::new();
+        let progress = self.progress.lock().expect("progress lock").clone();
+        for folder in self.bucket.folders(&root)? {
+            let Some(fe) = self.names.parse_index_folder(&folder) else {
+                continue;
+            };
+            if fe == self.me {
+                continue;
+            }
+            let next = progress.get(&fe).copied().unwrap_or(0);
+            let after = next
+                .checked_sub(1)
+                .map(|seq| self.names.index(PackId { frontend: fe, seq }));
+            let mut expect = next;
+            for name in self.bucket.list(&folder, after.as_deref())? {
+                // Indexes are written in order, so a gap is one still
+                // being written: stop there, take it next time.
+                match self.names.parse_index(&name) {
+                    Some(id) if id.frontend == fe && id.seq == expect => {
+                        wanted.push(id);
+                        expect += 1;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(0);
+        }
+        let objects: Vec<String> = wanted.iter().map(|id| self.names.index(*id)).collect();
+        let fetched = self.bucket.get_many(&objects)?;
+        let mut decoded = Vec::with_capacity(wanted.len());
+        for ((id, name), bytes) in wanted.iter().zip(&objects).zip(fetched) {
+            let bytes = bytes.ok_or_else(|| StoreError::Bucket {
+                what: "reading",
+                object: format!("{}/{name}", self.bucket.label()),
+                message: "listed but gone".into(),
+            })?;
+            let (entries, _) = pack::decode_index(&bytes).map_err(|e| StoreError::Bucket {
+                what: "reading",
+                object: format!("{}/{name}", self.bucket.label()),
+                message: e.to_string(),
+            })?;
+            decoded.push((*id, entries));
+        }
+        self.apply(&decoded)?;
+        Ok(decoded.len())
+    }
+
+    /// Indexes the blocks of packs other front-ends wrote (those not
+    /// already indexed), charging their writers, and records how far
+    /// each front-end is read, all in one commit.
+    fn apply(&self, packs: &[(PackId, Vec<PackEntry>)]) -> Result<(), StoreError> {
+        let _commit = self.commit_lock.lock().expect("commit lock");
+        let mut batch = WriteBatch::default();
+        let mut meta = self.index.meta();
+        let mut charges = Vec::new();
+        let mut added = HashSet::new();
+        let now = crate::refs::now();
+        let mut progress = self.progress.lock().expect("progress lock");
+        for (id, entries) in packs {
+            for e in entries {
+                if added.contains(&e.key) || self.index.contains(&e.key)? {
+                    continue;
+                }
+                let loc = PackLocation {
+                    pack: *id,
+                    offset: e.offset,
+                    len: e.len,
+                };
+                batch.put(e.key.to_bytes(), loc.encode());
+                crate::refs::put(&mut batch, &e.key, e.writer, now);
+                meta = meta.plus(e.len as usize);
+                charges.push((e.writer, u64::from(e.len)));
+                added.insert(e.key);
+            }
+            let next = id.seq + 1;
+            batch.put(
+                Table::Remote.key(&id.frontend.to_be_bytes()),
+                next.to_be_bytes(),
+            );
+            progress.insert(id.frontend, next);
+        }
+        self.index.commit(batch, charges, meta, Wal::Off)
+    }
+
+    /// Reads other front-ends' new packs after a read missed, unless a
+    /// look that began after the miss has already been made.
+    fn refresh_after_miss(&self, missed_at: Instant) -> Result<(), StoreError> {
+        let mut last = self.refreshed.lock().expect("refresh lock");
+        if *last >= missed_at {
+            return Ok(());
+        }
+        *last = Instant::now();
+        self.read_new_packs().map(|_| ())
+    }
+
+    /// The bucket object of a shared record's table, if it is shared.
+    fn shared_table(table: Table) -> Option<&'static str> {
+        match table {
+            Table::WriteKeys => Some("keys"),
+            Table::Heads => Some("heads"),
+            _ => None,
+        }
+    }
+}
+
+impl Engine for S3Engine {
+    fn index(&self) -> &Index {
+        &self.index
+    }
+
+    fn get(&self, key: &BlockKey) -> Result<Option<Bytes>, StoreError> {
+        let value = match self.index.get(key)? {
+            Some(v) => v.to_vec(),
+            None => {
+                self.refresh_after_miss(Instant::now())?;
+                match self.index.get(key)? {
+                    Some(v) => v.to_vec(),
+                    None => return Ok(None),
+                }
+            }
+        };
+        let loc = PackLocation::decode(&value)
+            .ok_or_else(|| StoreError::BadLocation(key.score, "not a pack location".into()))?;
+        let record = self.read_record(&loc)?.ok_or_else(|| {
+            StoreError::BadLocation(
+                key.score,
+                format!(
+                    "pack {} ends before the record at {}",
+                    self.names.pack(loc.pack),
+                    loc.offset
+                ),
+            )
+        })?;
+        match decode_header(&record) {
+            Some((k, len)) if k == *key && len == loc.len as usize => {
+                Ok(Some(record.slice(HEADER_LEN..)))
+            }
+            _ => Err(StoreError::BadLocation(
+                key.score,
+                format!(
+                    "the record at {} of pack {} is another block's",
+                    loc.offset,
+                    self.names.pack(loc.pack)
+                ),
+            )),
+        }
+    }
+
+    fn try_get(&self, key: &BlockKey) -> Result<Lookup, StoreError> {
+        // Every read may need the network (or a look for new packs),
+        // which an async thread must not wait for.
+        let _ = key;
+        Ok(Lookup::WouldBlock)
+    }
+
+    fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError> {
+        let _commit = self.commit_lock.lock().expect("commit lock");
+        let mut open = self.open.lock().expect("open pack lock");
+        let mut batch = WriteBatch::default();
+        let mut meta = self.index.meta();
+        let mut charges = Vec::with_capacity(blocks.len());
+        let now = crate::refs::now();
+        for b in blocks {
+            // Another front-end's copy may have been read in since the
+            // committer looked: keep that one.
+            if self.index.contains(&b.key)? {
+                continue;
+            }
+            let offset = open.data.len() as u64;
+            open.data
+                .extend_from_slice(&encode_header(&b.key, b.data.len(), b.writer));
+            open.data.extend_from_slice(&b.data);
+            open.entries.push(PackEntry {
+                key: b.key,
+                len: b.data.len() as u32,
+                writer: b.writer,
+                offset,
+            });
+            let loc = PackLocation {
+                pack: PackId {
+                    frontend: self.me,
+                    seq: open.seq,
+                },
+                offset,
+                len: b.data.len() as u32,
+            };
+            batch.put(b.key.to_bytes(), loc.encode());
+            crate::refs::put(&mut batch, &b.key, b.writer, now);
+            meta = meta.plus(b.data.len());
+            charges.push((b.writer, b.data.len() as u64));
+        }
+        self.index.commit(batch, charges, meta, Wal::Off)?;
+        if open.data.len() as u64 >= self.options.pack_bytes {
+            self.seal(&mut open);
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        let target = {
+            let mut open = self.open.lock().expect("open pack lock");
+            self.seal(&mut open);
+            open.seq
+        };
+        self.uploads
+            .wait_durable(target)
+            .map_err(|message| StoreError::Bucket {
+                what: "syncing to",
+                object: self.bucket.label().to_string(),
+                message,
+            })
+    }
+
+    fn stored_len(&self, key: &BlockKey) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .index
+            .get(key)?
+            .and_then(|v| PackLocation::decode(&v))
+            .map(|l| u64::from(l.len)))
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.to_upload.lock().expect("upload lock").take();
+        // This front-end's own packs are indexed already: a later start
+        // (with another id) need not read them again.
+        let durable = self.uploads.durable();
+        if durable > 0 {
+            self.index.put_record(
+                Table::Remote,
+                &self.me.to_be_bytes(),
+                Some(&durable.to_be_bytes()),
+            )?;
+        }
+        self.index.flush(true)?;
+        crate::private::write_file(&self.cache_dir.join(CLEAN), b"")
+            .map_err(|e| StoreError::io("writing", &self.cache_dir.join(CLEAN), e))
+    }
+
+    fn refresh_every(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.options.poll_millis.max(10)))
+    }
+
+    fn refresh(&self) -> Result<(), StoreError> {
+        // Held while reading, so that looks never overlap.
+        let mut last = self.refreshed.lock().expect("refresh lock");
+        *last = Instant::now();
+        self.read_new_packs().map(|_| ())
+    }
+
+    fn shares_records(&self) -> bool {
+        true
+    }
+
+    fn get_record(&self, table: Table, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match Self::shared_table(table) {
+            Some(t) => Ok(self
+                .bucket
+                .get(&self.names.record(t, id))?
+                .map(|(b, _)| b.to_vec())),
+            None => self.index.get_record(table, id),
+        }
+    }
+
+    fn put_record(&self, table: Table, id: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        match Self::shared_table(table) {
+            Some(t) => {
+                let name = self.names.record(t, id);
+                match value {
+                    Some(v) => self.bucket.put(&name, Bytes::copy_from_slice(v)),
+                    None => self.bucket.delete(&name),
+                }
+            }
+            None => self.index.put_record(table, id, value),
+        }
+    }
+
+    fn scan_records(&self, table: Table) -> Result<Vec<Record>, StoreError> {
+        let Some(t) = Self::shared_table(table) else {
+            return self.index.scan(table);
+        };
+        let names = self.bucket.list(&self.names.record_folder(t), None)?;
+        let values = self.bucket.get_many(&names)?;
+        let mut records: Vec<Record> = names
+            .iter()
+            .zip(values)
+            .filter_map(|(name, v)| Some((self.names.parse_record(t, name)?, v?.to_vec())))
+            .collect();
+        records.sort();
+        Ok(records)
+    }
+
+    fn swap_record(
+        &self,
+        table: Table,
+        id: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let Some(t) = Self::shared_table(table) else {
+            return self.index.swap_record(table, id, expected, new);
+        };
+        let name = self.names.record(t, id);
+        let current = self.bucket.get(&name)?;
+        if current.as_ref().map(|(b, _)| &b[..]) != expected {
+            return Ok(false);
+        }
+        let version = match current {
+            None => None,
+            Some((_, Some(etag))) if self.conditional => Some(Some(etag)),
+            Some(_) => {
+                return Err(StoreError::Bucket {
+                    what: "changing",
+                    object: format!("{}/{name}", self.bucket.label()),
+                    message: "the object store gives no ETag or ignores conditional writes: \
+                              several front-ends cannot share it safely"
+                        .into(),
+                })
+            }
+        };
+        self.bucket
+            .put_if(&name, Bytes::copy_from_slice(new), version)
+    }
+}
+
+/// The file whose presence says the local index was closed cleanly.
+const CLEAN: &str = "CLEAN";
+
+/// Makes sure the bucket holds an eventi store (writing the format
+/// object into an empty one), and nothing else.
+fn claim_bucket(bucket: &Bucket, names: &Names) -> Result<(), StoreError> {
+    let name = names.format();
+    if bucket.put_if(&name, Bytes::from_static(FORMAT.as_bytes()), None)? {
+        return Ok(());
+    }
+    match bucket.get(&name)? {
+        Some((b, _)) if b.as_ref() == FORMAT.as_bytes() => Ok(()),
+        other => Err(StoreError::Bucket {
+            what: "opening",
+            object: format!("{}/{name}", bucket.label()),
+            message: format!(
+                "not an eventi s3 store (it says {:?})",
+                other.map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+            ),
+        }),
+    }
+}
+
+/// Whether a create-only write fails when the object exists (Garage,
+/// for one, ignores the condition): probed once at start.
+fn honours_conditional_writes(bucket: &Bucket, names: &Names) -> Result<bool, StoreError> {
+    let probe = names.record("probe", &rand::random::<u64>().to_be_bytes());
+    bucket.put_if(&probe, Bytes::from_static(b"1"), None)?;
+    let refused = !bucket.put_if(&probe, Bytes::from_static(b"2"), None)?;
+    bucket.delete(&probe)?;
+    if !refused {
+        tracing::warn!(bucket = %bucket.label(), "the object store ignores conditional writes: run one front-end on it (heads and new keys need them to be shared safely)");
+    }
+    Ok(refused)
+}
+
+/// Keeps the local index if it was closed cleanly and belongs to this
+/// bucket; otherwise removes it, to be rebuilt from the bucket.
+fn prepare_cache(
+    dir: &Path,
+    cache_dir: &Path,
+    bucket: &Bucket,
+    names: &Names,
+) -> Result<(), StoreError> {
+    let origin = format!("{} {}\n", bucket.label(), names.format());
+    let origin_file = dir.join("S3-ORIGIN");
+    let same_origin = std::fs::read_to_string(&origin_file).is_ok_and(|o| o == origin);
+    let clean = cache_dir.join(CLEAN);
+    if cache_dir.exists() && !(same_origin && clean.exists()) {
+        tracing::warn!(cache = %cache_dir.display(), "the local index was not closed cleanly or is another bucket's: rebuilding it from the bucket");
+        std::fs::remove_dir_all(cache_dir).map_err(|e| StoreError::io("removing", cache_dir, e))?;
+    }
+    if !same_origin {
+        crate::private::write_file(&origin_file, origin.as_bytes())
+            .map_err(|e| StoreError::io("writing", &origin_file, e))?;
+    }
+    match std::fs::remove_file(&clean) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("removing", &clean, e)),
+    }
+}

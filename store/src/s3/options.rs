@@ -1,0 +1,113 @@
+//! The `[storage.s3]` settings, and where the credentials come from: a
+//! file, or the usual environment variables; never the command line,
+//! where any user of the machine could read them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+/// The `[storage.s3]` table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Options {
+    /// The object store's URL (`http://127.0.0.1:8333`, `https://s3.example.net`).
+    pub endpoint: Option<String>,
+    /// The bucket, which must exist.
+    pub bucket: Option<String>,
+    /// Object names start with this (several stores in one bucket).
+    pub prefix: String,
+    /// The region to sign for (most self-hosted stores accept any).
+    pub region: String,
+    /// `bucket.host` URLs instead of `host/bucket`.
+    pub virtual_hosted: bool,
+    /// A TOML file with `access_key_id`, `secret_access_key` and, if
+    /// needed, `session_token`; without it, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
+    pub credentials_file: Option<PathBuf>,
+    /// Milliseconds between looks for packs other front-ends wrote.
+    pub poll_millis: u64,
+    /// Bytes at which a pack is closed and uploaded.
+    pub pack_bytes: u64,
+    /// Bytes read from a pack at once (a restore reads on through them).
+    pub read_bytes: u64,
+    /// Bytes of packs kept in memory for reading.
+    pub cache_bytes: u64,
+    /// Packs uploaded at once.
+    pub uploads: usize,
+    /// Seconds a request is retried before it fails.
+    pub retry_secs: u64,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options {
+            endpoint: None,
+            bucket: None,
+            prefix: String::new(),
+            region: "us-east-1".into(),
+            virtual_hosted: false,
+            credentials_file: None,
+            poll_millis: 1000,
+            pack_bytes: 16 << 20,
+            read_bytes: 1 << 20,
+            cache_bytes: 256 << 20,
+            uploads: 4,
+            retry_secs: 30,
+        }
+    }
+}
+
+/// An access key for the object store.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The key's id.
+    pub access_key_id: String,
+    /// Its secret.
+    pub secret_access_key: String,
+    /// A temporary session's token.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The credentials file's, else the environment's, else none.
+    pub fn find(options: &S3Options) -> Result<Option<Credentials>, StoreError> {
+        if let Some(path) = &options.credentials_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| StoreError::io("reading", path, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(file = %path.display(), "the object store credentials file is open to other users (chmod 600 it)");
+                }
+            }
+            return toml::from_str(&text)
+                .map(Some)
+                .map_err(|e| StoreError::BadDataDir {
+                    path: path.clone(),
+                    reason: format!("not a credentials file: {}", e.message()),
+                });
+        }
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        Ok(
+            match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+                (Some(access_key_id), Some(secret_access_key)) => Some(Credentials {
+                    access_key_id,
+                    secret_access_key,
+                    session_token: var("AWS_SESSION_TOKEN"),
+                }),
+                _ => None,
+            },
+        )
+    }
+}

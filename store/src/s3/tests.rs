@@ -1,0 +1,205 @@
+//! The s3 engine against a real object store (SeaweedFS, started by
+//! `scripts/test`): several front-ends on one bucket, crashes, damage.
+//! Skipped, saying why, where none runs.
+
+use bytes::Bytes;
+use eventi_shared::{BlockType, Score};
+
+use super::bucket::Bucket;
+use super::pack::{Names, PackId};
+use crate::tests::{options, test_s3};
+use crate::{BlockKey, EngineKind, NewBlock, Store, StoreError, StoreOptions, Table};
+
+fn block(n: usize, writer: u32) -> NewBlock {
+    // Incompressible-looking, distinct, 5 KiB.
+    let data: Vec<u8> = (0..5120)
+        .map(|i| ((i * 31 + n * 7919) % 251) as u8 ^ (n as u8))
+        .collect();
+    let data = Bytes::from(data);
+    NewBlock {
+        key: BlockKey {
+            score: Score::of(&data),
+            block_type: BlockType::DATA,
+        },
+        data,
+        writer,
+    }
+}
+
+fn write_all(store: &Store, blocks: &[NewBlock], sync: bool) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for b in blocks {
+            store.write(b.clone()).await.unwrap();
+        }
+        if sync {
+            store.sync().await.unwrap();
+        }
+    });
+}
+
+/// Small packs, so that a few blocks span several.
+fn small_packs() -> Option<StoreOptions> {
+    test_s3()?;
+    let mut o = options(EngineKind::S3);
+    o.s3.pack_bytes = 16 << 10;
+    o.s3.read_bytes = 8 << 10;
+    // Long: these tests see other front-ends' blocks by reading on a miss.
+    o.s3.poll_millis = 60_000;
+    Some(o)
+}
+
+#[test]
+fn front_ends_on_one_bucket_share_blocks_usage_and_records() {
+    let Some(opts) = small_packs() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Store::open(dir_a.path(), &opts).unwrap();
+    let b = Store::open(dir_b.path(), &opts).unwrap();
+    let blocks: Vec<NewBlock> = (0..20).map(|n| block(n, 5)).collect();
+    write_all(&a, &blocks, true);
+    // Read back through the writer: some from the bucket, all whole.
+    for blk in &blocks {
+        assert_eq!(a.read(&blk.key).unwrap(), Some(blk.data.clone()));
+    }
+    // Through the other front-end: found on the miss, at once.
+    for blk in blocks.iter().rev() {
+        assert_eq!(b.read(&blk.key).unwrap(), Some(blk.data.clone()), "via B");
+    }
+    assert_eq!(b.stats(), a.stats());
+    assert_eq!(b.usage(5).bytes, 20 * 5120);
+    // B knows them now: writing one again stores nothing.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(!rt.block_on(b.write(blocks[3].clone())).unwrap());
+    assert_eq!(b.usage(5).bytes, 20 * 5120);
+
+    // Records are one set, and a swap is compare-and-swap across both.
+    a.put_record(Table::WriteKeys, &[0, 0, 0, 1], Some(b"key one"))
+        .unwrap();
+    assert_eq!(
+        b.get_record(Table::WriteKeys, &[0, 0, 0, 1]).unwrap(),
+        Some(b"key one".to_vec())
+    );
+    assert_eq!(b.scan_records(Table::WriteKeys).unwrap().len(), 1);
+    let head = [7u8; 33];
+    assert!(a.swap_record(Table::Heads, &head, None, b"seq 1").unwrap());
+    assert!(!b
+        .swap_record(Table::Heads, &head, None, b"seq 1 too")
+        .unwrap());
+    assert!(b
+        .swap_record(Table::Heads, &head, Some(b"seq 1"), b"seq 2")
+        .unwrap());
+    assert!(!a
+        .swap_record(Table::Heads, &head, Some(b"seq 1"), b"seq 2 too")
+        .unwrap());
+    assert_eq!(
+        a.get_record(Table::Heads, &head).unwrap(),
+        Some(b"seq 2".to_vec())
+    );
+    // Local records stay local.
+    a.put_record(Table::Features, b"x", Some(b"1")).unwrap();
+    assert_eq!(b.get_record(Table::Features, b"x").unwrap(), None);
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+}
+
+#[test]
+fn a_killed_front_end_loses_nothing_it_synced_and_its_cache_is_rebuilt() {
+    let Some(opts) = small_packs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let synced: Vec<NewBlock> = (100..130).map(|n| block(n, 2)).collect();
+    let unsynced: Vec<NewBlock> = (200..203).map(|n| block(n, 2)).collect();
+    {
+        let store = Store::open(dir.path(), &opts).unwrap();
+        write_all(&store, &synced, true);
+        write_all(&store, &unsynced, false);
+        // Dropped without a shutdown: what a kill leaves.
+    }
+    let store = Store::open(dir.path(), &opts).unwrap();
+    for blk in &synced {
+        assert_eq!(store.read(&blk.key).unwrap(), Some(blk.data.clone()));
+    }
+    assert_eq!(store.stats().blocks, synced.len() as u64);
+    assert_eq!(store.usage(2).bytes, synced.len() as u64 * 5120);
+    // Written again, the unsynced ones are new and readable.
+    write_all(&store, &unsynced, true);
+    assert_eq!(
+        store.read(&unsynced[0].key).unwrap(),
+        Some(unsynced[0].data.clone())
+    );
+    store.shutdown().unwrap();
+    drop(store);
+    // A clean reopen keeps the cache: nothing is read again.
+    let store = Store::open(dir.path(), &opts).unwrap();
+    assert_eq!(store.stats().blocks, (synced.len() + unsynced.len()) as u64);
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn damage_in_the_bucket_is_an_error_naming_the_object() {
+    let Some(opts) = small_packs() else { return };
+    let names = Names::new(&opts.s3.prefix);
+    let bucket = Bucket::connect(&opts.s3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &opts).unwrap();
+    let blocks: Vec<NewBlock> = (300..310).map(|n| block(n, 1)).collect();
+    write_all(&store, &blocks, true);
+    store.shutdown().unwrap();
+    drop(store);
+
+    // Another front-end's pack whose bytes are not what its index says.
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::open(other.path(), &opts).unwrap();
+    let first = bucket.list(&names.index_root(), None).unwrap()[0].clone();
+    let pack = names.pack(names.parse_index(&first).unwrap());
+    let (bytes, _) = bucket.get(&pack).unwrap().unwrap();
+    let mut swapped = bytes.to_vec();
+    swapped.rotate_left(32 + 5120);
+    bucket.put(&pack, Bytes::from(swapped)).unwrap();
+    let errors: Vec<String> = blocks
+        .iter()
+        .filter_map(|b| store.read(&b.key).err().map(|e| e.to_string()))
+        .collect();
+    assert!(!errors.is_empty(), "a swapped pack must not read as good");
+    assert!(errors.iter().all(|e| e.contains(&pack)), "{errors:?}");
+    store.shutdown().unwrap();
+    drop(store);
+
+    // A damaged pack index: the front-end that meets it says which.
+    let bad = names.index(PackId {
+        frontend: 0xbad,
+        seq: 0,
+    });
+    bucket
+        .put(&bad, Bytes::from_static(b"EvX1 not really"))
+        .unwrap();
+    let third = tempfile::tempdir().unwrap();
+    let err = Store::open(third.path(), &opts)
+        .err()
+        .expect("a damaged index is refused");
+    assert!(matches!(err, StoreError::Bucket { .. }), "{err}");
+    assert!(err.to_string().contains(&bad), "{err}");
+}
+
+#[test]
+fn another_bucket_s_cache_is_not_used() {
+    let Some(opts) = small_packs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &opts).unwrap();
+    write_all(&store, &[block(400, 1)], true);
+    store.shutdown().unwrap();
+    drop(store);
+    let mut elsewhere = opts.clone();
+    elsewhere.s3.prefix.push_str("-elsewhere");
+    let store = Store::open(dir.path(), &elsewhere).unwrap();
+    assert_eq!(
+        store.stats().blocks,
+        0,
+        "the other prefix's blocks are not here"
+    );
+    assert_eq!(store.read(&block(400, 1).key).unwrap(), None);
+    store.shutdown().unwrap();
+}
