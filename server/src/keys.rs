@@ -68,11 +68,28 @@ pub enum KeyError {
     /// 2^24 - 1 keys exist.
     #[error("no key numbers left")]
     Full,
+    /// Other servers on the same bucket kept taking the next number.
+    #[error("other servers kept adding keys meanwhile; try again")]
+    Busy,
 }
 
 /// Parses a public key line ([`eventi_shared::public_key::parse`]).
 pub fn parse_public_key(text: &str) -> Result<[u8; 32], KeyError> {
     public_key::parse(text).map_err(|_| KeyError::BadPublicKey)
+}
+
+/// Every key kept in `store`.
+fn read_tables(store: &Store) -> Result<Tables, KeyError> {
+    let mut tables = Tables::default();
+    for (_, v) in store.scan_records(Table::WriteKeys)? {
+        if let Ok(e) = serde_json::from_slice::<KeyEntry>(&v) {
+            if let Ok(pk) = parse_public_key(&e.public) {
+                tables.by_public.insert(pk, e.id);
+                tables.by_id.insert(e.id, e);
+            }
+        }
+    }
+    Ok(tables)
 }
 
 struct Bucket {
@@ -98,21 +115,21 @@ impl KeyRegistry {
     /// Loads the keys kept in `store`. Anonymous writers may store
     /// `anonymous_quota` bytes (`None`: none at all).
     pub fn load(store: Store, anonymous_quota: Option<u64>) -> Result<KeyRegistry, KeyError> {
-        let mut tables = Tables::default();
-        for (_, v) in store.scan_records(Table::WriteKeys)? {
-            if let Ok(e) = serde_json::from_slice::<KeyEntry>(&v) {
-                if let Ok(pk) = parse_public_key(&e.public) {
-                    tables.by_public.insert(pk, e.id);
-                    tables.by_id.insert(e.id, e);
-                }
-            }
-        }
+        let tables = read_tables(&store)?;
         Ok(KeyRegistry {
             store,
             tables: RwLock::new(tables),
             anonymous_quota,
             buckets: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Reads the keys again: on a bucket several servers share, another
+    /// may have added, changed or removed one.
+    pub fn reload(&self) -> Result<(), KeyError> {
+        let tables = read_tables(&self.store)?;
+        *self.tables.write().expect("keys lock") = tables;
+        Ok(())
     }
 
     fn save(&self, e: &KeyEntry) -> Result<(), KeyError> {
@@ -139,36 +156,51 @@ impl KeyRegistry {
             return Err(KeyError::BadName(name.to_string()));
         }
         let mut t = self.tables.write().expect("keys lock");
-        if t.by_id.values().any(|e| e.name == name) {
-            return Err(KeyError::NameTaken(name.to_string()));
+        if self.store.shares_records() {
+            *t = read_tables(&self.store)?;
         }
-        if let Some(id) = t.by_public.get(public) {
-            return Err(KeyError::KeyTaken(t.by_id[id].name.clone()));
+        // A number is claimed by creating its record, which fails if
+        // another server sharing the bucket claimed it first: then look
+        // again.
+        for _ in 0..16 {
+            if t.by_id.values().any(|e| e.name == name) {
+                return Err(KeyError::NameTaken(name.to_string()));
+            }
+            if let Some(id) = t.by_public.get(public) {
+                return Err(KeyError::KeyTaken(t.by_id[id].name.clone()));
+            }
+            // Numbers are never reused, so a removed key's blocks stay its own.
+            let used = self
+                .store
+                .all_usage()
+                .iter()
+                .map(|(w, _)| *w)
+                .max()
+                .unwrap_or(0);
+            let id = t.by_id.keys().copied().max().unwrap_or(0).max(used) + 1;
+            if id > MAX_KEY_ID {
+                return Err(KeyError::Full);
+            }
+            let e = KeyEntry {
+                id,
+                name: name.to_string(),
+                public: hex::encode(public),
+                quota,
+                rate,
+                added: eventi_store::usage::unix_now(),
+            };
+            let json = serde_json::to_vec(&e).expect("a key entry serializes");
+            if self
+                .store
+                .swap_record(Table::WriteKeys, &id.to_be_bytes(), None, &json)?
+            {
+                t.by_public.insert(*public, id);
+                t.by_id.insert(id, e.clone());
+                return Ok(e);
+            }
+            *t = read_tables(&self.store)?;
         }
-        // Numbers are never reused, so a removed key's blocks stay its own.
-        let used = self
-            .store
-            .all_usage()
-            .iter()
-            .map(|(w, _)| *w)
-            .max()
-            .unwrap_or(0);
-        let id = t.by_id.keys().copied().max().unwrap_or(0).max(used) + 1;
-        if id > MAX_KEY_ID {
-            return Err(KeyError::Full);
-        }
-        let e = KeyEntry {
-            id,
-            name: name.to_string(),
-            public: hex::encode(public),
-            quota,
-            rate,
-            added: eventi_store::usage::unix_now(),
-        };
-        self.save(&e)?;
-        t.by_public.insert(*public, id);
-        t.by_id.insert(id, e.clone());
-        Ok(e)
+        Err(KeyError::Busy)
     }
 
     fn named(&self, t: &Tables, name: &str) -> Result<KeyEntry, KeyError> {

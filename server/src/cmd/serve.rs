@@ -32,6 +32,19 @@ pub struct Args {
     /// Storage engine for a new data directory.
     #[arg(long, value_enum)]
     engine: Option<EngineKind>,
+    /// The s3 engine's object store URL (credentials: --s3-credentials,
+    /// or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// The s3 engine's bucket (it must exist).
+    #[arg(long, value_name = "NAME")]
+    bucket: Option<String>,
+    /// Object names start with this (several stores in one bucket).
+    #[arg(long, value_name = "PREFIX")]
+    s3_prefix: Option<String>,
+    /// A TOML file with access_key_id and secret_access_key (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    s3_credentials: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -60,6 +73,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(e) = args.engine {
         config.storage.engine = e;
+    }
+    let s3 = &mut config.storage.s3;
+    if let Some(endpoint) = args.s3_endpoint {
+        s3.endpoint = Some(endpoint);
+    }
+    if let Some(bucket) = args.bucket {
+        s3.bucket = Some(bucket);
+    }
+    if let Some(prefix) = args.s3_prefix {
+        s3.prefix = prefix;
+    }
+    if let Some(file) = args.s3_credentials {
+        s3.credentials_file = Some(file);
     }
     if let Some(f) = args.log_format {
         config.log_format = f;
@@ -134,6 +160,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let listener = server::bind(config.listen).await?;
         let venti_addr = listener.local_addr()?;
         let (stop_tasks, _) = shutdown::channel();
+        if store.shares_records() {
+            // Other servers on the bucket add, change and remove keys.
+            let every = std::time::Duration::from_millis(config.storage.s3.poll_millis.max(100));
+            let (keys, mut rx) = (Arc::clone(&shared.keys), stop_tasks.handle());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = rx.wait() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    let keys = Arc::clone(&keys);
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || keys.reload()).await {
+                        tracing::warn!(error = %e, "reading the write keys again failed");
+                    }
+                }
+            });
+        }
         let mut http_addr = String::from("off");
         let http_task = if config.http.is_empty() {
             None

@@ -72,36 +72,45 @@ impl Session<'_> {
         let id = record_id(&key, name);
         let _one = self.shared.heads_lock.lock().expect("heads lock");
         super::prune::check_epoch(store, self.writer, epoch)?;
-        match store.get_record(Table::Heads, &id).map_err(failed)? {
-            Some(old) => {
-                let old = SignedHead::from_bytes(&old);
-                if let Some(old) = old.filter(|old| old.seq >= new.seq) {
-                    return Err(format!(
-                        "{}: this server has sequence {} (root {})",
-                        eventi_shared::errors::KnownError::StaleHead.prefix(),
-                        old.seq,
-                        old.root
-                    ));
+        // Compare-and-swap: on a bucket several servers share, another
+        // may set the head between the read and the write; then read
+        // again, and the sequence check says who won.
+        for _ in 0..8 {
+            let old = store.get_record(Table::Heads, &id).map_err(failed)?;
+            match &old {
+                Some(old) => {
+                    let old = SignedHead::from_bytes(old);
+                    if let Some(old) = old.filter(|old| old.seq >= new.seq) {
+                        return Err(format!(
+                            "{}: this server has sequence {} (root {})",
+                            eventi_shared::errors::KnownError::StaleHead.prefix(),
+                            old.seq,
+                            old.root
+                        ));
+                    }
+                }
+                None => {
+                    let held = store
+                        .scan_records(Table::Heads)
+                        .map_err(failed)?
+                        .iter()
+                        .filter(|(id, _)| id.starts_with(&key))
+                        .count();
+                    if held >= MAX_HEADS_PER_KEY {
+                        return Err(format!(
+                            "this key keeps {MAX_HEADS_PER_KEY} heads already, the most it may"
+                        ));
+                    }
                 }
             }
-            None => {
-                let held = store
-                    .scan_records(Table::Heads)
-                    .map_err(failed)?
-                    .iter()
-                    .filter(|(id, _)| id.starts_with(&key))
-                    .count();
-                if held >= MAX_HEADS_PER_KEY {
-                    return Err(format!(
-                        "this key keeps {MAX_HEADS_PER_KEY} heads already, the most it may"
-                    ));
-                }
+            if store
+                .swap_record(Table::Heads, &id, old.as_deref(), &new.to_bytes())
+                .map_err(failed)?
+            {
+                tracing::info!(key = %self.writer_label, head = name, seq = new.seq, "head set");
+                return Ok(());
             }
         }
-        store
-            .put_record(Table::Heads, &id, Some(&new.to_bytes()))
-            .map_err(failed)?;
-        tracing::info!(key = %self.writer_label, head = name, seq = new.seq, "head set");
-        Ok(())
+        Err("the head kept changing while it was being set; try again".into())
     }
 }

@@ -87,7 +87,8 @@ impl S3Engine {
     /// if needed) the local index in `dir`, and reads what other
     /// front-ends wrote.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<S3Engine, StoreError> {
-        let s3 = &options.s3;
+        crate::private::create_dir(dir).map_err(|e| StoreError::io("creating", dir, e))?;
+        let s3 = &S3Options::resolve(dir, &options.s3)?;
         let bucket = Bucket::connect(s3)?;
         let names = Names::new(&s3.prefix);
         claim_bucket(&bucket, &names)?;

@@ -2,7 +2,7 @@
 //! file, or the usual environment variables; never the command line,
 //! where any user of the machine could read them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,35 @@ impl Default for S3Options {
             cache_bytes: 256 << 20,
             uploads: 4,
             retry_secs: 30,
+        }
+    }
+}
+
+/// The file in a data directory that remembers its object store, so
+/// that the offline commands (`keys`, `verify`) find it.
+const REMEMBERED: &str = "s3.toml";
+
+impl S3Options {
+    /// The settings to open the store in `dir` with: `given` if it names
+    /// an endpoint (remembered in the directory for next time), else the
+    /// remembered ones.
+    pub fn resolve(dir: &Path, given: &S3Options) -> Result<S3Options, StoreError> {
+        let file = dir.join(REMEMBERED);
+        if given.endpoint.is_some() {
+            let text = toml::to_string(given).expect("s3 options serialize");
+            if std::fs::read_to_string(&file).ok().as_deref() != Some(text.as_str()) {
+                crate::private::write_file(&file, text.as_bytes())
+                    .map_err(|e| StoreError::io("writing", &file, e))?;
+            }
+            return Ok(given.clone());
+        }
+        match std::fs::read_to_string(&file) {
+            Ok(text) => toml::from_str(&text).map_err(|e| StoreError::BadDataDir {
+                path: file.clone(),
+                reason: format!("not s3 settings: {}", e.message()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(given.clone()),
+            Err(e) => Err(StoreError::io("reading", &file, e)),
         }
     }
 }
