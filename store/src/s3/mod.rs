@@ -177,28 +177,34 @@ impl S3Engine {
         }
     }
 
-    /// A whole record (header and block) of a pack.
-    fn read_record(&self, loc: &PackLocation) -> Result<Option<Bytes>, StoreError> {
+    /// A whole record (header and block) of this front-end's pack that
+    /// is not yet in the bucket, or `None` if it is not one.
+    fn read_own(&self, loc: &PackLocation) -> Option<Bytes> {
+        if loc.pack.frontend != self.me {
+            return None;
+        }
         let range = loc.record_range();
-        if loc.pack.frontend == self.me {
-            {
-                let open = self.open.lock().expect("open pack lock");
-                if open.seq == loc.pack.seq {
-                    return Ok(Some(Bytes::copy_from_slice(
-                        &open.data[range.start as usize..range.end as usize],
-                    )));
-                }
-            }
-            let unsent = self.uploads.unsent.read().expect("unsent lock");
-            if let Some(sealed) = unsent.get(&loc.pack.seq) {
-                return Ok(Some(
-                    sealed.data.slice(range.start as usize..range.end as usize),
-                ));
+        let (start, end) = (range.start as usize, range.end as usize);
+        {
+            let open = self.open.lock().expect("open pack lock");
+            if open.seq == loc.pack.seq {
+                return open.data.get(start..end).map(Bytes::copy_from_slice);
             }
         }
+        let unsent = self.uploads.unsent.read().expect("unsent lock");
+        let sealed = unsent.get(&loc.pack.seq)?;
+        (end <= sealed.data.len()).then(|| sealed.data.slice(start..end))
+    }
+
+    /// A whole record (header and block) of a pack.
+    fn read_record(&self, loc: &PackLocation) -> Result<Option<Bytes>, StoreError> {
+        if let Some(record) = self.read_own(loc) {
+            return Ok(Some(record));
+        }
         let name = self.names.pack(loc.pack);
-        self.pages
-            .read(loc.pack, range, |r| self.bucket.get_range(&name, r))
+        self.pages.read(loc.pack, loc.record_range(), |r| {
+            self.bucket.get_range(&name, r)
+        })
     }
 
     /// Reads, into the local index, the pack indexes other front-ends
@@ -340,26 +346,35 @@ impl Engine for S3Engine {
                 ),
             )
         })?;
-        match decode_header(&record) {
-            Some((k, len)) if k == *key && len == loc.len as usize => {
-                Ok(Some(record.slice(HEADER_LEN..)))
-            }
-            _ => Err(StoreError::BadLocation(
+        block_of(key, &loc, record).map(Some).ok_or_else(|| {
+            StoreError::BadLocation(
                 key.score,
                 format!(
                     "the record at {} of pack {} is another block's",
                     loc.offset,
                     self.names.pack(loc.pack)
                 ),
-            )),
-        }
+            )
+        })
     }
 
     fn try_get(&self, key: &BlockKey) -> Result<Lookup, StoreError> {
-        // Every read may need the network (or a look for new packs),
-        // which an async thread must not wait for.
-        let _ = key;
-        Ok(Lookup::WouldBlock)
+        // Only what memory holds: anything else may need the network (or
+        // a look for new packs), which an async thread must not wait for.
+        let Some(value) = self.index.get(key)? else {
+            return Ok(Lookup::WouldBlock);
+        };
+        let Some(loc) = PackLocation::decode(&value) else {
+            return Ok(Lookup::WouldBlock);
+        };
+        let record = match self.read_own(&loc) {
+            Some(r) => Some(r),
+            None => self.pages.peek(loc.pack, loc.record_range()),
+        };
+        Ok(match record.and_then(|r| block_of(key, &loc, r)) {
+            Some(data) => Lookup::Found(data),
+            None => Lookup::WouldBlock,
+        })
     }
 
     fn put_batch(&self, blocks: &[NewBlock]) -> Result<(), StoreError> {
@@ -397,12 +412,13 @@ impl Engine for S3Engine {
             crate::refs::put(&mut batch, &b.key, b.writer, now);
             meta = meta.plus(b.data.len());
             charges.push((b.writer, b.data.len() as u64));
+            // Sealed before the batch is indexed: a reader finds no
+            // entry for it yet, and then finds the pack in `unsent`.
+            if open.data.len() as u64 >= self.options.pack_bytes {
+                self.seal(&mut open);
+            }
         }
-        self.index.commit(batch, charges, meta, Wal::Off)?;
-        if open.data.len() as u64 >= self.options.pack_bytes {
-            self.seal(&mut open);
-        }
-        Ok(())
+        self.index.commit(batch, charges, meta, Wal::Off)
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -528,6 +544,15 @@ impl Engine for S3Engine {
         };
         self.bucket
             .put_if(&name, Bytes::copy_from_slice(new), version)
+    }
+}
+
+/// The block in `record` if its header says it is `key`'s, as long as
+/// `loc` says.
+fn block_of(key: &BlockKey, loc: &PackLocation, record: Bytes) -> Option<Bytes> {
+    match decode_header(&record) {
+        Some((k, len)) if k == *key && len == loc.len as usize => Some(record.slice(HEADER_LEN..)),
+        _ => None,
     }
 }
 

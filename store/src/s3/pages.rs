@@ -74,6 +74,25 @@ impl Pages {
         ))
     }
 
+    /// Bytes `range` of `pack` if a page already read holds them; never
+    /// waits for a request.
+    pub fn peek(&self, pack: PackId, range: std::ops::Range<u64>) -> Option<Bytes> {
+        let page = range.start / self.page_bytes;
+        let page_start = page * self.page_bytes;
+        let slot = Arc::clone(
+            self.inner
+                .lock()
+                .expect("pages lock")
+                .slots
+                .get(&(pack, page))?,
+        );
+        let held = slot.try_lock().ok()?;
+        whole(
+            held.as_ref()?,
+            range.start - page_start..range.end - page_start,
+        )
+    }
+
     /// Accounts for a page just read, evicting the oldest beyond capacity.
     fn admit(&self, key: PageKey, len: u64) {
         let mut inner = self.inner.lock().expect("pages lock");
