@@ -64,7 +64,7 @@ impl Store {
             fs::copy(first.join("identity"), data.join("identity")).unwrap();
         }
         let config = self.dir.join("s3-config.toml");
-        fs::write(&config, "[storage.s3]\npoll_millis = 200\n").unwrap();
+        fs::write(&config, "[storage.s3]\npoll_millis = 200\nretry_secs = 8\n").unwrap();
         Server::start_strict(
             &data,
             &[
@@ -94,11 +94,15 @@ fn ok(o: std::process::Output) -> std::process::Output {
 
 /// Points the home's config at another front-end.
 fn use_front_end(home: &Path, from: &Server, to: &Server) {
+    use_address(home, &from.addr.to_string(), &to.addr.to_string());
+}
+
+/// Replaces server address `from` by `to` in the home's config.
+fn use_address(home: &Path, from: &str, to: &str) {
     let config = home.join("config.toml");
     let text = fs::read_to_string(&config).unwrap();
-    let (a, b) = (from.addr.to_string(), to.addr.to_string());
-    assert!(text.contains(&a), "{text}");
-    fs::write(&config, text.replace(&a, &b)).unwrap();
+    assert!(text.contains(from), "{text}");
+    fs::write(&config, text.replace(from, to)).unwrap();
 }
 
 /// Waits (at most 10 s) until `server`'s key list satisfies `ready`.
@@ -187,10 +191,7 @@ fn three_front_ends_serve_one_store_and_a_killed_one_loses_nothing() {
     assert!(mid_way, "the backup ended before the front-end was killed");
     assert!(!status.success(), "a backup whose server died must fail");
 
-    let addr = fronts[0].addr.to_string();
-    let config = home.join("config.toml");
-    let text = fs::read_to_string(&config).unwrap();
-    fs::write(&config, text.replace(&addr0, &addr)).unwrap();
+    use_address(&home, &addr0, &fronts[0].addr.to_string());
     ok(eventi(&home, &["backup", big.to_str().unwrap()]));
     use_front_end(&home, &fronts[0], &fronts[1]);
     let target = dir.path().join("big-restored");
@@ -262,4 +263,176 @@ async fn a_key_s_quota_holds_across_front_ends() {
     // Duplicates stay free everywhere.
     let again = Bytes::from(pattern(1000, 32 << 10));
     third.write(BlockType::DATA, again).await.unwrap();
+}
+
+/// SeaweedFS processes of a test's own, killed when dropped.
+struct Cluster(Vec<(String, std::process::Child)>);
+
+impl Cluster {
+    fn spawn(&mut self, name: &str, weed: &str, log: &Path, args: &[String]) {
+        let child = std::process::Command::new(weed)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(fs::File::create(log).unwrap())
+            .stderr(fs::File::create(log.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        self.0.push((name.to_string(), child));
+    }
+
+    fn kill(&mut self, name: &str) {
+        let i = self.0.iter().position(|(n, _)| n == name).unwrap();
+        let (_, mut child) = self.0.remove(i);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The status of a bodiless HTTP request to a loopback port (0 if none).
+fn http_status(port: u16, method: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let mut reply = String::new();
+    if s.write_all(request.as_bytes()).is_err() || s.read_to_string(&mut reply).is_err() {
+        return 0;
+    }
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn reads_go_on_when_one_of_two_volume_servers_dies() {
+    let Some(weed) = std::env::var("EVENTI_TEST_WEED")
+        .ok()
+        .filter(|w| Path::new(w).is_file())
+    else {
+        eprintln!(
+            "skipped: EVENTI_TEST_WEED does not name SeaweedFS's weed (scripts/test sets it)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Held together until all are known, so no port comes twice.
+    let held: Vec<std::net::TcpListener> = (0..12)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<String> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port().to_string())
+        .collect();
+    drop(held);
+    let p = |i: usize| ports[i].clone();
+    let loopback = [
+        "-ip=127.0.0.1".to_string(),
+        "-ip.bind=127.0.0.1".to_string(),
+    ];
+    let mut cluster = Cluster(Vec::new());
+    // Master, filer and S3 gateway in one process, every file kept twice
+    // (replication 001: two volume servers on one rack)...
+    let mut args = vec![
+        "server".to_string(),
+        "-volume=false".into(),
+        "-filer".into(),
+        "-s3".into(),
+    ];
+    args.extend(loopback.iter().cloned());
+    args.extend([
+        format!("-dir={}", dir.path().join("master").display()),
+        format!("-master.port={}", p(0)),
+        format!("-master.port.grpc={}", p(1)),
+        format!("-filer.port={}", p(2)),
+        format!("-filer.port.grpc={}", p(3)),
+        format!("-s3.port={}", p(4)),
+        format!("-s3.port.grpc={}", p(5)),
+        "-s3.port.iceberg=0".into(),
+        "-s3.port.lance=0".into(),
+        "-master.defaultReplication=001".into(),
+        "-master.telemetry=false".into(),
+    ]);
+    fs::create_dir_all(dir.path().join("master")).unwrap();
+    cluster.spawn("server", &weed, &dir.path().join("server.log"), &args);
+    // ... and two volume servers.
+    for v in 0..2 {
+        let vdir = dir.path().join(format!("volume{v}"));
+        fs::create_dir_all(&vdir).unwrap();
+        let mut args = vec!["volume".to_string()];
+        args.extend(loopback.iter().cloned());
+        args.extend([
+            format!("-dir={}", vdir.display()),
+            format!("-port={}", p(6 + 2 * v)),
+            format!("-port.grpc={}", p(7 + 2 * v)),
+            format!("-mserver=127.0.0.1:{}.{}", p(0), p(1)),
+            "-max=8".into(),
+        ]);
+        cluster.spawn(
+            &format!("volume{v}"),
+            &weed,
+            &vdir.with_extension("log"),
+            &args,
+        );
+    }
+    let s3_port: u16 = p(4).parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(s3_port, "PUT", "/twocopies") != 200 {
+        assert!(Instant::now() < deadline, "SeaweedFS did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let store = Store::new(
+        dir.path(),
+        format!("http://127.0.0.1:{s3_port}"),
+        "twocopies".into(),
+    );
+    let front = store.front_end(0);
+    let home = dir.path().join("home");
+    let addr = front.addr.to_string();
+    let o = ok(eventi(
+        &home,
+        &["init", "--trust-on-first-use", "--server", &addr],
+    ));
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    keys_cli(&front.data, &["add", "me", &line, "--quota", "1GiB"]);
+    let src = source(dir.path(), "src", 4, 2 << 20);
+    ok(eventi(&home, &["backup", src.to_str().unwrap()]));
+    let copies: Vec<u64> = (0..2)
+        .map(|v| {
+            eventi_tests::walk_files(&dir.path().join(format!("volume{v}")))
+                .iter()
+                .map(|f| fs::metadata(f).unwrap().len())
+                .sum()
+        })
+        .collect();
+    assert!(
+        copies.iter().all(|&bytes| bytes > 8 << 20),
+        "both volume servers hold a copy: {copies:?}"
+    );
+
+    cluster.kill("volume0");
+    // A new front-end (nothing cached) reads everything from the survivor.
+    drop(front);
+    fs::remove_dir_all(dir.path().join("frontend0").join("s3-cache")).unwrap();
+    let front = store.front_end(0);
+    use_address(&home, &addr, &front.addr.to_string());
+    let target = dir.path().join("restored");
+    let spec = format!("latest:{}", src.display());
+    ok(eventi(&home, &["restore", &spec, target.to_str().unwrap()]));
+    assert_same_file_tree(&src, &target.join("src"));
+    ok(eventi(&home, &["check", "--read-data"]));
 }

@@ -72,8 +72,8 @@ pub struct S3Engine {
     progress: Mutex<HashMap<u64, u64>>,
     /// When the last look for other front-ends' packs began.
     refreshed: Mutex<Instant>,
-    /// Whether the object store honours conditional writes.
-    conditional: bool,
+    /// Whether the object store honours conditional writes, once known.
+    conditional: std::sync::OnceLock<bool>,
 }
 
 struct OpenPack {
@@ -92,7 +92,18 @@ impl S3Engine {
         let bucket = Bucket::connect(s3)?;
         let names = Names::new(&s3.prefix);
         claim_bucket(&bucket, &names)?;
-        let conditional = honours_conditional_writes(&bucket, &names)?;
+        // Probed now if the store takes writes; a store that refuses
+        // them (a replica down) still serves reads, and is probed at the
+        // first compare-and-swap instead.
+        let conditional = std::sync::OnceLock::new();
+        match honours_conditional_writes(&bucket, &names) {
+            Ok(honoured) => {
+                let _ = conditional.set(honoured);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the object store refuses a write: serving reads; writes will wait for it")
+            }
+        }
         let cache_dir = dir.join("s3-cache");
         prepare_cache(dir, &cache_dir, &bucket, &names)?;
         let index = Index::open(&cache_dir, options, None, |_| {})?;
@@ -529,15 +540,27 @@ impl Engine for S3Engine {
         if current.as_ref().map(|(b, _)| &b[..]) != expected {
             return Ok(false);
         }
-        let version = match current {
-            None => None,
-            Some((_, Some(etag))) if self.conditional => Some(Some(etag)),
-            Some(_) => {
+        let conditional = match self.conditional.get() {
+            Some(c) => *c,
+            None => {
+                let c = honours_conditional_writes(&self.bucket, &self.names)?;
+                *self.conditional.get_or_init(|| c)
+            }
+        };
+        let version = match (conditional, current) {
+            // Warned about at open: safe with one front-end only, whose
+            // callers serialize their own swaps.
+            (false, _) => {
+                self.bucket.put(&name, Bytes::copy_from_slice(new))?;
+                return Ok(true);
+            }
+            (true, None) => None,
+            (true, Some((_, Some(etag)))) => Some(Some(etag)),
+            (true, Some((_, None))) => {
                 return Err(StoreError::Bucket {
                     what: "changing",
                     object: format!("{}/{name}", self.bucket.label()),
-                    message: "the object store gives no ETag or ignores conditional writes: \
-                              several front-ends cannot share it safely"
+                    message: "the object store gives no ETag, so it cannot be changed safely"
                         .into(),
                 })
             }
