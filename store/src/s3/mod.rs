@@ -48,6 +48,10 @@ use pack::{Names, PackEntry, PackId, PackLocation};
 use pages::Pages;
 use upload::{Sealed, Uploads};
 
+/// A front-end's progress once every pack it will ever write is read
+/// (it closed cleanly).
+const ALL_READ: u64 = u64::MAX;
+
 /// What the `eventi-format` object of a bucket holds.
 const FORMAT: &str = "eventi-s3 1\n";
 
@@ -223,20 +227,32 @@ impl S3Engine {
     fn read_new_packs(&self) -> Result<usize, StoreError> {
         let root = self.names.index_root();
         let mut wanted: Vec<PackId> = Vec::new();
+        let mut finished: Vec<u64> = Vec::new();
         let progress = self.progress.lock().expect("progress lock").clone();
         for folder in self.bucket.folders(&root)? {
             let Some(fe) = self.names.parse_index_folder(&folder) else {
                 continue;
             };
-            if fe == self.me {
+            let next = progress.get(&fe).copied().unwrap_or(0);
+            if fe == self.me || next == ALL_READ {
                 continue;
             }
-            let next = progress.get(&fe).copied().unwrap_or(0);
             let after = next
                 .checked_sub(1)
                 .map(|seq| self.names.index(PackId { frontend: fe, seq }));
             let mut expect = next;
+            let closed = self.names.closed(fe);
             for name in self.bucket.list(&folder, after.as_deref())? {
+                if name == closed {
+                    // Sorted after every index: all of them were listed.
+                    let wrote = self.bucket.get(&closed)?.and_then(|(b, _)| {
+                        std::str::from_utf8(&b).ok()?.trim().parse::<u64>().ok()
+                    });
+                    if wrote == Some(expect) {
+                        finished.push(fe);
+                    }
+                    break;
+                }
                 // Indexes are written in order, so a gap is one still
                 // being written: stop there, take it next time.
                 match self.names.parse_index(&name) {
@@ -248,7 +264,7 @@ impl S3Engine {
                 }
             }
         }
-        if wanted.is_empty() {
+        if wanted.is_empty() && finished.is_empty() {
             return Ok(0);
         }
         let objects: Vec<String> = wanted.iter().map(|id| self.names.index(*id)).collect();
@@ -267,14 +283,18 @@ impl S3Engine {
             })?;
             decoded.push((*id, entries));
         }
-        self.apply(&decoded)?;
+        self.apply(&decoded, &finished)?;
         Ok(decoded.len())
     }
 
     /// Indexes the blocks of packs other front-ends wrote (those not
     /// already indexed), charging their writers, and records how far
     /// each front-end is read, all in one commit.
-    fn apply(&self, packs: &[(PackId, Vec<PackEntry>)]) -> Result<(), StoreError> {
+    fn apply(
+        &self,
+        packs: &[(PackId, Vec<PackEntry>)],
+        finished: &[u64],
+    ) -> Result<(), StoreError> {
         let _commit = self.commit_lock.lock().expect("commit lock");
         let mut batch = WriteBatch::default();
         let mut meta = self.index.meta();
@@ -304,6 +324,10 @@ impl S3Engine {
                 next.to_be_bytes(),
             );
             progress.insert(id.frontend, next);
+        }
+        for fe in finished {
+            batch.put(Table::Remote.key(&fe.to_be_bytes()), ALL_READ.to_be_bytes());
+            progress.insert(*fe, ALL_READ);
         }
         self.index.commit(batch, charges, meta, Wal::Off)
     }
@@ -461,10 +485,18 @@ impl Engine for S3Engine {
         // (with another id) need not read them again.
         let durable = self.uploads.durable();
         if durable > 0 {
+            // Others may stop looking in this front-end's folder.
+            let closed = self.names.closed(self.me);
+            if let Err(e) = self
+                .bucket
+                .put(&closed, Bytes::from(format!("{durable}\n")))
+            {
+                tracing::warn!(error = %e, "cannot mark this front-end's packs as complete; the others will go on listing them");
+            }
             self.index.put_record(
                 Table::Remote,
                 &self.me.to_be_bytes(),
-                Some(&durable.to_be_bytes()),
+                Some(&ALL_READ.to_be_bytes()),
             )?;
         }
         self.index.flush(true)?;

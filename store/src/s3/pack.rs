@@ -186,6 +186,13 @@ impl Names {
         format!("{}index/{:016x}/{:016x}", self.prefix, id.frontend, id.seq)
     }
 
+    /// The mark a front-end leaves after its last pack index when it
+    /// closes cleanly (holding how many packs it wrote), so that the
+    /// others stop looking in its folder.
+    pub fn closed(&self, frontend: u64) -> String {
+        format!("{}index/{frontend:016x}/closed", self.prefix)
+    }
+
     /// The folder of every front-end's pack indexes.
     pub fn index_root(&self) -> String {
         format!("{}index/", self.prefix)
@@ -300,6 +307,9 @@ mod tests {
             Some(loc.pack.frontend)
         );
         assert_eq!(names.parse_index("team/eventi/index/x/y"), None);
+        let closed = names.closed(loc.pack.frontend);
+        assert_eq!(closed, "team/eventi/index/deadbeef00000001/closed");
+        assert_eq!(names.parse_index(&closed), None, "not a pack index");
         let rec = names.record("heads", &[0xab, 0x01]);
         assert_eq!(rec, "team/eventi/records/heads/ab01");
         assert_eq!(names.parse_record("heads", &rec), Some(vec![0xab, 0x01]));

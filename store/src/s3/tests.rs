@@ -104,6 +104,24 @@ fn front_ends_on_one_bucket_share_blocks_usage_and_records() {
     assert_eq!(b.get_record(Table::Features, b"x").unwrap(), None);
     a.shutdown().unwrap();
     b.shutdown().unwrap();
+
+    // Both closed cleanly and marked their folders so: a new front-end
+    // reads their packs once, then never lists those folders again.
+    let names = Names::new(&opts.s3.prefix);
+    let bucket = Bucket::connect(&opts.s3).unwrap();
+    let listed = bucket.list(&names.index_root(), None).unwrap();
+    let closed: Vec<&String> = listed.iter().filter(|n| n.ends_with("/closed")).collect();
+    assert_eq!(closed.len(), 1, "only A wrote packs: {listed:?}");
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = Store::open(dir_c.path(), &opts).unwrap();
+    assert_eq!(c.stats().blocks, 20);
+    let fe = names.parse_index(&listed[0]).unwrap().frontend;
+    assert_eq!(
+        c.get_record(Table::Remote, &fe.to_be_bytes()).unwrap(),
+        Some(u64::MAX.to_be_bytes().to_vec()),
+        "A's folder is done with"
+    );
+    c.shutdown().unwrap();
 }
 
 #[test]
