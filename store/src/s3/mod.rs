@@ -20,15 +20,17 @@
 //! `docs/STORAGE.md` says what is shared how, and the bounds.
 
 mod bucket;
+mod follow;
 mod options;
 pub(crate) mod pack;
 mod pages;
+mod records;
 mod upload;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,13 +46,10 @@ use crate::keyspace::Table;
 use crate::log::record::{decode_header, encode_header, HEADER_LEN};
 use crate::{BlockKey, NewBlock, StoreError, StoreOptions};
 use bucket::Bucket;
+use follow::ALL_READ;
 use pack::{Names, PackEntry, PackId, PackLocation};
 use pages::Pages;
 use upload::{Sealed, Uploads};
-
-/// A front-end's progress once every pack it will ever write is read
-/// (it closed cleanly).
-const ALL_READ: u64 = u64::MAX;
 
 /// What the `eventi-format` object of a bucket holds.
 const FORMAT: &str = "eventi-s3 1\n";
@@ -100,7 +99,7 @@ impl S3Engine {
         // them (a replica down) still serves reads, and is probed at the
         // first compare-and-swap instead.
         let conditional = std::sync::OnceLock::new();
-        match honours_conditional_writes(&bucket, &names) {
+        match records::honours_conditional_writes(&bucket, &names) {
             Ok(honoured) => {
                 let _ = conditional.set(honoured);
             }
@@ -220,136 +219,6 @@ impl S3Engine {
         self.pages.read(loc.pack, loc.record_range(), |r| {
             self.bucket.get_range(&name, r)
         })
-    }
-
-    /// Reads, into the local index, the pack indexes other front-ends
-    /// wrote since the last look. Returns how many were read.
-    fn read_new_packs(&self) -> Result<usize, StoreError> {
-        let root = self.names.index_root();
-        let mut wanted: Vec<PackId> = Vec::new();
-        let mut finished: Vec<u64> = Vec::new();
-        let progress = self.progress.lock().expect("progress lock").clone();
-        for folder in self.bucket.folders(&root)? {
-            let Some(fe) = self.names.parse_index_folder(&folder) else {
-                continue;
-            };
-            let next = progress.get(&fe).copied().unwrap_or(0);
-            if fe == self.me || next == ALL_READ {
-                continue;
-            }
-            let after = next
-                .checked_sub(1)
-                .map(|seq| self.names.index(PackId { frontend: fe, seq }));
-            let mut expect = next;
-            let closed = self.names.closed(fe);
-            for name in self.bucket.list(&folder, after.as_deref())? {
-                if name == closed {
-                    // Sorted after every index: all of them were listed.
-                    let wrote = self.bucket.get(&closed)?.and_then(|(b, _)| {
-                        std::str::from_utf8(&b).ok()?.trim().parse::<u64>().ok()
-                    });
-                    if wrote == Some(expect) {
-                        finished.push(fe);
-                    }
-                    break;
-                }
-                // Indexes are written in order, so a gap is one still
-                // being written: stop there, take it next time.
-                match self.names.parse_index(&name) {
-                    Some(id) if id.frontend == fe && id.seq == expect => {
-                        wanted.push(id);
-                        expect += 1;
-                    }
-                    _ => break,
-                }
-            }
-        }
-        if wanted.is_empty() && finished.is_empty() {
-            return Ok(0);
-        }
-        let objects: Vec<String> = wanted.iter().map(|id| self.names.index(*id)).collect();
-        let fetched = self.bucket.get_many(&objects)?;
-        let mut decoded = Vec::with_capacity(wanted.len());
-        for ((id, name), bytes) in wanted.iter().zip(&objects).zip(fetched) {
-            let bytes = bytes.ok_or_else(|| StoreError::Bucket {
-                what: "reading",
-                object: format!("{}/{name}", self.bucket.label()),
-                message: "listed but gone".into(),
-            })?;
-            let (entries, _) = pack::decode_index(&bytes).map_err(|e| StoreError::Bucket {
-                what: "reading",
-                object: format!("{}/{name}", self.bucket.label()),
-                message: e.to_string(),
-            })?;
-            decoded.push((*id, entries));
-        }
-        self.apply(&decoded, &finished)?;
-        Ok(decoded.len())
-    }
-
-    /// Indexes the blocks of packs other front-ends wrote (those not
-    /// already indexed), charging their writers, and records how far
-    /// each front-end is read, all in one commit.
-    fn apply(
-        &self,
-        packs: &[(PackId, Vec<PackEntry>)],
-        finished: &[u64],
-    ) -> Result<(), StoreError> {
-        let _commit = self.commit_lock.lock().expect("commit lock");
-        let mut batch = WriteBatch::default();
-        let mut meta = self.index.meta();
-        let mut charges = Vec::new();
-        let mut added = HashSet::new();
-        let now = crate::refs::now();
-        let mut progress = self.progress.lock().expect("progress lock");
-        for (id, entries) in packs {
-            for e in entries {
-                if added.contains(&e.key) || self.index.contains(&e.key)? {
-                    continue;
-                }
-                let loc = PackLocation {
-                    pack: *id,
-                    offset: e.offset,
-                    len: e.len,
-                };
-                batch.put(e.key.to_bytes(), loc.encode());
-                crate::refs::put(&mut batch, &e.key, e.writer, now);
-                meta = meta.plus(e.len as usize);
-                charges.push((e.writer, u64::from(e.len)));
-                added.insert(e.key);
-            }
-            let next = id.seq + 1;
-            batch.put(
-                Table::Remote.key(&id.frontend.to_be_bytes()),
-                next.to_be_bytes(),
-            );
-            progress.insert(id.frontend, next);
-        }
-        for fe in finished {
-            batch.put(Table::Remote.key(&fe.to_be_bytes()), ALL_READ.to_be_bytes());
-            progress.insert(*fe, ALL_READ);
-        }
-        self.index.commit(batch, charges, meta, Wal::Off)
-    }
-
-    /// Reads other front-ends' new packs after a read missed, unless a
-    /// look that began after the miss has already been made.
-    fn refresh_after_miss(&self, missed_at: Instant) -> Result<(), StoreError> {
-        let mut last = self.refreshed.lock().expect("refresh lock");
-        if *last >= missed_at {
-            return Ok(());
-        }
-        *last = Instant::now();
-        self.read_new_packs().map(|_| ())
-    }
-
-    /// The bucket object of a shared record's table, if it is shared.
-    fn shared_table(table: Table) -> Option<&'static str> {
-        match table {
-            Table::WriteKeys => Some("keys"),
-            Table::Heads => Some("heads"),
-            _ => None,
-        }
     }
 }
 
@@ -520,41 +389,15 @@ impl Engine for S3Engine {
     }
 
     fn get_record(&self, table: Table, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match Self::shared_table(table) {
-            Some(t) => Ok(self
-                .bucket
-                .get(&self.names.record(t, id))?
-                .map(|(b, _)| b.to_vec())),
-            None => self.index.get_record(table, id),
-        }
+        self.record_get(table, id)
     }
 
     fn put_record(&self, table: Table, id: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
-        match Self::shared_table(table) {
-            Some(t) => {
-                let name = self.names.record(t, id);
-                match value {
-                    Some(v) => self.bucket.put(&name, Bytes::copy_from_slice(v)),
-                    None => self.bucket.delete(&name),
-                }
-            }
-            None => self.index.put_record(table, id, value),
-        }
+        self.record_put(table, id, value)
     }
 
     fn scan_records(&self, table: Table) -> Result<Vec<Record>, StoreError> {
-        let Some(t) = Self::shared_table(table) else {
-            return self.index.scan(table);
-        };
-        let names = self.bucket.list(&self.names.record_folder(t), None)?;
-        let values = self.bucket.get_many(&names)?;
-        let mut records: Vec<Record> = names
-            .iter()
-            .zip(values)
-            .filter_map(|(name, v)| Some((self.names.parse_record(t, name)?, v?.to_vec())))
-            .collect();
-        records.sort();
-        Ok(records)
+        self.record_scan(table)
     }
 
     fn swap_record(
@@ -564,41 +407,7 @@ impl Engine for S3Engine {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, StoreError> {
-        let Some(t) = Self::shared_table(table) else {
-            return self.index.swap_record(table, id, expected, new);
-        };
-        let name = self.names.record(t, id);
-        let current = self.bucket.get(&name)?;
-        if current.as_ref().map(|(b, _)| &b[..]) != expected {
-            return Ok(false);
-        }
-        let conditional = match self.conditional.get() {
-            Some(c) => *c,
-            None => {
-                let c = honours_conditional_writes(&self.bucket, &self.names)?;
-                *self.conditional.get_or_init(|| c)
-            }
-        };
-        let version = match (conditional, current) {
-            // Warned about at open: safe with one front-end only, whose
-            // callers serialize their own swaps.
-            (false, _) => {
-                self.bucket.put(&name, Bytes::copy_from_slice(new))?;
-                return Ok(true);
-            }
-            (true, None) => None,
-            (true, Some((_, Some(etag)))) => Some(Some(etag)),
-            (true, Some((_, None))) => {
-                return Err(StoreError::Bucket {
-                    what: "changing",
-                    object: format!("{}/{name}", self.bucket.label()),
-                    message: "the object store gives no ETag, so it cannot be changed safely"
-                        .into(),
-                })
-            }
-        };
-        self.bucket
-            .put_if(&name, Bytes::copy_from_slice(new), version)
+        self.record_swap(table, id, expected, new)
     }
 }
 
@@ -632,19 +441,6 @@ fn claim_bucket(bucket: &Bucket, names: &Names) -> Result<(), StoreError> {
             ),
         }),
     }
-}
-
-/// Whether a create-only write fails when the object exists (Garage,
-/// for one, ignores the condition): probed once at start.
-fn honours_conditional_writes(bucket: &Bucket, names: &Names) -> Result<bool, StoreError> {
-    let probe = names.record("probe", &rand::random::<u64>().to_be_bytes());
-    bucket.put_if(&probe, Bytes::from_static(b"1"), None)?;
-    let refused = !bucket.put_if(&probe, Bytes::from_static(b"2"), None)?;
-    bucket.delete(&probe)?;
-    if !refused {
-        tracing::warn!(bucket = %bucket.label(), "the object store ignores conditional writes: run one front-end on it (heads and new keys need them to be shared safely)");
-    }
-    Ok(refused)
 }
 
 /// Keeps the local index if it was closed cleanly and belongs to this

@@ -1,0 +1,136 @@
+//! Write keys and heads on a shared bucket: one object each under
+//! `records/`, so every front-end reads the same ones; a swap is a
+//! conditional write (`If-Match` on the ETag read, `If-None-Match: *`
+//! for a new record). The other tables stay in the local index.
+
+use bytes::Bytes;
+
+use super::bucket::Bucket;
+use super::pack::Names;
+use super::S3Engine;
+use crate::index::Record;
+use crate::keyspace::Table;
+use crate::StoreError;
+
+impl S3Engine {
+    /// The bucket object of a shared record's table, if it is shared.
+    fn shared_table(table: Table) -> Option<&'static str> {
+        match table {
+            Table::WriteKeys => Some("keys"),
+            Table::Heads => Some("heads"),
+            _ => None,
+        }
+    }
+
+    /// Record `id` of `table`: from the bucket if the table is shared.
+    pub(super) fn record_get(
+        &self,
+        table: Table,
+        id: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match Self::shared_table(table) {
+            Some(t) => Ok(self
+                .bucket
+                .get(&self.names.record(t, id))?
+                .map(|(b, _)| b.to_vec())),
+            None => self.index.get_record(table, id),
+        }
+    }
+
+    /// Writes (or deletes) record `id` of `table`.
+    pub(super) fn record_put(
+        &self,
+        table: Table,
+        id: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        match Self::shared_table(table) {
+            Some(t) => {
+                let name = self.names.record(t, id);
+                match value {
+                    Some(v) => self.bucket.put(&name, Bytes::copy_from_slice(v)),
+                    None => self.bucket.delete(&name),
+                }
+            }
+            None => self.index.put_record(table, id, value),
+        }
+    }
+
+    /// Every record of `table`, in id order.
+    pub(super) fn record_scan(&self, table: Table) -> Result<Vec<Record>, StoreError> {
+        let Some(t) = Self::shared_table(table) else {
+            return self.index.scan(table);
+        };
+        let names = self.bucket.list(&self.names.record_folder(t), None)?;
+        let values = self.bucket.get_many(&names)?;
+        let mut records: Vec<Record> = names
+            .iter()
+            .zip(values)
+            .filter_map(|(name, v)| Some((self.names.parse_record(t, name)?, v?.to_vec())))
+            .collect();
+        records.sort();
+        Ok(records)
+    }
+
+    /// Compare-and-swap of record `id` of `table` (conditional writes
+    /// for a shared table).
+    pub(super) fn record_swap(
+        &self,
+        table: Table,
+        id: &[u8],
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let Some(t) = Self::shared_table(table) else {
+            return self.index.swap_record(table, id, expected, new);
+        };
+        let name = self.names.record(t, id);
+        let current = self.bucket.get(&name)?;
+        if current.as_ref().map(|(b, _)| &b[..]) != expected {
+            return Ok(false);
+        }
+        let conditional = match self.conditional.get() {
+            Some(c) => *c,
+            None => {
+                let c = honours_conditional_writes(&self.bucket, &self.names)?;
+                *self.conditional.get_or_init(|| c)
+            }
+        };
+        let version = match (conditional, current) {
+            // Warned about at open: safe with one front-end only, whose
+            // callers serialize their own swaps.
+            (false, _) => {
+                self.bucket.put(&name, Bytes::copy_from_slice(new))?;
+                return Ok(true);
+            }
+            (true, None) => None,
+            (true, Some((_, Some(etag)))) => Some(Some(etag)),
+            (true, Some((_, None))) => {
+                return Err(StoreError::Bucket {
+                    what: "changing",
+                    object: format!("{}/{name}", self.bucket.label()),
+                    message: "the object store gives no ETag, so it cannot be changed safely"
+                        .into(),
+                })
+            }
+        };
+        self.bucket
+            .put_if(&name, Bytes::copy_from_slice(new), version)
+    }
+}
+
+/// Whether a create-only write fails when the object exists (Garage,
+/// for one, ignores the condition): probed once at start.
+pub(super) fn honours_conditional_writes(
+    bucket: &Bucket,
+    names: &Names,
+) -> Result<bool, StoreError> {
+    let probe = names.record("probe", &rand::random::<u64>().to_be_bytes());
+    bucket.put_if(&probe, Bytes::from_static(b"1"), None)?;
+    let refused = !bucket.put_if(&probe, Bytes::from_static(b"2"), None)?;
+    bucket.delete(&probe)?;
+    if !refused {
+        tracing::warn!(bucket = %bucket.label(), "the object store ignores conditional writes: run one front-end on it (heads and new keys need them to be shared safely)");
+    }
+    Ok(refused)
+}
