@@ -47,5 +47,19 @@ pub struct NewBlock {
     pub writer: u32,
 }
 
+impl NewBlock {
+    /// The block holding `data` under `block_type`, its score computed here.
+    pub fn of(block_type: BlockType, data: Bytes, writer: u32) -> NewBlock {
+        NewBlock {
+            key: BlockKey {
+                score: Score::of(&data),
+                block_type,
+            },
+            data,
+            writer,
+        }
+    }
+}
+
 /// The anonymous writer: sessions that never authenticated.
 pub const ANONYMOUS: u32 = 0;

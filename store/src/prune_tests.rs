@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventi_shared::{BlockType, Score};
+use eventi_shared::BlockType;
 
 use crate::compact::CompactOptions;
 use crate::{BlockKey, EngineKind, NewBlock, Store, StoreError, StoreOptions};
@@ -23,14 +23,7 @@ fn options(segment_bytes: u64) -> StoreOptions {
 
 fn block(text: &str, writer: u32) -> NewBlock {
     let data = Bytes::from(format!("{text:<40}").repeat(40).into_bytes());
-    NewBlock {
-        key: BlockKey {
-            score: Score::of(&data),
-            block_type: BlockType::DATA,
-        },
-        data,
-        writer,
-    }
+    NewBlock::of(BlockType::DATA, data, writer)
 }
 
 fn write_all(store: &Store, blocks: &[NewBlock]) {

@@ -71,14 +71,7 @@ pub(crate) fn options(kind: EngineKind) -> StoreOptions {
 
 fn block(text: &str, writer: u32) -> NewBlock {
     let data = Bytes::from(text.as_bytes().to_vec());
-    NewBlock {
-        key: BlockKey {
-            score: Score::of(&data),
-            block_type: BlockType::DATA,
-        },
-        data,
-        writer,
-    }
+    NewBlock::of(BlockType::DATA, data, writer)
 }
 
 fn write(store: &Store, b: &NewBlock) -> Result<bool, StoreError> {

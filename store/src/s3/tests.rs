@@ -3,12 +3,12 @@
 //! Skipped, saying why, where none runs.
 
 use bytes::Bytes;
-use eventi_shared::{BlockType, Score};
+use eventi_shared::BlockType;
 
 use super::bucket::Bucket;
 use super::pack::{Names, PackId};
 use crate::tests::{options, test_s3};
-use crate::{BlockKey, EngineKind, NewBlock, Store, StoreError, StoreOptions, Table};
+use crate::{EngineKind, NewBlock, Store, StoreError, StoreOptions, Table};
 
 fn block(n: usize, writer: u32) -> NewBlock {
     // Incompressible-looking, distinct, 5 KiB.
@@ -16,14 +16,7 @@ fn block(n: usize, writer: u32) -> NewBlock {
         .map(|i| ((i * 31 + n * 7919) % 251) as u8 ^ (n as u8))
         .collect();
     let data = Bytes::from(data);
-    NewBlock {
-        key: BlockKey {
-            score: Score::of(&data),
-            block_type: BlockType::DATA,
-        },
-        data,
-        writer,
-    }
+    NewBlock::of(BlockType::DATA, data, writer)
 }
 
 fn write_all(store: &Store, blocks: &[NewBlock], sync: bool) {
