@@ -38,12 +38,12 @@ impl Bucket {
     pub fn connect(options: &S3Options) -> Result<Bucket, StoreError> {
         let endpoint = options.endpoint.clone().ok_or_else(|| StoreError::Bucket {
             what: "configuring",
-            object: String::new(),
+            object: "storage.s3".into(),
             message: "no endpoint: pass --s3-endpoint URL or set storage.s3.endpoint".into(),
         })?;
         let bucket = options.bucket.clone().ok_or_else(|| StoreError::Bucket {
             what: "configuring",
-            object: String::new(),
+            object: "storage.s3".into(),
             message: "no bucket: pass --bucket NAME or set storage.s3.bucket".into(),
         })?;
         let mut builder = AmazonS3Builder::new()
@@ -85,7 +85,7 @@ impl Bucket {
         };
         let client = builder.build().map_err(|e| StoreError::Bucket {
             what: "configuring",
-            object: String::new(),
+            object: "storage.s3".into(),
             message: e.to_string(),
         })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -95,7 +95,7 @@ impl Bucket {
             .build()
             .map_err(|e| StoreError::Bucket {
                 what: "starting the client of",
-                object: String::new(),
+                object: "storage.s3".into(),
                 message: e.to_string(),
             })?;
         Ok(Bucket {

@@ -122,9 +122,13 @@ impl Credentials {
             }
             return toml::from_str(&text)
                 .map(Some)
-                .map_err(|e| StoreError::BadDataDir {
-                    path: path.clone(),
-                    reason: format!("not a credentials file: {}", e.message()),
+                .map_err(|e| StoreError::Bucket {
+                    what: "reading the credentials file",
+                    object: path.display().to_string(),
+                    message: format!(
+                        "{} (it takes access_key_id, secret_access_key and session_token)",
+                        e.message()
+                    ),
                 });
         }
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
