@@ -30,7 +30,8 @@ impl S3Engine {
                 continue;
             };
             let next = progress.get(&fe).copied().unwrap_or(0);
-            if fe == self.me || next == ALL_READ {
+            let stuck = self.stuck.lock().expect("stuck lock").contains_key(&fe);
+            if fe == self.me || next == ALL_READ || stuck {
                 continue;
             }
             let after = next
@@ -66,19 +67,30 @@ impl S3Engine {
         let objects: Vec<String> = wanted.iter().map(|id| self.names.index(*id)).collect();
         let fetched = self.bucket.get_many(&objects)?;
         let mut decoded = Vec::with_capacity(wanted.len());
+        let mut stuck = self.stuck.lock().expect("stuck lock");
         for ((id, name), bytes) in wanted.iter().zip(&objects).zip(fetched) {
-            let bytes = bytes.ok_or_else(|| StoreError::Bucket {
-                what: "reading",
-                object: format!("{}/{name}", self.bucket.label()),
-                message: "listed but gone".into(),
-            })?;
-            let (entries, _) = pack::decode_index(&bytes).map_err(|e| StoreError::Bucket {
-                what: "reading",
-                object: format!("{}/{name}", self.bucket.label()),
-                message: e.to_string(),
-            })?;
+            if stuck.contains_key(&id.frontend) {
+                continue;
+            }
+            let entries = match bytes.map(|b| pack::decode_index(&b)) {
+                Some(Ok((entries, _))) => entries,
+                // A damaged (or vanished) index must not take the whole
+                // store down: this front-end's packs are followed up to
+                // it, the rest of the store is served, and the error is
+                // logged once (a restart tries again).
+                bad => {
+                    let why = match bad {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "listed but gone".to_string(),
+                    };
+                    tracing::error!(object = %format!("{}/{name}", self.bucket.label()), error = %why, "cannot read a pack index: the blocks of this and later packs of its front-end are not served here");
+                    stuck.insert(id.frontend, format!("{name}: {why}"));
+                    continue;
+                }
+            };
             decoded.push((*id, entries));
         }
+        drop(stuck);
         self.apply(&decoded, &finished)?;
         Ok(decoded.len())
     }

@@ -75,6 +75,9 @@ pub struct S3Engine {
     progress: Mutex<HashMap<u64, u64>>,
     /// When the last look for other front-ends' packs began.
     refreshed: Mutex<Instant>,
+    /// Front-ends whose packs are not followed past a pack index that
+    /// cannot be read, with why.
+    stuck: Mutex<HashMap<u64, String>>,
     /// Whether the object store honours conditional writes, once known.
     conditional: std::sync::OnceLock<bool>,
 }
@@ -150,6 +153,7 @@ impl S3Engine {
             commit_lock: Mutex::new(()),
             progress: Mutex::new(progress),
             refreshed: Mutex::new(Instant::now()),
+            stuck: Mutex::new(HashMap::new()),
             conditional,
         };
         let started = Instant::now();

@@ -8,7 +8,7 @@ use eventi_shared::BlockType;
 use super::bucket::Bucket;
 use super::pack::{Names, PackId};
 use crate::tests::{options, test_s3};
-use crate::{EngineKind, NewBlock, Store, StoreError, StoreOptions, Table};
+use crate::{EngineKind, NewBlock, Store, StoreOptions, Table};
 
 fn block(n: usize, writer: u32) -> NewBlock {
     // Incompressible-looking, distinct, 5 KiB.
@@ -150,7 +150,7 @@ fn a_killed_front_end_loses_nothing_it_synced_and_its_cache_is_rebuilt() {
 }
 
 #[test]
-fn damage_in_the_bucket_is_an_error_naming_the_object() {
+fn damage_in_the_bucket_is_named_and_the_rest_is_served() {
     let Some(opts) = small_packs() else { return };
     let names = Names::new(&opts.s3.prefix);
     let bucket = Bucket::connect(&opts.s3).unwrap();
@@ -179,20 +179,53 @@ fn damage_in_the_bucket_is_an_error_naming_the_object() {
     store.shutdown().unwrap();
     drop(store);
 
-    // A damaged pack index: the front-end that meets it says which.
-    let bad = names.index(PackId {
-        frontend: 0xbad,
-        seq: 0,
-    });
+    // A damaged pack index (of a front-end that wrote a second pack
+    // after it): the front-end that meets it still opens and serves
+    // every other pack; that front-end's packs from the damaged one on
+    // are missing here, never read as something else.
+    let bad_fe = 0xbad;
+    let pack_of = |seq| PackId {
+        frontend: bad_fe,
+        seq,
+    };
     bucket
-        .put(&bad, Bytes::from_static(b"EvX1 not really"))
+        .put(
+            &names.index(pack_of(0)),
+            Bytes::from_static(b"EvX1 not really"),
+        )
+        .unwrap();
+    let later = block(999, 1);
+    let mut record = crate::log::record::encode_header(&later.key, later.data.len(), 1).to_vec();
+    record.extend_from_slice(&later.data);
+    let entry = super::pack::PackEntry {
+        key: later.key,
+        len: later.data.len() as u32,
+        writer: 1,
+        offset: 0,
+    };
+    bucket
+        .put(&names.pack(pack_of(1)), Bytes::from(record.clone()))
+        .unwrap();
+    bucket
+        .put(
+            &names.index(pack_of(1)),
+            Bytes::from(super::pack::encode_index(&[entry], record.len() as u64)),
+        )
         .unwrap();
     let third = tempfile::tempdir().unwrap();
-    let err = Store::open(third.path(), &opts)
-        .err()
-        .expect("a damaged index is refused");
-    assert!(matches!(err, StoreError::Bucket { .. }), "{err}");
-    assert!(err.to_string().contains(&bad), "{err}");
+    let store = Store::open(third.path(), &opts).expect("one bad index does not stop a front-end");
+    assert_eq!(
+        store.read(&later.key).unwrap(),
+        None,
+        "past the damaged index"
+    );
+    let readable = blocks
+        .iter()
+        .filter(|b| matches!(store.read(&b.key), Ok(Some(_))))
+        .count();
+    // The rotated pack's blocks are errors; the other packs' read.
+    assert!(readable > 0 && readable < blocks.len(), "{readable}");
+    store.shutdown().unwrap();
 }
 
 #[test]
