@@ -84,6 +84,51 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The engine the suite's servers run on: `log` (the default) or, with
+/// `EVENTI_TEST_ENGINE=s3`, the s3 engine on the object store that
+/// `EVENTI_TEST_S3` names (`scripts/test` runs the client's end-to-end
+/// tests a second time so).
+pub fn suite_engine() -> String {
+    std::env::var("EVENTI_TEST_ENGINE").unwrap_or_else(|_| "log".into())
+}
+
+/// The flags that put a server on the suite's engine, unless the test
+/// chose an engine itself. On s3 each data directory gets a prefix of its
+/// own in the bucket (the same one when a test restarts a server on it),
+/// so that tests never see one another's blocks.
+fn suite_engine_flags(data: &Path, extra: &[&str]) -> Vec<String> {
+    if suite_engine() != "s3" || extra.contains(&"--engine") {
+        return Vec::new();
+    }
+    let url = std::env::var("EVENTI_TEST_S3")
+        .expect("EVENTI_TEST_ENGINE=s3 needs EVENTI_TEST_S3 (scripts/test sets both)");
+    let bucket = std::env::var("EVENTI_TEST_S3_BUCKET").unwrap_or_else(|_| "eventi-test".into());
+    let prefix = suite_prefix(data);
+    [
+        "--engine",
+        "s3",
+        "--s3-endpoint",
+        &url,
+        "--bucket",
+        &bucket,
+        "--s3-prefix",
+        &prefix,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The bucket prefix of data directory `data` when the suite runs on s3.
+fn suite_prefix(data: &Path) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(data, &mut hasher);
+    format!(
+        "suite/{}-{:016x}",
+        std::process::id(),
+        std::hash::Hasher::finish(&hasher)
+    )
+}
+
 /// A running `eventi-server serve`, stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Server {
     child: Option<Child>,
@@ -132,6 +177,7 @@ impl Server {
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", listen, "--http", "127.0.0.1:0"])
+            .args(suite_engine_flags(data, extra))
             .args(extra)
             .env("EVENTI_LOG", "debug")
             .stdin(Stdio::null())
@@ -152,6 +198,17 @@ impl Server {
                 .parse()
                 .expect("an address")
         };
+        if suite_engine() == "s3" && !extra.contains(&"--engine") {
+            let engine = std::fs::read_to_string(data.join("ENGINE")).unwrap_or_default();
+            if engine.trim() != "s3" {
+                terminate(&mut child);
+                panic!(
+                    "EVENTI_TEST_ENGINE=s3, but {} was made a {:?} store before the server started",
+                    data.display(),
+                    engine.trim()
+                );
+            }
+        }
         let addr = field("venti=");
         let http = field("http=");
         Server {
@@ -319,6 +376,11 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 /// Runs `eventi-server keys --data DATA ARGS...`; returns its stdout, and
 /// fails the test with its stderr if it fails.
 pub fn keys_cli(data: &Path, args: &[&str]) -> String {
+    if suite_engine() == "s3" && !data.join("ENGINE").exists() {
+        // Offline, `keys` makes a new directory a log store: create it on
+        // the suite's engine first, as an operator's first `serve` would.
+        Server::start_strict(data, &[]).terminate();
+    }
     let out = Command::new(binary("eventi-server"))
         .args(["keys", "--data"])
         .arg(data)
@@ -470,6 +532,63 @@ pub fn assert_same_file_tree(a: &Path, b: &Path) {
             );
         }
     }
+}
+
+/// Damages the blocks of a stopped server's store, whatever its engine:
+/// [`damage_log`] on a local one; on s3, the same byte flip in its
+/// largest pack object, through the object store's HTTP API (with curl,
+/// unsigned, as the test SeaweedFS allows).
+pub fn damage_store(data: &Path) {
+    let engine = std::fs::read_to_string(data.join("ENGINE")).unwrap_or_default();
+    if engine.trim() != "s3" {
+        return damage_log(data);
+    }
+    let url = std::env::var("EVENTI_TEST_S3").expect("EVENTI_TEST_S3");
+    let bucket = std::env::var("EVENTI_TEST_S3_BUCKET").unwrap_or_else(|_| "eventi-test".into());
+    let curl = |args: &[&str]| -> Vec<u8> {
+        let out = Command::new("curl")
+            .args(["-sSf"])
+            .args(args)
+            .output()
+            .expect("running curl");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let listing = curl(&[&format!(
+        "{url}/{bucket}?list-type=2&prefix={}/packs/",
+        suite_prefix(data)
+    )]);
+    let listing = String::from_utf8(listing).expect("an XML listing");
+    // Each <Contents> holds a <Key> and a <Size>: keep the largest.
+    let field = |item: &str, tag: &str| -> String {
+        let start = item.find(&format!("<{tag}>")).expect("a field") + tag.len() + 2;
+        let end = item[start..].find('<').expect("its end") + start;
+        item[start..end].to_string()
+    };
+    let key = listing
+        .split("<Contents>")
+        .skip(1)
+        .map(|item| {
+            (
+                field(item, "Size").parse::<u64>().unwrap(),
+                field(item, "Key"),
+            )
+        })
+        .max()
+        .expect("a pack object")
+        .1;
+    let object = format!("{url}/{bucket}/{key}");
+    let mut bytes = curl(&[&object]);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    let file = data.with_extension("damaged-pack");
+    std::fs::write(&file, bytes).unwrap();
+    curl(&["-T", file.to_str().unwrap(), &object]);
+    std::fs::remove_file(file).unwrap();
 }
 
 /// Flips one byte in the middle of `data`'s largest log segment

@@ -432,7 +432,7 @@ fn a_damaged_copy_is_passed_over_and_with_no_good_copy_nothing_is_written() {
     let mut servers = servers;
     let data0 = servers[0].data.clone();
     servers.remove(0).terminate();
-    eventi_tests::damage_log(&data0);
+    eventi_tests::damage_store(&data0);
     servers.insert(0, Server::start_on(&data0, &addrs[0], &[], |_| {}));
     let nobody = Homeless::new(dir.path());
     let got = dir.path().join("got.bin");

@@ -256,7 +256,7 @@ fn a_damaged_block_is_read_from_another_server_and_check_read_data_names_it() {
     // the same address (nothing of the block is left in its memory).
     let data0 = servers[0].data.clone();
     servers.remove(0).terminate();
-    eventi_tests::damage_log(&data0);
+    eventi_tests::damage_store(&data0);
     servers.insert(0, Server::start_on(&data0, &addrs[0], &[], |_| {}));
 
     let target = dir.path().join("restored");

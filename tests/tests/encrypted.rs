@@ -303,6 +303,8 @@ async fn what_the_operator_requires_encrypted_is_refused_in_clear_with_a_reason(
         .await
         .unwrap();
     let score = plain.write(BlockType::DATA, block.clone()).await.unwrap();
+    // Durable before the server stops (on s3, an unsynced write is not).
+    plain.sync().await.unwrap();
     drop(server);
 
     // `writes`: no write in clear; reads go on.
