@@ -71,6 +71,17 @@ pub enum StoreError {
         "this store cannot reclaim space (its engine keeps every block: blobdb, and s3 for now)"
     )]
     CannotReclaim,
+    /// The PostgreSQL database that holds an s3 store's write keys and
+    /// heads failed (or was refused).
+    #[error("records database {database}: {what}: {message}")]
+    Database {
+        /// What was being done.
+        what: &'static str,
+        /// Where the database is (no password).
+        database: String,
+        /// The client's error.
+        message: String,
+    },
     /// A request to the object store (the s3 engine) failed, after its
     /// retries.
     #[error("object store: {what} {object}: {message}")]

@@ -41,6 +41,8 @@ struct Store {
     url: String,
     bucket: String,
     prefix: String,
+    /// More `[storage.s3]` settings.
+    settings: String,
 }
 
 impl Store {
@@ -51,6 +53,7 @@ impl Store {
             url,
             bucket,
             prefix,
+            settings: String::new(),
         }
     }
 
@@ -64,7 +67,14 @@ impl Store {
             fs::copy(first.join("identity"), data.join("identity")).unwrap();
         }
         let config = self.dir.join("s3-config.toml");
-        fs::write(&config, "[storage.s3]\npoll_millis = 200\nretry_secs = 8\n").unwrap();
+        fs::write(
+            &config,
+            format!(
+                "[storage.s3]\npoll_millis = 200\nretry_secs = 8\n{}",
+                self.settings
+            ),
+        )
+        .unwrap();
         Server::start_strict(
             &data,
             &[
@@ -198,6 +208,75 @@ fn three_front_ends_serve_one_store_and_a_killed_one_loses_nothing() {
     let spec = format!("latest:{}", big.display());
     ok(eventi(&home, &["restore", &spec, target.to_str().unwrap()]));
     assert_same_file_tree(&big, &target.join("big"));
+}
+
+#[test]
+fn with_keys_and_heads_in_postgres_every_front_end_sees_the_same_ones() {
+    let Some((url, bucket)) = object_store() else {
+        return;
+    };
+    let Some(conninfo) = std::env::var("EVENTI_TEST_POSTGRES")
+        .ok()
+        .filter(|c| !c.is_empty())
+    else {
+        eprintln!(
+            "skipped: EVENTI_TEST_POSTGRES is not set (scripts/test starts PostgreSQL and sets it)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new(dir.path(), url.clone(), bucket.clone());
+    store.settings = format!("records_database = \"{conninfo}\"\n");
+    let fronts = [store.front_end(0), store.front_end(1)];
+    let home = dir.path().join("home");
+    let o = ok(eventi(
+        &home,
+        &[
+            "init",
+            "--trust-on-first-use",
+            "--server",
+            &fronts[0].addr.to_string(),
+        ],
+    ));
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    keys_cli(&fronts[0].data, &["add", "me", &line, "--quota", "1GiB"]);
+    until_keys(&fronts[1], |l| used_bytes(l, "me").is_some());
+
+    // A head set through one front-end is the other's `latest`, and the
+    // other way round.
+    let src = source(dir.path(), "src", 3, 200_000);
+    ok(eventi(&home, &["backup", src.to_str().unwrap()]));
+    use_front_end(&home, &fronts[0], &fronts[1]);
+    let spec = format!("latest:{}", src.display());
+    let first = dir.path().join("first");
+    ok(eventi(&home, &["restore", &spec, first.to_str().unwrap()]));
+    assert_same_file_tree(&src, &first.join("src"));
+    fs::write(src.join("f0"), b"changed through the second front-end").unwrap();
+    ok(eventi(&home, &["backup", src.to_str().unwrap()]));
+    use_front_end(&home, &fronts[1], &fronts[0]);
+    let snaps: serde_json::Value =
+        serde_json::from_slice(&ok(eventi(&home, &["snapshots", "--json"])).stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    let second = dir.path().join("second");
+    ok(eventi(&home, &["restore", &spec, second.to_str().unwrap()]));
+    assert_same_file_tree(&src, &second.join("src"));
+
+    // The bucket holds blocks only: no key or head objects.
+    let listing = std::process::Command::new("curl")
+        .args([
+            "-sSf",
+            &format!(
+                "{url}/{bucket}?list-type=2&prefix={}/records/",
+                store.prefix
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("records/in-database"), "{listing}");
+    assert!(!listing.contains("records/keys/"), "{listing}");
+    assert!(!listing.contains("records/heads/"), "{listing}");
 }
 
 async fn as_key(server: &Server, key: &ed25519_dalek::SigningKey) -> VentiClient {

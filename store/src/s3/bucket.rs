@@ -116,12 +116,13 @@ impl Bucket {
         T: Send + 'static,
         F: Future<Output = T> + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let fut = f(Arc::clone(&self.client));
-        self.runtime().spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv().expect("a bucket task ends by sending its result")
+        run_on(self.runtime().handle(), f(Arc::clone(&self.client)))
+    }
+
+    /// The bucket's runtime, for other clients of the engine (the records
+    /// database) to run on.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime().handle().clone()
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
@@ -298,6 +299,20 @@ fn chain(e: &dyn std::error::Error) -> String {
         next = s.source();
     }
     text
+}
+
+/// Runs `fut` on `runtime` and waits for it, from any thread.
+pub fn run_on<T, F>(runtime: &tokio::runtime::Handle, fut: F) -> T
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv()
+        .expect("a task on the s3 runtime ends by sending its result")
 }
 
 impl Drop for Bucket {

@@ -20,6 +20,7 @@
 //! `docs/STORAGE.md` says what is shared how, and the bounds.
 
 mod bucket;
+mod database;
 mod follow;
 mod options;
 pub(crate) mod pack;
@@ -46,6 +47,7 @@ use crate::keyspace::Table;
 use crate::log::record::{decode_header, encode_header, HEADER_LEN};
 use crate::{BlockKey, NewBlock, StoreError, StoreOptions};
 use bucket::Bucket;
+use database::RecordsDatabase;
 use follow::ALL_READ;
 use pack::{Names, PackEntry, PackId, PackLocation};
 use pages::Pages;
@@ -80,6 +82,8 @@ pub struct S3Engine {
     stuck: Mutex<HashMap<u64, String>>,
     /// Whether the object store honours conditional writes, once known.
     conditional: std::sync::OnceLock<bool>,
+    /// Where write keys and heads are kept instead of the bucket.
+    database: Option<RecordsDatabase>,
 }
 
 struct OpenPack {
@@ -98,16 +102,19 @@ impl S3Engine {
         let bucket = Bucket::connect(s3)?;
         let names = Names::new(&s3.prefix);
         claim_bucket(&bucket, &names)?;
+        let database = records::open_database(&bucket, &names, s3)?;
         // Probed now if the store takes writes; a store that refuses
         // them (a replica down) still serves reads, and is probed at the
-        // first compare-and-swap instead.
+        // first compare-and-swap instead. Not needed with a database.
         let conditional = std::sync::OnceLock::new();
-        match records::honours_conditional_writes(&bucket, &names) {
-            Ok(honoured) => {
-                let _ = conditional.set(honoured);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the object store refuses a write: serving reads; writes will wait for it")
+        if database.is_none() {
+            match records::honours_conditional_writes(&bucket, &names) {
+                Ok(honoured) => {
+                    let _ = conditional.set(honoured);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the object store refuses a write: serving reads; writes will wait for it")
+                }
             }
         }
         let cache_dir = dir.join("s3-cache");
@@ -155,6 +162,7 @@ impl S3Engine {
             refreshed: Mutex::new(Instant::now()),
             stuck: Mutex::new(HashMap::new()),
             conditional,
+            database,
         };
         let started = Instant::now();
         let read = engine.read_new_packs()?;

@@ -26,6 +26,12 @@ pub struct S3Options {
     /// needed, `session_token`; without it, `AWS_ACCESS_KEY_ID`,
     /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
     pub credentials_file: Option<PathBuf>,
+    /// A PostgreSQL database (libpq's `host=… dbname=… user=…` or a
+    /// `postgresql://` URL, no password: that comes from `PGPASSWORD`)
+    /// to keep write keys and heads in, for object stores that ignore
+    /// conditional writes (Garage). Every front-end of a store must name
+    /// the same one.
+    pub records_database: Option<String>,
     /// Milliseconds between looks for packs other front-ends wrote.
     pub poll_millis: u64,
     /// Bytes at which a pack is closed and uploaded.
@@ -49,6 +55,7 @@ impl Default for S3Options {
             region: "us-east-1".into(),
             virtual_hosted: false,
             credentials_file: None,
+            records_database: None,
             poll_millis: 1000,
             pack_bytes: 16 << 20,
             read_bytes: 1 << 20,

@@ -214,6 +214,12 @@ impl Names {
         parse_hex16(rest.trim_end_matches('/'))
     }
 
+    /// The object whose presence says the store keeps its write keys
+    /// and heads in a PostgreSQL database, not under `records/`.
+    pub fn records_in_database(&self) -> String {
+        format!("{}records/in-database", self.prefix)
+    }
+
     /// A shared record (write keys, heads): `records/<table>/<hex id>`.
     pub fn record(&self, table: &str, id: &[u8]) -> String {
         format!("{}records/{table}/{}", self.prefix, hex::encode(id))

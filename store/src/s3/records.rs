@@ -1,13 +1,16 @@
 //! Write keys and heads on a shared bucket: one object each under
 //! `records/`, so every front-end reads the same ones; a swap is a
 //! conditional write (`If-Match` on the ETag read, `If-None-Match: *`
-//! for a new record). The other tables stay in the local index.
+//! for a new record). Or, where `records_database` names one, rows of a
+//! PostgreSQL database (`database.rs`). The other tables stay in the
+//! local index.
 
 use bytes::Bytes;
 
 use super::bucket::Bucket;
+use super::database::RecordsDatabase;
 use super::pack::Names;
-use super::S3Engine;
+use super::{S3Engine, S3Options};
 use crate::index::Record;
 use crate::keyspace::Table;
 use crate::StoreError;
@@ -29,6 +32,7 @@ impl S3Engine {
         id: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError> {
         match Self::shared_table(table) {
+            Some(t) if self.database.is_some() => self.database().get(t, id),
             Some(t) => Ok(self
                 .bucket
                 .get(&self.names.record(t, id))?
@@ -45,6 +49,7 @@ impl S3Engine {
         value: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         match Self::shared_table(table) {
+            Some(t) if self.database.is_some() => self.database().put(t, id, value),
             Some(t) => {
                 let name = self.names.record(t, id);
                 match value {
@@ -61,6 +66,9 @@ impl S3Engine {
         let Some(t) = Self::shared_table(table) else {
             return self.index.scan(table);
         };
+        if self.database.is_some() {
+            return self.database().scan(t);
+        }
         let names = self.bucket.list(&self.names.record_folder(t), None)?;
         let values = self.bucket.get_many(&names)?;
         let mut records: Vec<Record> = names
@@ -84,6 +92,9 @@ impl S3Engine {
         let Some(t) = Self::shared_table(table) else {
             return self.index.swap_record(table, id, expected, new);
         };
+        if self.database.is_some() {
+            return self.database().swap(t, id, expected, new);
+        }
         let name = self.names.record(t, id);
         let current = self.bucket.get(&name)?;
         if current.as_ref().map(|(b, _)| &b[..]) != expected {
@@ -117,6 +128,53 @@ impl S3Engine {
         self.bucket
             .put_if(&name, Bytes::copy_from_slice(new), version)
     }
+}
+
+impl S3Engine {
+    fn database(&self) -> &RecordsDatabase {
+        self.database.as_ref().expect("checked by the caller")
+    }
+}
+
+/// Connects to the records database if the settings name one, marking
+/// the bucket so (`records/in-database`); refuses a store whose records
+/// are kept in the other place than the settings say, since front-ends
+/// that disagree would each see half of the keys and heads.
+pub(super) fn open_database(
+    bucket: &Bucket,
+    names: &Names,
+    s3: &S3Options,
+) -> Result<Option<RecordsDatabase>, StoreError> {
+    let marker = names.records_in_database();
+    let marked = bucket.get(&marker)?.is_some();
+    let Some(conninfo) = &s3.records_database else {
+        if marked {
+            return Err(StoreError::Bucket {
+                what: "opening",
+                object: format!("{}/{marker}", bucket.label()),
+                message: "this store keeps its write keys and heads in a PostgreSQL database: set storage.s3.records_database as its other front-ends do".into(),
+            });
+        }
+        return Ok(None);
+    };
+    if !marked {
+        for t in ["keys", "heads"] {
+            if !bucket.list(&names.record_folder(t), None)?.is_empty() {
+                return Err(StoreError::Bucket {
+                    what: "opening",
+                    object: format!("{}/{}", bucket.label(), names.record_folder(t)),
+                    message: "this store keeps its write keys and heads in the bucket; moving them into a database is not supported: remove storage.s3.records_database".into(),
+                });
+            }
+        }
+    }
+    let store = format!("{}/{}", s3.bucket.as_deref().unwrap_or(""), names.format());
+    let database = RecordsDatabase::connect(conninfo, bucket.handle(), store)?;
+    if !marked {
+        bucket.put(&marker, Bytes::from_static(b"postgresql\n"))?;
+    }
+    tracing::info!(database = %database.label(), "write keys and heads are kept in PostgreSQL");
+    Ok(Some(database))
 }
 
 /// Whether a create-only write fails when the object exists (Garage,

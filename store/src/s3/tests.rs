@@ -247,3 +247,116 @@ fn another_bucket_s_cache_is_not_used() {
     assert_eq!(store.read(&block(400, 1).key).unwrap(), None);
     store.shutdown().unwrap();
 }
+
+/// The test PostgreSQL (`scripts/test` starts one), or `None` (and why).
+fn test_postgres() -> Option<String> {
+    let conninfo = std::env::var("EVENTI_TEST_POSTGRES")
+        .ok()
+        .filter(|c| !c.is_empty());
+    if conninfo.is_none() {
+        eprintln!("records in PostgreSQL not tested: EVENTI_TEST_POSTGRES is not set (scripts/test starts one)");
+    }
+    conninfo
+}
+
+#[test]
+fn records_in_postgres_are_one_set_and_swaps_are_atomic_across_front_ends() {
+    let Some(mut opts) = small_packs() else {
+        return;
+    };
+    let Some(conninfo) = test_postgres() else {
+        return;
+    };
+    opts.s3.records_database = Some(conninfo);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = Store::open(dirs[0].path(), &opts).unwrap();
+    let b = Store::open(dirs[1].path(), &opts).unwrap();
+
+    a.put_record(Table::WriteKeys, &[0, 0, 0, 1], Some(b"key one"))
+        .unwrap();
+    assert_eq!(
+        b.get_record(Table::WriteKeys, &[0, 0, 0, 1]).unwrap(),
+        Some(b"key one".to_vec())
+    );
+    assert_eq!(
+        b.scan_records(Table::WriteKeys).unwrap(),
+        vec![(vec![0, 0, 0, 1], b"key one".to_vec())]
+    );
+    // Nothing of it in the bucket: the database holds it.
+    let names = Names::new(&opts.s3.prefix);
+    let bucket = Bucket::connect(&opts.s3).unwrap();
+    assert!(bucket
+        .list(&names.record_folder("keys"), None)
+        .unwrap()
+        .is_empty());
+
+    // Two front-ends, four threads each, incrementing one head by
+    // compare-and-swap: no increment is lost.
+    let head = [9u8; 33];
+    assert!(a.swap_record(Table::Heads, &head, None, b"0").unwrap());
+    assert!(!b.swap_record(Table::Heads, &head, None, b"0").unwrap());
+    let per_thread = 25;
+    std::thread::scope(|s| {
+        for store in [&a, &b, &a, &b, &a, &b, &a, &b] {
+            s.spawn(move || {
+                let mut done = 0;
+                while done < per_thread {
+                    let now = store.get_record(Table::Heads, &head).unwrap().unwrap();
+                    let n: u64 = String::from_utf8(now.clone()).unwrap().parse().unwrap();
+                    let next = (n + 1).to_string();
+                    if store
+                        .swap_record(Table::Heads, &head, Some(&now), next.as_bytes())
+                        .unwrap()
+                    {
+                        done += 1;
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        b.get_record(Table::Heads, &head).unwrap(),
+        Some((8 * per_thread).to_string().into_bytes())
+    );
+    a.put_record(Table::WriteKeys, &[0, 0, 0, 1], None).unwrap();
+    assert_eq!(b.scan_records(Table::WriteKeys).unwrap(), vec![]);
+
+    // A front-end without the database would see none of it: refused.
+    let mut without = opts.clone();
+    without.s3.records_database = None;
+    let e = Store::open(dirs[2].path(), &without)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("records_database"), "{e}");
+    // Nor may a store whose records are in its bucket move to one.
+    let mut other = small_packs().unwrap();
+    other.s3.prefix.push_str("-bucket-records");
+    let dir = tempfile::tempdir().unwrap();
+    let c = Store::open(dir.path(), &other).unwrap();
+    c.put_record(Table::WriteKeys, &[0, 0, 0, 1], Some(b"key"))
+        .unwrap();
+    c.shutdown().unwrap();
+    drop(c);
+    other.s3.records_database = opts.s3.records_database.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let e = Store::open(dir.path(), &other).err().expect("refused");
+    assert!(e.to_string().contains("not supported"), "{e}");
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+}
+
+#[test]
+fn an_unreachable_records_database_is_named() {
+    let Some(mut opts) = small_packs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    opts.s3.records_database = Some(format!(
+        "host={} user=eventi dbname=eventi",
+        dir.path().join("no-such-socket-dir").display()
+    ));
+    let e = Store::open(dir.path(), &opts).err().expect("refused");
+    let text = e.to_string();
+    assert!(text.contains("records database"), "{text}");
+    assert!(text.contains("no-such-socket-dir/eventi"), "{text}");
+}
