@@ -277,13 +277,13 @@ impl Repo {
         let score = store::put_wait(self.store().as_ref(), BlockType::DATA, block.clone().into())?;
         self.store().sync()?;
         let seq = parent_seq + 1;
+        hold_for_test();
         let Some(heads) = self.destination.heads() else {
             self.destination.set_local_head(&self.home, &score, seq)?;
             *self.newest.lock().expect("newest head") = Some(Some((score, seq)));
             return Ok(HeadMove::Set(score));
         };
         let write = self.key.write();
-        hold_for_test();
         let mut outcomes = heads.set(write.signing_key(), score, seq, &self.up_labels());
         for (label, outcome) in outcomes.iter_mut() {
             if matches!(outcome, SetOutcome::Pruned(_)) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use eventi_shared::{BlockType, ClientError, Score, VentiClient};
 use eventi_tests::{
-    binary, config_file, is_root, keys_cli, output_text, pattern, run_eventi, Server,
+    binary, config_file, is_root, keys_cli, output_text, pattern, run_eventi, spawn_eventi, Server,
 };
 
 const PASS: &str = "correct horse";
@@ -585,11 +585,32 @@ fn a_second_command_on_an_embedded_store_is_told_the_first_is_running() {
     let env = [("EVENTI_PASSPHRASE", PASS)];
     let o = run_eventi(&home, &env, ["init"]);
     assert!(o.status.success(), "{}", output_text(&o));
-    let mut second = None;
-    let (first, _) = run_until_progress(&home, &["backup", src_arg], || {
-        second = Some(run_eventi(&home, &env, ["snapshots"]));
-    });
-    let second = second.unwrap();
+    // The first backup waits, store open, just before its head: the
+    // second command comes while it certainly runs (a race on the
+    // backup's speed otherwise).
+    let hold = dir.path().join("hold");
+    fs::write(&hold, b"").unwrap();
+    let hold_str = hold.to_str().unwrap().to_string();
+    let first = spawn_eventi(
+        &home,
+        &[
+            ("EVENTI_PASSPHRASE", PASS),
+            ("EVENTI_TEST_HOLD_HEAD", &hold_str),
+        ],
+        ["backup", src_arg],
+    );
+    let waiting = PathBuf::from(format!("{hold_str}.waiting"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !waiting.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the backup never reached its head"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = run_eventi(&home, &env, ["snapshots"]);
+    fs::remove_file(&hold).unwrap();
+    let first = first.wait_with_output().unwrap();
     assert_eq!(second.status.code(), Some(1), "{}", output_text(&second));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(
