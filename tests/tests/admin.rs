@@ -394,3 +394,41 @@ async fn a_data_directory_others_can_reach_is_reported() {
     let o = verify();
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn an_engine_flag_other_than_the_data_directory_s_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    keys_cli(&data, &["list"]); // a new directory: a log store
+    let mut serve = Command::new(binary("eventi-server"))
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--engine",
+            "blobdb",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while serve.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = serve.kill();
+            panic!("the server started on a log store asked to be blobdb");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = serve.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a log store") && err.contains("--engine blobdb"),
+        "{err}"
+    );
+}

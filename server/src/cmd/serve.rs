@@ -71,6 +71,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(h) = args.http {
         config.http = if h == "off" { String::new() } else { h };
     }
+    // The engine the command line asks for, to check against an existing
+    // data directory's (a flag that would be ignored is an error).
+    let asked_engine = args
+        .engine
+        .or(args.s3_endpoint.as_ref().map(|_| EngineKind::S3));
     if let Some(e) = args.engine {
         config.storage.engine = e;
     }
@@ -104,6 +109,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("no data directory: pass --data DIR or set `data` in the config file")?;
 
     super::require_owner(&data)?;
+    if let (Some(asked), Ok(made)) = (asked_engine, std::fs::read_to_string(data.join("ENGINE"))) {
+        if made.trim() != asked.name() {
+            anyhow::bail!(
+                "{} is a {} store (its ENGINE file): --engine {} and the --s3-* flags apply to a new data directory only",
+                data.display(),
+                made.trim(),
+                asked.name()
+            );
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("eventi-server")
