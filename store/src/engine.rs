@@ -177,6 +177,24 @@ impl EngineKind {
     }
 }
 
+/// The engine data directory `dir` was created with (its `ENGINE`
+/// file), or `None` if it has none yet (a new directory).
+pub fn engine_of(dir: &Path) -> Result<Option<EngineKind>, StoreError> {
+    let marker = dir.join("ENGINE");
+    match std::fs::read_to_string(&marker) {
+        Ok(text) => {
+            EngineKind::from_name(text.trim())
+                .map(Some)
+                .ok_or_else(|| StoreError::BadDataDir {
+                    path: dir.to_path_buf(),
+                    reason: format!("unknown engine {:?} in ENGINE file", text.trim()),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("reading", &marker, e)),
+    }
+}
+
 /// Opens the engine a data directory was created with (recorded in its
 /// `ENGINE` file), or a new one of `options.engine`.
 pub(crate) fn open_engine(
@@ -184,19 +202,15 @@ pub(crate) fn open_engine(
     options: &StoreOptions,
 ) -> Result<Arc<dyn Engine>, StoreError> {
     private::create_dir(dir).map_err(|e| StoreError::io("creating", dir, e))?;
-    let marker = dir.join("ENGINE");
-    let kind = match std::fs::read_to_string(&marker) {
-        Ok(text) => EngineKind::from_name(text.trim()).ok_or_else(|| StoreError::BadDataDir {
-            path: dir.to_path_buf(),
-            reason: format!("unknown engine {:?} in ENGINE file", text.trim()),
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let kind = match engine_of(dir)? {
+        Some(kind) => kind,
+        None => {
+            let marker = dir.join("ENGINE");
             let name = options.engine.name();
             private::write_file(&marker, format!("{name}\n").as_bytes())
                 .map_err(|e| StoreError::io("writing", &marker, e))?;
             options.engine
         }
-        Err(e) => return Err(StoreError::io("reading", &marker, e)),
     };
     match kind {
         EngineKind::Log => open_or_read_only(
@@ -224,22 +238,19 @@ pub(crate) fn open_engine_read_only(
     dir: &Path,
     options: &StoreOptions,
 ) -> Result<Arc<dyn Engine>, StoreError> {
-    let marker = dir.join("ENGINE");
-    let text =
-        std::fs::read_to_string(&marker).map_err(|e| StoreError::io("reading", &marker, e))?;
-    match text.trim() {
-        "log" => Ok(Arc::new(log::LogEngine::open_read_only(dir, options)?)),
-        "blobdb" => Ok(Arc::new(blobdb::BlobDbEngine::open_read_only(
+    match engine_of(dir)? {
+        Some(EngineKind::Log) => Ok(Arc::new(log::LogEngine::open_read_only(dir, options)?)),
+        Some(EngineKind::Blobdb) => Ok(Arc::new(blobdb::BlobDbEngine::open_read_only(
             dir, options,
         )?)),
-        "s3" => Err(StoreError::BadDataDir {
+        Some(EngineKind::S3) => Err(StoreError::BadDataDir {
             path: dir.to_path_buf(),
             reason: "an s3 store is not opened read-only beside its server: connect to the server"
                 .into(),
         }),
-        other => Err(StoreError::BadDataDir {
+        None => Err(StoreError::BadDataDir {
             path: dir.to_path_buf(),
-            reason: format!("unknown engine {other:?} in ENGINE file"),
+            reason: "no ENGINE file: not a data directory (or not made yet)".into(),
         }),
     }
 }

@@ -58,7 +58,7 @@ use bytes::Bytes;
 use eventi_shared::Score;
 
 pub use committer::{Job, SyncDone, WriteDone};
-pub use engine::{EngineKind, Lookup, StoreStats};
+pub use engine::{engine_of, EngineKind, Lookup, StoreStats};
 pub use error::StoreError;
 pub use index::Record;
 pub use key::{BlockKey, NewBlock, ANONYMOUS};

@@ -109,12 +109,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("no data directory: pass --data DIR or set `data` in the config file")?;
 
     super::require_owner(&data)?;
-    if let (Some(asked), Ok(made)) = (asked_engine, std::fs::read_to_string(data.join("ENGINE"))) {
-        if made.trim() != asked.name() {
+    if let (Some(asked), Some(made)) = (asked_engine, eventi_store::engine_of(&data)?) {
+        if made != asked {
             anyhow::bail!(
                 "{} is a {} store (its ENGINE file): --engine {} and the --s3-* flags apply to a new data directory only",
                 data.display(),
-                made.trim(),
+                made.name(),
                 asked.name()
             );
         }

@@ -70,14 +70,14 @@ impl RecordsDatabase {
             label,
         };
         let client = db.client()?;
-        let created = db.run("creating its table", async move {
+        let created = db.run("creating table eventi_records", async move {
             client.batch_execute(SCHEMA).await
         });
         if created.is_err() {
             // Two front-ends creating the table at once: one of them
             // fails on the catalogue's unique index; the table is there.
             let client = db.client()?;
-            db.run("creating its table", async move {
+            db.run("creating table eventi_records", async move {
                 client.batch_execute(SCHEMA).await
             })?;
         }
@@ -97,11 +97,11 @@ impl RecordsDatabase {
         }
         let config = self.config.clone();
         let label = self.label.clone();
-        let client = self.run("connecting to", async move {
+        let client = self.run("connecting", async move {
             let (client, connection) = config.connect(NoTls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
-                    tracing::warn!(database = %label, error = %e, "the records database connection ended");
+                    tracing::warn!(database = %label, error = %message_of(&e), "the records database connection ended");
                 }
             });
             Ok(client)
@@ -126,7 +126,7 @@ impl RecordsDatabase {
     /// Record `id` of table `tbl`.
     pub fn get(&self, tbl: &'static str, id: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let (client, store, id) = (self.client()?, self.store.clone(), id.to_vec());
-        self.run("reading a record from", async move {
+        self.run("reading a record", async move {
             let row = client
                 .query_opt(
                     "SELECT value FROM eventi_records WHERE store = $1 AND tbl = $2 AND id = $3",
@@ -146,7 +146,7 @@ impl RecordsDatabase {
     ) -> Result<(), StoreError> {
         let (client, store, id) = (self.client()?, self.store.clone(), id.to_vec());
         let value = value.map(<[u8]>::to_vec);
-        self.run("writing a record to", async move {
+        self.run("writing a record", async move {
             match value {
                 Some(v) => client
                     .execute(
@@ -171,7 +171,7 @@ impl RecordsDatabase {
     /// Every record of table `tbl`, in id order.
     pub fn scan(&self, tbl: &'static str) -> Result<Vec<Record>, StoreError> {
         let (client, store) = (self.client()?, self.store.clone());
-        self.run("listing records in", async move {
+        self.run("listing records", async move {
             let rows = client
                 .query(
                     "SELECT id, value FROM eventi_records WHERE store = $1 AND tbl = $2 ORDER BY id",
@@ -196,7 +196,7 @@ impl RecordsDatabase {
     ) -> Result<bool, StoreError> {
         let (client, store, id) = (self.client()?, self.store.clone(), id.to_vec());
         let (expected, new) = (expected.map(<[u8]>::to_vec), new.to_vec());
-        self.run("changing a record in", async move {
+        self.run("changing a record", async move {
             let changed = match expected {
                 None => client
                     .execute(

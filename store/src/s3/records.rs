@@ -31,13 +31,13 @@ impl S3Engine {
         table: Table,
         id: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        match Self::shared_table(table) {
-            Some(t) if self.database.is_some() => self.database().get(t, id),
-            Some(t) => Ok(self
+        match (Self::shared_table(table), &self.database) {
+            (Some(t), Some(db)) => db.get(t, id),
+            (Some(t), None) => Ok(self
                 .bucket
                 .get(&self.names.record(t, id))?
                 .map(|(b, _)| b.to_vec())),
-            None => self.index.get_record(table, id),
+            (None, _) => self.index.get_record(table, id),
         }
     }
 
@@ -48,16 +48,16 @@ impl S3Engine {
         id: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        match Self::shared_table(table) {
-            Some(t) if self.database.is_some() => self.database().put(t, id, value),
-            Some(t) => {
+        match (Self::shared_table(table), &self.database) {
+            (Some(t), Some(db)) => db.put(t, id, value),
+            (Some(t), None) => {
                 let name = self.names.record(t, id);
                 match value {
                     Some(v) => self.bucket.put(&name, Bytes::copy_from_slice(v)),
                     None => self.bucket.delete(&name),
                 }
             }
-            None => self.index.put_record(table, id, value),
+            (None, _) => self.index.put_record(table, id, value),
         }
     }
 
@@ -66,8 +66,8 @@ impl S3Engine {
         let Some(t) = Self::shared_table(table) else {
             return self.index.scan(table);
         };
-        if self.database.is_some() {
-            return self.database().scan(t);
+        if let Some(db) = &self.database {
+            return db.scan(t);
         }
         let names = self.bucket.list(&self.names.record_folder(t), None)?;
         let values = self.bucket.get_many(&names)?;
@@ -92,8 +92,8 @@ impl S3Engine {
         let Some(t) = Self::shared_table(table) else {
             return self.index.swap_record(table, id, expected, new);
         };
-        if self.database.is_some() {
-            return self.database().swap(t, id, expected, new);
+        if let Some(db) = &self.database {
+            return db.swap(t, id, expected, new);
         }
         let name = self.names.record(t, id);
         let current = self.bucket.get(&name)?;
@@ -127,12 +127,6 @@ impl S3Engine {
         };
         self.bucket
             .put_if(&name, Bytes::copy_from_slice(new), version)
-    }
-}
-
-impl S3Engine {
-    fn database(&self) -> &RecordsDatabase {
-        self.database.as_ref().expect("checked by the caller")
     }
 }
 
