@@ -22,6 +22,7 @@
 mod bucket;
 mod database;
 mod follow;
+mod names;
 mod options;
 pub(crate) mod pack;
 mod pages;
@@ -49,7 +50,8 @@ use crate::{BlockKey, NewBlock, StoreError, StoreOptions};
 use bucket::Bucket;
 use database::RecordsDatabase;
 use follow::ALL_READ;
-use pack::{Names, PackEntry, PackId, PackLocation};
+use names::Names;
+use pack::{PackEntry, PackId, PackLocation};
 use pages::Pages;
 use upload::{Sealed, Uploads};
 

@@ -1,5 +1,5 @@
-//! The s3 engine's formats, pure (no I/O): object names, a pack's index
-//! object, and where a block lives. Pinned in `docs/FORMAT.md`.
+//! The s3 engine's formats, pure (no I/O): a pack's index object, and
+//! where a block lives. Pinned in `docs/FORMAT.md`.
 //!
 //! A *pack* is an object holding many blocks, each as a data-log record
 //! (`log/record.rs`: a 32-byte header, then the block), back to back. Its
@@ -155,91 +155,6 @@ impl PackLocation {
     }
 }
 
-/// The object names of a store in a bucket, all under one prefix.
-#[derive(Clone, Debug)]
-pub struct Names {
-    prefix: String,
-}
-
-impl Names {
-    /// Names under `prefix` (empty, or ending in `/`).
-    pub fn new(prefix: &str) -> Names {
-        let mut prefix = prefix.trim_matches('/').to_string();
-        if !prefix.is_empty() {
-            prefix.push('/');
-        }
-        Names { prefix }
-    }
-
-    /// The object saying what the bucket holds (created once).
-    pub fn format(&self) -> String {
-        format!("{}eventi-format", self.prefix)
-    }
-
-    /// A pack.
-    pub fn pack(&self, id: PackId) -> String {
-        format!("{}packs/{:016x}/{:016x}", self.prefix, id.frontend, id.seq)
-    }
-
-    /// A pack's index.
-    pub fn index(&self, id: PackId) -> String {
-        format!("{}index/{:016x}/{:016x}", self.prefix, id.frontend, id.seq)
-    }
-
-    /// The mark a front-end leaves after its last pack index when it
-    /// closes cleanly (holding how many packs it wrote), so that the
-    /// others stop looking in its folder.
-    pub fn closed(&self, frontend: u64) -> String {
-        format!("{}index/{frontend:016x}/closed", self.prefix)
-    }
-
-    /// The folder of every front-end's pack indexes.
-    pub fn index_root(&self) -> String {
-        format!("{}index/", self.prefix)
-    }
-
-    /// Parses a pack index's name back into its pack.
-    pub fn parse_index(&self, name: &str) -> Option<PackId> {
-        let rest = name.strip_prefix(&self.index_root())?;
-        let (frontend, seq) = rest.split_once('/')?;
-        Some(PackId {
-            frontend: parse_hex16(frontend)?,
-            seq: parse_hex16(seq)?,
-        })
-    }
-
-    /// Parses the front-end of an index folder name (`.../index/<fe>/`).
-    pub fn parse_index_folder(&self, name: &str) -> Option<u64> {
-        let rest = name.strip_prefix(&self.index_root())?;
-        parse_hex16(rest.trim_end_matches('/'))
-    }
-
-    /// The object whose presence says the store keeps its write keys
-    /// and heads in a PostgreSQL database, not under `records/`.
-    pub fn records_in_database(&self) -> String {
-        format!("{}records/in-database", self.prefix)
-    }
-
-    /// A shared record (write keys, heads): `records/<table>/<hex id>`.
-    pub fn record(&self, table: &str, id: &[u8]) -> String {
-        format!("{}records/{table}/{}", self.prefix, hex::encode(id))
-    }
-
-    /// The folder of one table's shared records.
-    pub fn record_folder(&self, table: &str) -> String {
-        format!("{}records/{table}/", self.prefix)
-    }
-
-    /// The id of a shared record's name.
-    pub fn parse_record(&self, table: &str, name: &str) -> Option<Vec<u8>> {
-        hex::decode(name.strip_prefix(&self.record_folder(table))?).ok()
-    }
-}
-
-fn parse_hex16(s: &str) -> Option<u64> {
-    (s.len() == 16).then(|| u64::from_str_radix(s, 16).ok())?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn locations_and_names_round_trip() {
+    fn locations_round_trip() {
         let loc = PackLocation {
             pack: PackId {
                 frontend: 0xdead_beef_0000_0001,
@@ -304,21 +219,5 @@ mod tests {
         };
         assert_eq!(PackLocation::decode(&loc.encode()), Some(loc));
         assert_eq!(PackLocation::decode(&[0; 16]), None);
-        let names = Names::new("team/eventi/");
-        let idx = names.index(loc.pack);
-        assert_eq!(idx, "team/eventi/index/deadbeef00000001/0000000000000007");
-        assert_eq!(names.parse_index(&idx), Some(loc.pack));
-        assert_eq!(
-            names.parse_index_folder("team/eventi/index/deadbeef00000001/"),
-            Some(loc.pack.frontend)
-        );
-        assert_eq!(names.parse_index("team/eventi/index/x/y"), None);
-        let closed = names.closed(loc.pack.frontend);
-        assert_eq!(closed, "team/eventi/index/deadbeef00000001/closed");
-        assert_eq!(names.parse_index(&closed), None, "not a pack index");
-        let rec = names.record("heads", &[0xab, 0x01]);
-        assert_eq!(rec, "team/eventi/records/heads/ab01");
-        assert_eq!(names.parse_record("heads", &rec), Some(vec![0xab, 0x01]));
-        assert_eq!(Names::new("").format(), "eventi-format");
     }
 }

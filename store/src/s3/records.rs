@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::bucket::Bucket;
 use super::database::RecordsDatabase;
-use super::pack::Names;
+use super::names::Names;
 use super::{S3Engine, S3Options};
 use crate::index::Record;
 use crate::keyspace::Table;

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use eventi_shared::BlockType;
 
 use super::bucket::Bucket;
-use super::pack::{Names, PackId};
+use super::names::Names;
+use super::pack::PackId;
 use crate::tests::{options, test_s3};
 use crate::{EngineKind, NewBlock, Store, StoreOptions, Table};
 

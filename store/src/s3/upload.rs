@@ -16,7 +16,8 @@ use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use super::pack::{Names, PackId};
+use super::names::Names;
+use super::pack::PackId;
 
 /// A closed pack and its index, waiting to be durable in the bucket.
 pub struct Sealed {
