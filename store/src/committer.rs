@@ -219,7 +219,7 @@ impl Committer {
         };
         // A writer told its block is already there must hold it: a failure
         // here fails those writes, as a failed append fails new ones.
-        let refs_error = self.engine.index().add_refs(&again).err().map(|e| {
+        let refs_error = self.engine.add_refs(&again).err().map(|e| {
             tracing::error!(error = %e, "recording the writers of stored blocks failed");
             e.to_string()
         });

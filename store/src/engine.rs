@@ -94,6 +94,28 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn released(&self, keys: &[BlockKey]) {
         let _ = keys;
     }
+    /// Records that each writer stored (or marked) a block already
+    /// stored: its reference, made durable by the next sync.
+    fn add_refs(&self, refs: &[(BlockKey, u32)]) -> Result<(), StoreError> {
+        self.index().add_refs(refs)
+    }
+    /// Adds to `batch`, which drops a dead block's key, whatever the
+    /// engine keeps of it until its bytes are gone.
+    fn bury(&self, key: &BlockKey, batch: &mut rocksdb::WriteBatch) -> Result<(), StoreError> {
+        let _ = (key, batch);
+        Ok(())
+    }
+    /// Tells the other processes sharing the store, durably, that every
+    /// reference of `writer` stamped before `cutoff` is let go of.
+    fn share_release(&self, writer: u32, cutoff: u64) -> Result<(), StoreError> {
+        let _ = (writer, cutoff);
+        Ok(())
+    }
+    /// A lock that keeps the engine's own commits (other processes'
+    /// blocks and references read in) off while a prune lets blocks go.
+    fn hold_commits(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        None
+    }
     /// Copies live blocks out of segments that are mostly dead and removes
     /// them (`compact`); `exclusive` runs a step with block commits held
     /// off. Designs without segments have nothing to do.

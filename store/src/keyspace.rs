@@ -17,6 +17,7 @@
 //! | `Prune`    | `\x06p` `space`           | bytes reclaimable, reclaimed |
 //! | `Payers`   | `\x07$` score[20] type[1] | writer[4] charged, once moved |
 //! | `Remote`   | `\x08s` frontend[8]       | next pack seq[8] to read (s3) |
+//! | `Dead`     | `\x09d` score[20] type[1] | a dead block's location (s3)  |
 //!
 //! New tables take the next prefix byte here.
 
@@ -45,6 +46,9 @@ pub enum Table {
     /// The s3 engine's local cache: how far each front-end's packs are
     /// read into it, by front-end.
     Remote,
+    /// The s3 engine's local cache: where blocks no writer holds any
+    /// longer lie until their pack is removed, by block key.
+    Dead,
 }
 
 impl Table {
@@ -60,6 +64,7 @@ impl Table {
             Table::Prune => b"\x06p",
             Table::Payers => b"\x07$",
             Table::Remote => b"\x08s",
+            Table::Dead => b"\x09d",
         }
     }
 
@@ -99,6 +104,7 @@ mod tests {
             Table::Prune,
             Table::Payers,
             Table::Remote,
+            Table::Dead,
         ];
         assert_eq!(Table::Meta.prefix(), b"\0meta");
         assert_eq!(

@@ -218,6 +218,9 @@ impl Store {
         let cutoff = opened
             .since
             .min(refs::now().saturating_sub(grace.as_secs()));
+        // Shared first: a process that reads it lets the same references
+        // go, and a crash after this point is finished by every reader.
+        engine.share_release(writer, cutoff)?;
         let candidates = prune::candidates(engine, writer, cutoff)?;
         let mut outcome = prune::PruneCommitted {
             epoch: opened.epoch,
@@ -284,6 +287,13 @@ impl Store {
         new: &[u8],
     ) -> Result<bool, StoreError> {
         self.engine.swap_record(table, id, expected, new)
+    }
+
+    /// Reads now what other processes sharing the store (front-ends on
+    /// one bucket) stored and shared since the last look; the store does
+    /// so by itself every poll. Blocking.
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        self.engine.refresh()
     }
 
     /// Whether other processes may change records (write keys, heads)

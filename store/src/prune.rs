@@ -120,16 +120,13 @@ impl SpaceCounters {
 /// The prune state of `writer`.
 pub(crate) fn state(engine: &dyn Engine, writer: u32) -> Result<PruneState, StoreError> {
     Ok(engine
-        .index()
         .get_record(Table::Prune, &writer.to_be_bytes())?
         .and_then(|v| PruneState::decode(&v))
         .unwrap_or_default())
 }
 
 fn put_state(engine: &dyn Engine, writer: u32, s: &PruneState) -> Result<(), StoreError> {
-    engine
-        .index()
-        .put_record(Table::Prune, &writer.to_be_bytes(), Some(&s.encode()))
+    engine.put_record(Table::Prune, &writer.to_be_bytes(), Some(&s.encode()))
 }
 
 /// The store's space counters.
@@ -160,7 +157,7 @@ pub(crate) fn count_space(
 /// writer (at open: a clock stepped back across a restart must not stamp
 /// references older than a marking in progress).
 pub(crate) fn restore_floor(engine: &dyn Engine) -> Result<(), StoreError> {
-    for (_, v) in engine.index().scan(Table::Prune)? {
+    for (_, v) in engine.scan_records(Table::Prune)? {
         if let Some(s) = PruneState::decode(&v) {
             refs::raise_floor(s.since);
         }
@@ -199,7 +196,7 @@ pub(crate) fn hold(
         }
         present.push(stored);
     }
-    engine.index().add_refs(&held)?;
+    engine.add_refs(&held)?;
     Ok(present)
 }
 
@@ -222,12 +219,27 @@ pub(crate) fn open_commit(
             "no marking in progress for this key (begin one first)".into(),
         ));
     }
-    check().map_err(StoreError::PruneRefused)?;
     // Marks went through the WAL; make them durable before anything is
     // judged by them.
     engine.index().sync_wal()?;
     s.epoch += 1;
-    put_state(engine, writer, &s)?;
+    if engine.shares_records() {
+        // Another process may set a head meanwhile, holding no lock of
+        // this one: the epoch goes up first and the heads are read after
+        // it, while a head set checks the epoch after setting the head
+        // (and takes it back if it moved), so one of the two sees the
+        // other. A refused commit puts the epoch back: nothing was let
+        // go, and a head refused meanwhile is only sent again.
+        put_state(engine, writer, &s)?;
+        if let Err(why) = check() {
+            s.epoch -= 1;
+            put_state(engine, writer, &s)?;
+            return Err(StoreError::PruneRefused(why));
+        }
+    } else {
+        check().map_err(StoreError::PruneRefused)?;
+        put_state(engine, writer, &s)?;
+    }
     Ok(s)
 }
 
@@ -260,6 +272,19 @@ pub(crate) fn candidates(
 /// Step 3, one step: lets go of `writer`'s references to `keys` that are
 /// still stamped before `cutoff`. Run with block commits held off.
 pub(crate) fn release(
+    engine: &dyn Engine,
+    writer: u32,
+    cutoff: u64,
+    keys: &[BlockKey],
+    outcome: &mut PruneCommitted,
+) -> Result<(), StoreError> {
+    let _own_commits = engine.hold_commits();
+    release_held(engine, writer, cutoff, keys, outcome)
+}
+
+/// [`release`] for a caller that holds the engine's own commits off
+/// already (an engine applying another process's release).
+pub(crate) fn release_held(
     engine: &dyn Engine,
     writer: u32,
     cutoff: u64,
@@ -306,6 +331,7 @@ pub(crate) fn release(
         let bytes = len as i64;
         match others.iter().min() {
             None => {
+                engine.bury(key, &mut batch)?;
                 batch.delete(key.to_bytes());
                 batch.delete(&payer_key);
                 if let Some(p) = payer {

@@ -48,10 +48,26 @@ fn next_second() {
     std::thread::sleep(Duration::from_millis(1100));
 }
 
+/// The engines that give space back: the log, and s3 where one runs.
+fn reclaiming() -> Vec<StoreOptions> {
+    let mut all = vec![options(1 << 30)];
+    if crate::tests::test_s3().is_some() {
+        all.push(crate::tests::options(EngineKind::S3));
+    }
+    all
+}
+
 #[test]
 fn a_prune_lets_go_of_what_its_writer_no_longer_needs_and_only_that() {
+    for opts in reclaiming() {
+        eprintln!("engine {:?}", opts.engine);
+        prune_lets_go_of_what_is_not_needed(&opts);
+    }
+}
+
+fn prune_lets_go_of_what_is_not_needed(opts: &StoreOptions) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), &options(1 << 30)).unwrap();
+    let store = Store::open(dir.path(), opts).unwrap();
     let only_one = block("only writer 1 has it", 1);
     let shared1 = block("both writers have it", 1);
     let shared2 = block("both writers have it", 2);
@@ -111,7 +127,7 @@ fn a_prune_lets_go_of_what_its_writer_no_longer_needs_and_only_that() {
     drop(store);
 
     // All of it survives a reopen, and a block let go is new again.
-    let store = Store::open(dir.path(), &options(1 << 30)).unwrap();
+    let store = Store::open(dir.path(), opts).unwrap();
     assert_eq!(store.stats().blocks, 1);
     assert_eq!(store.usage(1).bytes, len);
     write_all(&store, std::slice::from_ref(&only_one));

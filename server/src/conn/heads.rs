@@ -107,6 +107,24 @@ impl Session<'_> {
                 .swap_record(Table::Heads, &id, old.as_deref(), &new.to_bytes())
                 .map_err(failed)?
             {
+                if store.shares_records() {
+                    // A prune through another front-end holds no lock of
+                    // this one: it raises the epoch, then reads the heads.
+                    // Read the epoch after setting the head, so one of the
+                    // two sees the other; a head that lost is taken back.
+                    if let Err(why) = super::prune::check_epoch(store, self.writer, epoch) {
+                        let back = match &old {
+                            Some(old) => {
+                                store.swap_record(Table::Heads, &id, Some(&new.to_bytes()), old)
+                            }
+                            None => store.put_record(Table::Heads, &id, None).map(|()| true),
+                        };
+                        if !matches!(back, Ok(true)) {
+                            tracing::error!(key = %self.writer_label, head = name, "a head set during a prune could not be taken back");
+                        }
+                        return Err(why);
+                    }
+                }
                 tracing::info!(key = %self.writer_label, head = name, seq = new.seq, "head set");
                 return Ok(());
             }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rocksdb::WriteBatch;
 
-use super::pack::{self, PackEntry, PackId, PackLocation};
+use super::pack::{PackId, PackIndex, PackLocation, RefEntry};
 use super::S3Engine;
 use crate::index::Wal;
 use crate::keyspace::Table;
@@ -72,8 +72,8 @@ impl S3Engine {
             if stuck.contains_key(&id.frontend) {
                 continue;
             }
-            let entries = match bytes.map(|b| pack::decode_index(&b)) {
-                Some(Ok((entries, _))) => entries,
+            let entries = match bytes.map(|b| PackIndex::decode(&b)) {
+                Some(Ok(index)) => index,
                 // A damaged (or vanished) index must not take the whole
                 // store down: this front-end's packs are followed up to
                 // it, the rest of the store is served, and the error is
@@ -96,46 +96,99 @@ impl S3Engine {
     }
 
     /// Indexes the blocks of packs other front-ends wrote (those not
-    /// already indexed), charging their writers, and records how far
-    /// each front-end is read, all in one commit.
-    fn apply(
-        &self,
-        packs: &[(PackId, Vec<PackEntry>)],
-        finished: &[u64],
-    ) -> Result<(), StoreError> {
+    /// already indexed), charging their writers; then applies the
+    /// references and releases they share, pack by pack; then records
+    /// how far each front-end is read. Everything it does is idempotent,
+    /// so packs read again after a failure change nothing twice.
+    fn apply(&self, packs: &[(PackId, PackIndex)], finished: &[u64]) -> Result<(), StoreError> {
         let _commit = self.commit_lock.lock().expect("commit lock");
         let mut batch = WriteBatch::default();
         let mut meta = self.index.meta();
         let mut charges = Vec::new();
         let mut added = HashSet::new();
-        let now = crate::refs::now();
-        let mut progress = self.progress.lock().expect("progress lock");
-        for (id, entries) in packs {
-            for e in entries {
+        for (id, index) in packs {
+            for e in &index.blocks {
                 if added.contains(&e.key) || self.index.contains(&e.key)? {
                     continue;
                 }
-                let loc = PackLocation {
-                    pack: *id,
-                    offset: e.offset,
-                    len: e.len,
-                };
+                // Stored again after it died here: the dead copy's bytes
+                // stay for the repack, the new one is the block's.
+                batch.delete(Table::Dead.key(&e.key.to_bytes()));
+                let loc = PackLocation::of(*id, e);
                 batch.put(e.key.to_bytes(), loc.encode());
-                crate::refs::put(&mut batch, &e.key, e.writer, now);
                 meta = meta.plus(e.len as usize);
                 charges.push((e.writer, u64::from(e.len)));
                 added.insert(e.key);
             }
-            let next = id.seq + 1;
-            batch.put(
-                Table::Remote.key(&id.frontend.to_be_bytes()),
-                next.to_be_bytes(),
-            );
-            progress.insert(id.frontend, next);
         }
-        for fe in finished {
-            batch.put(Table::Remote.key(&fe.to_be_bytes()), ALL_READ.to_be_bytes());
-            progress.insert(*fe, ALL_READ);
+        self.index.commit(batch, charges, meta, Wal::Off)?;
+        for (id, index) in packs {
+            // A new block's writer holds it from when its pack was sealed
+            // (also where another front-end's copy was indexed first).
+            let firsts: Vec<RefEntry> = index
+                .blocks
+                .iter()
+                .map(|e| RefEntry {
+                    key: e.key,
+                    writer: e.writer,
+                    time: index.time,
+                })
+                .collect();
+            self.apply_refs(&firsts)?;
+            self.apply_moved(*id, &index.moved)?;
+            self.apply_refs(&index.refs)?;
+            for release in &index.releases {
+                self.apply_release(release)?;
+            }
+        }
+        let mut batch = WriteBatch::default();
+        let mut read = Vec::new();
+        for (id, _) in packs {
+            read.push((id.frontend, id.seq + 1));
+        }
+        read.extend(finished.iter().map(|fe| (*fe, ALL_READ)));
+        for (fe, next) in &read {
+            batch.put(Table::Remote.key(&fe.to_be_bytes()), next.to_be_bytes());
+        }
+        self.index.commit(batch, [], self.index.meta(), Wal::Off)?;
+        self.progress.lock().expect("progress lock").extend(read);
+        Ok(())
+    }
+
+    /// Applies blocks another front-end copied into pack `id` out of a
+    /// pack being removed: their locations move there (live or dead,
+    /// their payer kept); one this front-end never heard of (its first
+    /// pack's index is gone already) is indexed and charged anew.
+    fn apply_moved(&self, id: PackId, moved: &[super::pack::PackEntry]) -> Result<(), StoreError> {
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        let mut meta = self.index.meta();
+        let mut charges = Vec::new();
+        for e in moved {
+            let dead_key = Table::Dead.key(&e.key.to_bytes());
+            let mut loc = PackLocation::of(id, e);
+            if let Some(old) = self.index.get(&e.key)? {
+                let Some(old) = PackLocation::decode(&old) else {
+                    continue;
+                };
+                // Stored anew meanwhile, out of the packs going away.
+                if !self.is_retiring(old.pack) {
+                    continue;
+                }
+                loc.writer = old.writer;
+                batch.put(e.key.to_bytes(), loc.encode());
+            } else if let Some(old) = self.index.db().get(&dead_key)? {
+                if let Some(old) = PackLocation::decode(&old) {
+                    loc.writer = old.writer;
+                }
+                batch.put(&dead_key, loc.encode());
+            } else {
+                batch.put(e.key.to_bytes(), loc.encode());
+                meta = meta.plus(e.len as usize);
+                charges.push((e.writer, u64::from(e.len)));
+            }
         }
         self.index.commit(batch, charges, meta, Wal::Off)
     }

@@ -22,6 +22,7 @@
 mod bucket;
 mod database;
 mod follow;
+mod holders;
 mod names;
 mod options;
 pub(crate) mod pack;
@@ -51,7 +52,7 @@ use bucket::Bucket;
 use database::RecordsDatabase;
 use follow::ALL_READ;
 use names::Names;
-use pack::{PackEntry, PackId, PackLocation};
+use pack::{PackEntry, PackId, PackIndex, PackLocation};
 use pages::Pages;
 use upload::{Sealed, Uploads};
 
@@ -91,7 +92,8 @@ pub struct S3Engine {
 struct OpenPack {
     seq: u64,
     data: Vec<u8>,
-    entries: Vec<PackEntry>,
+    /// What its index will say (`pack_len` is set when it is sealed).
+    index: PackIndex,
 }
 
 impl S3Engine {
@@ -154,7 +156,7 @@ impl S3Engine {
             open: Mutex::new(OpenPack {
                 seq: 0,
                 data: Vec::new(),
-                entries: Vec::new(),
+                index: PackIndex::default(),
             }),
             uploads,
             to_upload: Mutex::new(Some(tx)),
@@ -181,7 +183,7 @@ impl S3Engine {
 
     /// Closes the pack being filled and hands it to the upload task.
     fn seal(&self, open: &mut OpenPack) {
-        if open.entries.is_empty() {
+        if open.index.is_empty() {
             return;
         }
         let id = PackId {
@@ -189,8 +191,10 @@ impl S3Engine {
             seq: open.seq,
         };
         let data = Bytes::from(std::mem::take(&mut open.data));
-        let index = Bytes::from(pack::encode_index(&open.entries, data.len() as u64));
-        open.entries.clear();
+        let mut written = std::mem::take(&mut open.index);
+        written.pack_len = data.len() as u64;
+        written.time = crate::refs::now();
+        let index = Bytes::from(written.encode());
         let sealed = Arc::new(Sealed { id, data, index });
         // Into `unsent` before the sequence moves on, so that a reader
         // always finds the pack in one place or the other.
@@ -203,6 +207,12 @@ impl S3Engine {
         if let Some(tx) = self.to_upload.lock().expect("upload lock").as_ref() {
             let _ = tx.send(sealed);
         }
+    }
+
+    /// Whether `pack` is being removed by a repack (`repack.rs`).
+    fn is_retiring(&self, pack: PackId) -> bool {
+        let _ = pack;
+        false
     }
 
     /// A whole record (header and block) of this front-end's pack that
@@ -312,20 +322,18 @@ impl Engine for S3Engine {
             open.data
                 .extend_from_slice(&encode_header(&b.key, b.data.len(), b.writer));
             open.data.extend_from_slice(&b.data);
-            open.entries.push(PackEntry {
+            let entry = PackEntry {
                 key: b.key,
                 len: b.data.len() as u32,
                 writer: b.writer,
                 offset,
-            });
-            let loc = PackLocation {
-                pack: PackId {
-                    frontend: self.me,
-                    seq: open.seq,
-                },
-                offset,
-                len: b.data.len() as u32,
             };
+            open.index.blocks.push(entry);
+            let pack = PackId {
+                frontend: self.me,
+                seq: open.seq,
+            };
+            let loc = PackLocation::of(pack, &entry);
             batch.put(b.key.to_bytes(), loc.encode());
             crate::refs::put(&mut batch, &b.key, b.writer, now);
             meta = meta.plus(b.data.len());
@@ -352,6 +360,34 @@ impl Engine for S3Engine {
                 object: self.bucket.label().to_string(),
                 message,
             })
+    }
+
+    fn reclaims(&self) -> bool {
+        true
+    }
+
+    fn first_writer(&self, key: &BlockKey) -> Result<Option<u32>, StoreError> {
+        Ok(self
+            .index
+            .get(key)?
+            .and_then(|v| PackLocation::decode(&v))
+            .map(|l| l.writer))
+    }
+
+    fn add_refs(&self, refs: &[(BlockKey, u32)]) -> Result<(), StoreError> {
+        self.add_shared_refs(refs)
+    }
+
+    fn bury(&self, key: &BlockKey, batch: &mut WriteBatch) -> Result<(), StoreError> {
+        self.bury_block(key, batch)
+    }
+
+    fn share_release(&self, writer: u32, cutoff: u64) -> Result<(), StoreError> {
+        self.share_release_now(writer, cutoff)
+    }
+
+    fn hold_commits(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        Some(self.commit_lock.lock().expect("commit lock"))
     }
 
     fn stored_len(&self, key: &BlockKey) -> Result<Option<u64>, StoreError> {
@@ -434,6 +470,9 @@ fn block_of(key: &BlockKey, loc: &PackLocation, record: Bytes) -> Option<Bytes> 
     }
 }
 
+/// The local index's layout (its values carry the paying writer since 2).
+const CACHE_VERSION: &str = "cache-2";
+
 /// The file whose presence says the local index was closed cleanly.
 const CLEAN: &str = "CLEAN";
 
@@ -465,7 +504,8 @@ fn prepare_cache(
     bucket: &Bucket,
     names: &Names,
 ) -> Result<(), StoreError> {
-    let origin = format!("{} {}\n", bucket.label(), names.format());
+    // The version: a cache written in another layout is rebuilt.
+    let origin = format!("{} {} {CACHE_VERSION}\n", bucket.label(), names.format());
     let origin_file = dir.join("S3-ORIGIN");
     let same_origin = std::fs::read_to_string(&origin_file).is_ok_and(|o| o == origin);
     let clean = cache_dir.join(CLEAN);

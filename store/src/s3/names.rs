@@ -29,6 +29,12 @@ impl Names {
         format!("{}packs/{:016x}/{:016x}", self.prefix, id.frontend, id.seq)
     }
 
+    /// The folder of every front-end's packs.
+    #[cfg(test)]
+    pub fn pack_root(&self) -> String {
+        format!("{}packs/", self.prefix)
+    }
+
     /// A pack's index.
     pub fn index(&self, id: PackId) -> String {
         format!("{}index/{:016x}/{:016x}", self.prefix, id.frontend, id.seq)

@@ -16,11 +16,16 @@ use crate::keyspace::Table;
 use crate::StoreError;
 
 impl S3Engine {
-    /// The bucket object of a shared record's table, if it is shared.
-    fn shared_table(table: Table) -> Option<&'static str> {
+    /// The bucket folder (or database table name) of a shared record,
+    /// if it is shared: write keys, heads, and each writer's prune state
+    /// (its epoch and marking: a backup through one front-end must see a
+    /// prune committed through another). A prune table record that is
+    /// not a writer's (the space counters, the cutoffs read) is local.
+    fn shared_table(table: Table, id: Option<&[u8]>) -> Option<&'static str> {
         match table {
             Table::WriteKeys => Some("keys"),
             Table::Heads => Some("heads"),
+            Table::Prune if id.is_none_or(|id| id.len() == 4) => Some("prune"),
             _ => None,
         }
     }
@@ -31,7 +36,7 @@ impl S3Engine {
         table: Table,
         id: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        match (Self::shared_table(table), &self.database) {
+        match (Self::shared_table(table, Some(id)), &self.database) {
             (Some(t), Some(db)) => db.get(t, id),
             (Some(t), None) => Ok(self
                 .bucket
@@ -48,7 +53,7 @@ impl S3Engine {
         id: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        match (Self::shared_table(table), &self.database) {
+        match (Self::shared_table(table, Some(id)), &self.database) {
             (Some(t), Some(db)) => db.put(t, id, value),
             (Some(t), None) => {
                 let name = self.names.record(t, id);
@@ -63,7 +68,7 @@ impl S3Engine {
 
     /// Every record of `table`, in id order.
     pub(super) fn record_scan(&self, table: Table) -> Result<Vec<Record>, StoreError> {
-        let Some(t) = Self::shared_table(table) else {
+        let Some(t) = Self::shared_table(table, None) else {
             return self.index.scan(table);
         };
         if let Some(db) = &self.database {
@@ -89,7 +94,7 @@ impl S3Engine {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, StoreError> {
-        let Some(t) = Self::shared_table(table) else {
+        let Some(t) = Self::shared_table(table, Some(id)) else {
             return self.index.swap_record(table, id, expected, new);
         };
         if let Some(db) = &self.database {

@@ -105,7 +105,15 @@ fn front_ends_on_one_bucket_share_blocks_usage_and_records() {
     let bucket = Bucket::connect(&opts.s3).unwrap();
     let listed = bucket.list(&names.index_root(), None).unwrap();
     let closed: Vec<&String> = listed.iter().filter(|n| n.ends_with("/closed")).collect();
-    assert_eq!(closed.len(), 1, "only A wrote packs: {listed:?}");
+    // A wrote the packs, B one index of the reference it shared (the
+    // duplicate above), with no pack behind it.
+    assert_eq!(closed.len(), 2, "{listed:?}");
+    let packs = bucket.list(&names.pack_root(), None).unwrap();
+    assert_eq!(
+        packs.len(),
+        listed.len() - 3,
+        "B's index names no pack: {packs:?}"
+    );
     let dir_c = tempfile::tempdir().unwrap();
     let c = Store::open(dir_c.path(), &opts).unwrap();
     assert_eq!(c.stats().blocks, 20);
@@ -360,4 +368,81 @@ fn an_unreachable_records_database_is_named() {
     let text = e.to_string();
     assert!(text.contains("records database"), "{text}");
     assert!(text.contains("no-such-socket-dir/eventi"), "{text}");
+}
+
+/// A prune through one front-end lets go of exactly what it would on one
+/// server, whatever the other front-ends learned of holders meanwhile:
+/// references made through another count, the release reaches it, and a
+/// reference it made before hearing of the release brings the block back
+/// on both.
+#[test]
+fn a_prune_through_one_front_end_is_shared_with_the_others() {
+    let Some(opts) = small_packs() else { return };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Store::open(dir_a.path(), &opts).unwrap();
+    let b = Store::open(dir_b.path(), &opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Writer 1 stores x, y and z through A; writer 2 stores y again
+    // through B (a duplicate there, so only a shared reference).
+    let (x, y, z) = (block(900, 1), block(901, 1), block(902, 1));
+    write_all(&a, &[x.clone(), y.clone(), z.clone()], true);
+    b.refresh().unwrap();
+    let y2 = NewBlock {
+        writer: 2,
+        ..y.clone()
+    };
+    assert!(!rt.block_on(b.write(y2)).unwrap(), "y is a duplicate on B");
+    rt.block_on(b.sync()).unwrap();
+    a.refresh().unwrap();
+    assert_eq!(a.holders(&y.key).unwrap().len(), 2, "A knows B's reference");
+
+    // Writer 1 prunes through A, needing x only (a second later: stamps
+    // are in seconds).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    a.prune_begin(1).unwrap();
+    assert_eq!(a.hold(1, &[x.key]).unwrap(), vec![true]);
+    let done = a
+        .prune_commit(1, std::time::Duration::ZERO, &mut || Ok(()))
+        .unwrap();
+    assert_eq!((done.dead_blocks, done.moved_blocks), (1, 1), "{done:?}");
+    assert!(!a.contains(&z.key).unwrap(), "z is dead on A");
+    assert_eq!(a.usage(1).bytes, 5120, "writer 1 pays for x");
+    assert_eq!(a.usage(2).bytes, 5120, "writer 2 pays for y now");
+    // The epoch is shared: a backup through B learns of the prune.
+    assert_eq!(b.prune_state(1).unwrap().epoch, done.epoch);
+
+    // Before B hears of the release, writer 3 stores z there again: a
+    // duplicate on B, a reference made after the cutoff.
+    let z3 = NewBlock {
+        writer: 3,
+        ..z.clone()
+    };
+    assert!(!rt.block_on(b.write(z3)).unwrap(), "B still has z");
+    rt.block_on(b.sync()).unwrap();
+    b.refresh().unwrap();
+    a.refresh().unwrap();
+    for (name, s) in [("A", &a), ("B", &b)] {
+        assert!(s.contains(&z.key).unwrap(), "z lives on {name}");
+        assert_eq!(s.read(&z.key).unwrap(), Some(z.data.clone()), "{name}");
+        let holders: Vec<u32> = s.holders(&z.key).unwrap().iter().map(|h| h.0).collect();
+        assert_eq!(holders, vec![3], "{name}: only writer 3 holds z");
+        assert_eq!(s.usage(1).bytes, 5120, "{name}: writer 1 pays for x");
+        assert_eq!(s.usage(2).bytes, 5120, "{name}: writer 2 for y");
+        assert_eq!(s.usage(3).bytes, 5120, "{name}: writer 3 for z");
+        assert_eq!(s.stats().blocks, 3, "{name}");
+    }
+
+    // A front-end rebuilt from the bucket alone sees the same.
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = Store::open(dir_c.path(), &opts).unwrap();
+    for w in 1..=3 {
+        assert_eq!(c.usage(w).bytes, 5120, "rebuilt: writer {w}");
+    }
+    assert_eq!(c.holders(&y.key).unwrap().len(), 1, "rebuilt: y's holders");
+    assert_eq!(c.stats().blocks, 3);
+    c.shutdown().unwrap();
 }

@@ -109,7 +109,11 @@ pub async fn run(
                     let (client, uploads) = (Arc::clone(&client), Arc::clone(&uploads));
                     let name = names.pack(sealed.id);
                     sending.push_back(async move {
-                        put_until_done(&client, &uploads, &name, sealed.data.clone()).await;
+                        // A pack of shared references alone has no bytes:
+                        // its index is all there is.
+                        if !sealed.data.is_empty() {
+                            put_until_done(&client, &uploads, &name, sealed.data.clone()).await;
+                        }
                         sealed
                     });
                 }
