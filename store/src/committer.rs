@@ -351,7 +351,18 @@ fn run_syncer(
         waiting.extend(rx.try_iter());
         let result = match failed.lock().expect("failed flag").clone() {
             Some(reason) => Err(reason),
-            None => engine.sync().map_err(|e| e.to_string()),
+            // Only these writers' blocks need sending again: no reason to
+            // stop taking writes.
+            None => match engine.sync() {
+                Err(StoreError::SendAgain(reason)) => {
+                    tracing::warn!(error = %reason, "sync refused: blocks must be sent again");
+                    for done in waiting {
+                        done(Err(StoreError::SendAgain(reason.clone())));
+                    }
+                    continue;
+                }
+                other => other.map_err(|e| e.to_string()),
+            },
         };
         if let Err(reason) = &result {
             tracing::error!(error = %reason, "sync failed; refusing further writes");

@@ -67,10 +67,13 @@ pub enum StoreError {
     #[error("prune refused: {0}")]
     PruneRefused(String),
     /// The store's design keeps every block (the BlobDB engine).
-    #[error(
-        "this store cannot reclaim space (its engine keeps every block: blobdb, and s3 for now)"
-    )]
+    #[error("this store cannot reclaim space (its engine keeps every block: blobdb)")]
     CannotReclaim,
+    /// Blocks a writer was told were stored already are gone (a repack
+    /// removed their pack meanwhile): it must send them again. The store
+    /// itself is fine and goes on.
+    #[error("{0}")]
+    SendAgain(String),
     /// The PostgreSQL database that holds an s3 store's write keys and
     /// heads failed (or was refused).
     #[error("records database {database}: {what}: {message}")]

@@ -18,6 +18,8 @@
 //! | `Payers`   | `\x07$` score[20] type[1] | writer[4] charged, once moved |
 //! | `Remote`   | `\x08s` frontend[8]       | next pack seq[8] to read (s3) |
 //! | `Dead`     | `\x09d` score[20] type[1] | a dead block's location (s3)  |
+//! | `Packs`    | `\x0an` frontend[8] seq[8] | a pack's length[8] (s3)      |
+//! | `Repack`   | `\x0bl` `lease`            | the repack lease (s3, shared) |
 //!
 //! New tables take the next prefix byte here.
 
@@ -49,6 +51,10 @@ pub enum Table {
     /// The s3 engine's local cache: where blocks no writer holds any
     /// longer lie until their pack is removed, by block key.
     Dead,
+    /// The s3 engine's local cache: every pack's length, by pack.
+    Packs,
+    /// The s3 engine's repack lease, a record every front-end shares.
+    Repack,
 }
 
 impl Table {
@@ -65,6 +71,8 @@ impl Table {
             Table::Payers => b"\x07$",
             Table::Remote => b"\x08s",
             Table::Dead => b"\x09d",
+            Table::Packs => b"\x0an",
+            Table::Repack => b"\x0bl",
         }
     }
 
@@ -105,6 +113,8 @@ mod tests {
             Table::Payers,
             Table::Remote,
             Table::Dead,
+            Table::Packs,
+            Table::Repack,
         ];
         assert_eq!(Table::Meta.prefix(), b"\0meta");
         assert_eq!(

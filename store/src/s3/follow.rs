@@ -143,8 +143,9 @@ impl S3Engine {
         }
         let mut batch = WriteBatch::default();
         let mut read = Vec::new();
-        for (id, _) in packs {
+        for (id, index) in packs {
             read.push((id.frontend, id.seq + 1));
+            self.note_pack(&mut batch, *id, index.pack_len);
         }
         read.extend(finished.iter().map(|fe| (*fe, ALL_READ)));
         for (fe, next) in &read {
@@ -157,8 +158,9 @@ impl S3Engine {
 
     /// Applies blocks another front-end copied into pack `id` out of a
     /// pack being removed: their locations move there (live or dead,
-    /// their payer kept); one this front-end never heard of (its first
-    /// pack's index is gone already) is indexed and charged anew.
+    /// their payer kept), even before this front-end has heard of the
+    /// plan; one it never heard of (its first pack's index is emptied
+    /// already) is indexed and charged anew.
     fn apply_moved(&self, id: PackId, moved: &[super::pack::PackEntry]) -> Result<(), StoreError> {
         if moved.is_empty() {
             return Ok(());
@@ -173,10 +175,8 @@ impl S3Engine {
                 let Some(old) = PackLocation::decode(&old) else {
                     continue;
                 };
-                // Stored anew meanwhile, out of the packs going away.
-                if !self.is_retiring(old.pack) {
-                    continue;
-                }
+                // Whether or not it was stored anew meanwhile, the copy is
+                // good: its pack is not one being removed.
                 loc.writer = old.writer;
                 batch.put(e.key.to_bytes(), loc.encode());
             } else if let Some(old) = self.index.db().get(&dead_key)? {

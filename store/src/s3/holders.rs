@@ -48,9 +48,19 @@ impl S3Engine {
         let now = crate::refs::now();
         let mut revived = Revival::new(self);
         for (key, writer) in refs {
-            if !revived.present(key)? {
-                return Err(StoreError::Failed(format!(
-                    "block {} was let go of by a prune meanwhile and its pack removed: send it again",
+            // Taken as stored a moment ago; now in a pack a repack is
+            // removing (or gone): the writer must send it again, and it
+            // is then stored anew (`repack.rs`).
+            let lasting = revived.present(key)?
+                && self
+                    .index
+                    .get(key)?
+                    .and_then(|v| PackLocation::decode(&v))
+                    .or(revived.location(key))
+                    .is_some_and(|l| !self.is_retiring(l.pack));
+            if !lasting {
+                return Err(StoreError::SendAgain(format!(
+                    "block {} is in a pack being removed after a prune: send it again",
                     key.score
                 )));
             }
@@ -58,6 +68,10 @@ impl S3Engine {
             revived.charge(key, *writer);
         }
         revived.commit()?;
+        self.unfenced
+            .lock()
+            .expect("unfenced lock")
+            .extend(refs.iter().map(|(key, _)| *key));
         let mut open = self.open.lock().expect("open pack lock");
         open.index
             .refs
@@ -166,8 +180,8 @@ struct Revival<'a> {
     engine: &'a S3Engine,
     batch: WriteBatch,
     meta: crate::index::Meta,
-    /// Blocks brought back in this batch, with their lengths.
-    revived: HashMap<BlockKey, u64>,
+    /// Blocks brought back in this batch, with their locations.
+    revived: HashMap<BlockKey, PackLocation>,
     /// Those of them charged to a new payer already.
     charged: HashSet<BlockKey>,
     charges: Vec<(u32, u64)>,
@@ -201,20 +215,25 @@ impl<'a> Revival<'a> {
         self.batch.put(key.to_bytes(), loc.encode());
         self.batch.delete(&dead_key);
         self.meta = self.meta.plus(loc.len as usize);
-        self.revived.insert(*key, u64::from(loc.len));
+        self.revived.insert(*key, loc);
         Ok(true)
+    }
+
+    /// Where a block brought back in this batch lies.
+    fn location(&self, key: &BlockKey) -> Option<PackLocation> {
+        self.revived.get(key).copied()
     }
 
     /// Charges a block brought back in this batch to its first new
     /// holder (who pays for it from now on: table `Payers`).
     fn charge(&mut self, key: &BlockKey, writer: u32) {
-        let Some(len) = self.revived.get(key) else {
+        let Some(loc) = self.revived.get(key) else {
             return;
         };
         if !self.charged.insert(*key) {
             return;
         }
-        self.charges.push((writer, *len));
+        self.charges.push((writer, u64::from(loc.len)));
         self.batch
             .put(Table::Payers.key(&key.to_bytes()), writer.to_be_bytes());
     }

@@ -27,15 +27,17 @@ mod names;
 mod options;
 pub(crate) mod pack;
 mod pages;
+mod plan;
 mod records;
+mod repack;
 mod upload;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -87,6 +89,16 @@ pub struct S3Engine {
     conditional: std::sync::OnceLock<bool>,
     /// Where write keys and heads are kept instead of the bucket.
     database: Option<RecordsDatabase>,
+    /// Packs a repack is removing or has removed: a block in them is not
+    /// taken as stored (`repack.rs`).
+    retiring: RwLock<HashSet<PackId>>,
+    /// The repack plans applied, and this front-end's heartbeat.
+    following: Mutex<repack::Following>,
+    /// Blocks taken as already stored since the last sync: checked
+    /// again if a repack plan was missed (`repack.rs`).
+    unfenced: Mutex<Vec<BlockKey>>,
+    /// Those found removed meanwhile: the next sync fails.
+    poisoned: Mutex<Vec<BlockKey>>,
 }
 
 struct OpenPack {
@@ -167,9 +179,15 @@ impl S3Engine {
             stuck: Mutex::new(HashMap::new()),
             conditional,
             database,
+            retiring: RwLock::new(HashSet::new()),
+            following: Mutex::new(repack::Following::default()),
+            unfenced: Mutex::new(Vec::new()),
+            poisoned: Mutex::new(Vec::new()),
         };
+        *engine.retiring.write().expect("retiring lock") = engine.load_gone_packs()?;
         let started = Instant::now();
         let read = engine.read_new_packs()?;
+        engine.follow_plans()?;
         tracing::info!(
             bucket = %engine.bucket.label(),
             frontend = %format!("{me:016x}"),
@@ -193,6 +211,11 @@ impl S3Engine {
         let data = Bytes::from(std::mem::take(&mut open.data));
         let mut written = std::mem::take(&mut open.index);
         written.pack_len = data.len() as u64;
+        let mut noted = WriteBatch::default();
+        self.note_pack(&mut noted, id, written.pack_len);
+        if let Err(e) = self.index.db().write(noted) {
+            tracing::warn!(error = %e, "cannot note a pack's length; a repack will not consider it");
+        }
         written.time = crate::refs::now();
         let index = Bytes::from(written.encode());
         let sealed = Arc::new(Sealed { id, data, index });
@@ -211,8 +234,34 @@ impl S3Engine {
 
     /// Whether `pack` is being removed by a repack (`repack.rs`).
     fn is_retiring(&self, pack: PackId) -> bool {
-        let _ = pack;
-        false
+        self.retiring.read().expect("retiring lock").contains(&pack)
+    }
+
+    /// Where a block is, unless it is in a pack being removed (then it
+    /// counts as not stored, and a write stores it anew).
+    fn lasting_location(&self, key: &BlockKey) -> Result<Option<PackLocation>, StoreError> {
+        Ok(self
+            .index
+            .get(key)?
+            .and_then(|v| PackLocation::decode(&v))
+            .filter(|l| !self.is_retiring(l.pack)))
+    }
+
+    /// Closes the pack being filled and waits until it and every pack
+    /// before it are in the bucket.
+    fn seal_and_wait(&self) -> Result<(), StoreError> {
+        let target = {
+            let mut open = self.open.lock().expect("open pack lock");
+            self.seal(&mut open);
+            open.seq
+        };
+        self.uploads
+            .wait_durable(target)
+            .map_err(|message| StoreError::Bucket {
+                what: "syncing to",
+                object: self.bucket.label().to_string(),
+                message,
+            })
     }
 
     /// A whole record (header and block) of this front-end's pack that
@@ -315,9 +364,15 @@ impl Engine for S3Engine {
         for b in blocks {
             // Another front-end's copy may have been read in since the
             // committer looked: keep that one.
-            if self.index.contains(&b.key)? {
+            if self.lasting_location(&b.key)?.is_some() {
                 continue;
             }
+            // In a pack being removed: this copy is its home from now on,
+            // charged already to whoever paid for it.
+            let relocated = self
+                .index
+                .get(&b.key)?
+                .and_then(|v| PackLocation::decode(&v));
             let offset = open.data.len() as u64;
             open.data
                 .extend_from_slice(&encode_header(&b.key, b.data.len(), b.writer));
@@ -333,11 +388,16 @@ impl Engine for S3Engine {
                 frontend: self.me,
                 seq: open.seq,
             };
-            let loc = PackLocation::of(pack, &entry);
-            batch.put(b.key.to_bytes(), loc.encode());
+            let mut loc = PackLocation::of(pack, &entry);
             crate::refs::put(&mut batch, &b.key, b.writer, now);
-            meta = meta.plus(b.data.len());
-            charges.push((b.writer, b.data.len() as u64));
+            match relocated {
+                Some(old) => loc.writer = old.writer,
+                None => {
+                    meta = meta.plus(b.data.len());
+                    charges.push((b.writer, b.data.len() as u64));
+                }
+            }
+            batch.put(b.key.to_bytes(), loc.encode());
             // Sealed before the batch is indexed: a reader finds no
             // entry for it yet, and then finds the pack in `unsent`.
             if open.data.len() as u64 >= self.options.pack_bytes {
@@ -348,18 +408,27 @@ impl Engine for S3Engine {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        let target = {
-            let mut open = self.open.lock().expect("open pack lock");
-            self.seal(&mut open);
-            open.seq
-        };
-        self.uploads
-            .wait_durable(target)
-            .map_err(|message| StoreError::Bucket {
-                what: "syncing to",
-                object: self.bucket.label().to_string(),
-                message,
-            })
+        self.fence()?;
+        let taken = self.unfenced.lock().expect("unfenced lock").len();
+        self.seal_and_wait()?;
+        // Durable now: a repack that passes this front-end over reads them.
+        self.unfenced.lock().expect("unfenced lock").drain(..taken);
+        Ok(())
+    }
+
+    fn contains(&self, key: &BlockKey) -> Result<bool, StoreError> {
+        Ok(self.lasting_location(key)?.is_some())
+    }
+
+    fn compact(
+        &self,
+        options: &crate::compact::CompactOptions,
+        exclusive: &crate::compact::Exclusive<'_>,
+    ) -> Result<crate::compact::CompactReport, StoreError> {
+        // Steps take the engine's own commit lock: the committer may go
+        // on storing meanwhile.
+        let _ = exclusive;
+        self.repack(options)
     }
 
     fn reclaims(&self) -> bool {
@@ -400,6 +469,10 @@ impl Engine for S3Engine {
 
     fn close(&self) -> Result<(), StoreError> {
         self.to_upload.lock().expect("upload lock").take();
+        // Gone: a repack need not wait for this front-end.
+        if let Err(e) = self.bucket.delete(&self.names.heartbeat(self.me)) {
+            tracing::warn!(error = %e, "cannot remove this front-end's heartbeat; a repack waits for it to age");
+        }
         // This front-end's own packs are indexed already: a later start
         // (with another id) need not read them again.
         let durable = self.uploads.durable();
@@ -431,7 +504,8 @@ impl Engine for S3Engine {
         // Held while reading, so that looks never overlap.
         let mut last = self.refreshed.lock().expect("refresh lock");
         *last = Instant::now();
-        self.read_new_packs().map(|_| ())
+        self.read_new_packs()?;
+        self.follow_plans()
     }
 
     fn shares_records(&self) -> bool {

@@ -68,6 +68,36 @@ impl Names {
         parse_hex16(rest.trim_end_matches('/'))
     }
 
+    /// A repack's plan.
+    pub fn plan(&self, generation: u64) -> String {
+        format!("{}repack/plans/{generation:016x}", self.prefix)
+    }
+
+    /// The folder of the repack plans.
+    pub fn plan_root(&self) -> String {
+        format!("{}repack/plans/", self.prefix)
+    }
+
+    /// A front-end's heartbeat.
+    pub fn heartbeat(&self, frontend: u64) -> String {
+        format!("{}frontends/{frontend:016x}", self.prefix)
+    }
+
+    /// The folder of the heartbeats.
+    pub fn heartbeat_root(&self) -> String {
+        format!("{}frontends/", self.prefix)
+    }
+
+    /// The front-end of a heartbeat's name.
+    pub fn parse_heartbeat(&self, name: &str) -> Option<u64> {
+        parse_hex16(name.strip_prefix(&self.heartbeat_root())?)
+    }
+
+    /// The generation of a plan's name.
+    pub fn parse_plan(&self, name: &str) -> Option<u64> {
+        parse_hex16(name.strip_prefix(&self.plan_root())?)
+    }
+
     /// The object whose presence says the store keeps its write keys
     /// and heads in a PostgreSQL database, not under `records/`.
     pub fn records_in_database(&self) -> String {
@@ -120,5 +150,11 @@ mod tests {
         assert_eq!(rec, "team/eventi/records/heads/ab01");
         assert_eq!(names.parse_record("heads", &rec), Some(vec![0xab, 0x01]));
         assert_eq!(Names::new("").format(), "eventi-format");
+        let plan = names.plan(3);
+        assert_eq!(plan, "team/eventi/repack/plans/0000000000000003");
+        assert_eq!(names.parse_plan(&plan), Some(3));
+        let beat = names.heartbeat(pack.frontend);
+        assert_eq!(beat, "team/eventi/frontends/deadbeef00000001");
+        assert_eq!(names.parse_heartbeat(&beat), Some(pack.frontend));
     }
 }

@@ -44,6 +44,10 @@ pub struct S3Options {
     pub uploads: usize,
     /// Seconds a request is retried before it fails.
     pub retry_secs: u64,
+    /// Seconds a front-end that has not written its heartbeat is taken
+    /// for gone by a repack (and after half of which it answers no sync
+    /// before it has looked for repack plans again).
+    pub lease_secs: u64,
 }
 
 impl Default for S3Options {
@@ -62,6 +66,7 @@ impl Default for S3Options {
             cache_bytes: 256 << 20,
             uploads: 4,
             retry_secs: 30,
+            lease_secs: 60,
         }
     }
 }

@@ -26,6 +26,7 @@ impl S3Engine {
             Table::WriteKeys => Some("keys"),
             Table::Heads => Some("heads"),
             Table::Prune if id.is_none_or(|id| id.len() == 4) => Some("prune"),
+            Table::Repack => Some("repack"),
             _ => None,
         }
     }

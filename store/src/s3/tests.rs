@@ -446,3 +446,184 @@ fn a_prune_through_one_front_end_is_shared_with_the_others() {
     assert_eq!(c.stats().blocks, 3);
     c.shutdown().unwrap();
 }
+
+/// Front-ends that follow plans by themselves, quickly.
+fn repacking() -> Option<StoreOptions> {
+    let mut o = small_packs()?;
+    o.s3.poll_millis = 200;
+    o.s3.lease_secs = 8;
+    Some(o)
+}
+
+fn objects_under(opts: &StoreOptions, folder: &str) -> usize {
+    let bucket = Bucket::connect(&opts.s3).unwrap();
+    bucket.list(folder, None).unwrap().len()
+}
+
+/// After a prune, a repack through one front-end removes the packs that
+/// are mostly dead while another front-end serves: every block a writer
+/// holds still reads through both, and through a front-end rebuilt from
+/// the bucket alone; usage is unchanged; fewer packs are left.
+#[test]
+fn a_repack_gives_space_back_and_every_live_block_still_reads_everywhere() {
+    let Some(opts) = repacking() else { return };
+    let names = Names::new(&opts.s3.prefix);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Store::open(dir_a.path(), &opts).unwrap();
+    let b = Store::open(dir_b.path(), &opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ones: Vec<NewBlock> = (0..40).map(|n| block(2000 + n, 1)).collect();
+    write_all(&a, &ones, true);
+    b.refresh().unwrap();
+    // Writer 2 holds ten of them too, and five of its own.
+    let twos: Vec<NewBlock> = ones[10..20]
+        .iter()
+        .map(|blk| NewBlock {
+            writer: 2,
+            ..blk.clone()
+        })
+        .chain((0..5).map(|n| block(3000 + n, 2)))
+        .collect();
+    write_all(&b, &twos, true);
+    a.refresh().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Writer 1 keeps five.
+    a.prune_begin(1).unwrap();
+    let kept: Vec<_> = ones[..5].iter().map(|blk| blk.key).collect();
+    a.hold(1, &kept).unwrap();
+    let done = a
+        .prune_commit(1, std::time::Duration::ZERO, &mut || Ok(()))
+        .unwrap();
+    assert_eq!(done.dead_blocks, 25, "{done:?}");
+    b.refresh().unwrap();
+    let usage = |s: &Store| (s.usage(1), s.usage(2));
+    let (before_a, before_b) = (usage(&a), usage(&b));
+    assert_eq!(before_a.0.blocks, 5);
+    assert_eq!(before_a.1.blocks, 15);
+    let packs_before = objects_under(&opts, &names.pack_root());
+
+    let options = crate::compact::CompactOptions {
+        live_below: 0.5,
+        ..Default::default()
+    };
+    let report = a.compact(&options).unwrap();
+    assert!(report.removed > 0, "{report:?}");
+    assert!(report.bytes_freed > 0, "{report:?}");
+    let packs_after = objects_under(&opts, &names.pack_root());
+    assert!(
+        packs_after < packs_before,
+        "{packs_before} packs before, {packs_after} after: {report:?}"
+    );
+    b.refresh().unwrap();
+
+    let live: Vec<&NewBlock> = ones[..5]
+        .iter()
+        .chain(&ones[10..20])
+        .chain(&twos[10..])
+        .collect();
+    for (name, s) in [("A", &a), ("B", &b)] {
+        for (i, blk) in live.iter().enumerate() {
+            let got = s.read(&blk.key).unwrap();
+            assert!(
+                got.as_ref() == Some(&blk.data),
+                "{name}: live block {i}: {:?}",
+                got.map(|d| d.len())
+            );
+        }
+        assert!(s.read(&ones[30].key).unwrap().is_none(), "{name}: dead");
+        assert_eq!(usage(s), (before_a.0, before_a.1), "{name}: usage");
+    }
+    assert_eq!(usage(&b), (before_b.0, before_b.1));
+    // A dead block written again is new, and stored.
+    assert!(rt.block_on(b.write(ones[30].clone())).unwrap());
+    rt.block_on(b.sync()).unwrap();
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = Store::open(dir_c.path(), &opts).unwrap();
+    for (i, blk) in live.iter().copied().chain([&ones[30]]).enumerate() {
+        let got = c.read(&blk.key).unwrap();
+        assert!(
+            got.as_ref() == Some(&blk.data),
+            "rebuilt: block {i}: {:?}",
+            got.map(|d| d.len())
+        );
+    }
+    assert!(c.read(&ones[31].key).unwrap().is_none(), "rebuilt: dead");
+    assert_eq!(
+        c.usage(1).blocks,
+        6,
+        "rebuilt: writer 1's five and the new one"
+    );
+    assert_eq!(c.usage(2).blocks, 15, "rebuilt: writer 2");
+    c.shutdown().unwrap();
+}
+
+/// A front-end that stalls (here: one that never polls) is passed over
+/// by a repack once its heartbeat ages past the lease; its next sync
+/// looks for plans first, and fails, naming the block, if a block it took
+/// as already stored during the stall was removed. Sent again, the block
+/// is stored anew; one that was copied needs nothing.
+#[test]
+fn a_stalled_front_end_is_passed_over_and_its_next_sync_refuses_what_was_removed() {
+    let Some(opts) = repacking() else { return };
+    let mut stalled = opts.clone();
+    stalled.s3.poll_millis = 600_000;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Store::open(dir_a.path(), &opts).unwrap();
+    let ones: Vec<NewBlock> = (0..20).map(|n| block(4000 + n, 1)).collect();
+    write_all(&a, &ones, true);
+    let b = Store::open(dir_b.path(), &stalled).unwrap();
+    assert_eq!(b.stats().blocks, 20);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    a.prune_begin(1).unwrap();
+    a.hold(1, &[ones[0].key, ones[1].key]).unwrap();
+    let done = a
+        .prune_commit(1, std::time::Duration::ZERO, &mut || Ok(()))
+        .unwrap();
+    assert_eq!(done.dead_blocks, 18);
+
+    // Before B hears of any of it: writer 3 stores a block A let go of,
+    // writer 4 one A keeps. Both are duplicates on B.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let gone = NewBlock {
+        writer: 3,
+        ..ones[15].clone()
+    };
+    let copied = NewBlock {
+        writer: 4,
+        ..ones[0].clone()
+    };
+    assert!(!rt.block_on(b.write(gone.clone())).unwrap());
+    assert!(!rt.block_on(b.write(copied.clone())).unwrap());
+
+    let report = a
+        .compact(&crate::compact::CompactOptions {
+            live_below: 0.5,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(report.removed > 0, "B was passed over: {report:?}");
+
+    let err = rt.block_on(b.sync()).unwrap_err().to_string();
+    assert!(err.contains(&gone.key.score.to_string()), "{err}");
+    assert!(err.contains("send them again"), "{err}");
+    // Sent again, it is new; the sync then succeeds.
+    assert!(rt.block_on(b.write(gone.clone())).unwrap());
+    rt.block_on(b.sync()).unwrap();
+    a.refresh().unwrap();
+    for (name, s) in [("A", &a), ("B", &b)] {
+        for blk in [&gone, &copied, &ones[1]] {
+            let got = s.read(&blk.key).unwrap();
+            assert!(got.as_ref() == Some(&blk.data), "{name}: {}", blk.key.score);
+        }
+        assert!(s.read(&ones[16].key).unwrap().is_none(), "{name}: dead");
+    }
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+}
