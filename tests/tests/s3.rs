@@ -515,3 +515,98 @@ fn reads_go_on_when_one_of_two_volume_servers_dies() {
     assert_same_file_tree(&src, &target.join("src"));
     ok(eventi(&home, &["check", "--read-data"]));
 }
+
+/// Lists the bucket's pack objects under the store's prefix.
+fn pack_objects(url: &str, bucket: &str, prefix: &str) -> usize {
+    let listing = std::process::Command::new("curl")
+        .args([
+            "-sSf",
+            &format!("{url}/{bucket}?list-type=2&prefix={prefix}/packs/"),
+        ])
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    String::from_utf8_lossy(&listing.stdout)
+        .matches("<Key>")
+        .count()
+}
+
+#[test]
+fn forget_and_prune_through_one_front_end_give_the_bucket_space_back() {
+    let Some((url, bucket)) = object_store() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::new(dir.path(), url.clone(), bucket.clone());
+    // Small packs, a short lease, and packs repacked unless nearly full.
+    store.settings =
+        "pack_bytes = 262144\nlease_secs = 6\n[prune]\ngrace_secs = 0\ncompact_live_below = 0.9\n"
+            .into();
+    let fronts = [store.front_end(0), store.front_end(1)];
+    let home = dir.path().join("home");
+    let o = ok(eventi(
+        &home,
+        &[
+            "init",
+            "--trust-on-first-use",
+            "--server",
+            &fronts[0].addr.to_string(),
+        ],
+    ));
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    keys_cli(&fronts[0].data, &["add", "me", &line, "--quota", "1GiB"]);
+    until_keys(&fronts[1], |l| used_bytes(l, "me").is_some());
+
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("steady"), pattern(7, 300_000)).unwrap();
+    for n in 0..4 {
+        fs::write(src.join("changing"), pattern(100 + n, 400_000)).unwrap();
+        ok(eventi(&home, &["backup", src.to_str().unwrap()]));
+    }
+    let before = pack_objects(&url, &bucket, &store.prefix);
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // Forget and prune through the other front-end.
+    use_front_end(&home, &fronts[0], &fronts[1]);
+    let o = ok(eventi(
+        &home,
+        &["forget", "--keep-last", "1", "--prune", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pruned = &v["prune"]["stores"][0];
+    assert!(pruned["dead_bytes"].as_u64().unwrap() > 900_000, "{v}");
+    // Its compactor repacks in the background, the first front-end
+    // following the plan.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fronts[1].metric("eventi_reclaimed_bytes") < 900_000.0 {
+        assert!(Instant::now() < deadline, "no repack within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = pack_objects(&url, &bucket, &store.prefix);
+    eprintln!(
+        "pack objects: {before} before, {after} after; {} bytes given back",
+        fronts[1].metric("eventi_reclaimed_bytes")
+    );
+    assert!(
+        after < before,
+        "{before} pack objects before, {after} after"
+    );
+
+    // What is kept restores and checks through the first front-end.
+    use_front_end(&home, &fronts[1], &fronts[0]);
+    let target = dir.path().join("restored");
+    let spec = format!("latest:{}", src.display());
+    ok(eventi(&home, &["restore", &spec, target.to_str().unwrap()]));
+    assert_same_file_tree(&src, &target.join("src"));
+    let o = ok(eventi(&home, &["check", "--all", "--read-data", "--json"]));
+    assert!(
+        output_text(&o).contains("\"clean\": true"),
+        "{}",
+        output_text(&o)
+    );
+    // And the chain goes on.
+    fs::write(src.join("changing"), pattern(200, 400_000)).unwrap();
+    ok(eventi(&home, &["backup", src.to_str().unwrap()]));
+    ok(eventi(&home, &["check", "--all", "--read-data"]));
+}

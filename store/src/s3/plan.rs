@@ -51,20 +51,23 @@ pub struct Plan {
     /// In [`Phase::Moved`]: the repacker's packs below this sequence
     /// number hold every copy.
     pub moved_through: u64,
+    /// In [`Phase::Done`]: bytes given back (the packs' less the copies').
+    pub freed: u64,
     /// The packs it removes.
     pub packs: Vec<PackId>,
 }
 
 impl Plan {
     /// `"EvP1" generation[8] phase[1] repacker[8] moved_through[8]
-    /// count[4] {frontend[8] seq[8]}×count sha1[20]`.
+    /// freed[8] count[4] {frontend[8] seq[8]}×count sha1[20]`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(53 + self.packs.len() * 16);
+        let mut out = Vec::with_capacity(61 + self.packs.len() * 16);
         out.extend_from_slice(PLAN_MAGIC);
         out.extend_from_slice(&self.generation.to_be_bytes());
         out.push(self.phase as u8);
         out.extend_from_slice(&self.repacker.to_be_bytes());
         out.extend_from_slice(&self.moved_through.to_be_bytes());
+        out.extend_from_slice(&self.freed.to_be_bytes());
         out.extend_from_slice(&(self.packs.len() as u32).to_be_bytes());
         for p in &self.packs {
             out.extend_from_slice(&p.frontend.to_be_bytes());
@@ -77,7 +80,7 @@ impl Plan {
 
     /// Parses a plan; `None` if it is damaged or not one.
     pub fn decode(bytes: &[u8]) -> Option<Plan> {
-        if bytes.len() < 53 || &bytes[..4] != PLAN_MAGIC {
+        if bytes.len() < 61 || &bytes[..4] != PLAN_MAGIC {
             return None;
         }
         let (body, sum) = bytes.split_at(bytes.len() - 20);
@@ -85,14 +88,14 @@ impl Plan {
             return None;
         }
         let u64_at = |i: usize| u64::from_be_bytes(body[i..i + 8].try_into().expect("8"));
-        let count = u32::from_be_bytes(body[29..33].try_into().expect("4")) as usize;
-        if body.len() != 33 + count * 16 {
+        let count = u32::from_be_bytes(body[37..41].try_into().expect("4")) as usize;
+        if body.len() != 41 + count * 16 {
             return None;
         }
         let packs = (0..count)
             .map(|i| PackId {
-                frontend: u64_at(33 + i * 16),
-                seq: u64_at(41 + i * 16),
+                frontend: u64_at(41 + i * 16),
+                seq: u64_at(49 + i * 16),
             })
             .collect();
         Some(Plan {
@@ -100,6 +103,7 @@ impl Plan {
             phase: Phase::from_byte(body[12])?,
             repacker: u64_at(13),
             moved_through: u64_at(21),
+            freed: u64_at(29),
             packs,
         })
     }
@@ -187,6 +191,7 @@ mod tests {
             phase: Phase::Moved,
             repacker: 0xab,
             moved_through: 9,
+            freed: 4096,
             packs: vec![
                 PackId {
                     frontend: 1,
@@ -206,8 +211,9 @@ mod tests {
             assert_eq!(Plan::decode(&bad), None, "byte {i}");
         }
         assert_eq!(
-            hex::encode(&bytes[..33]),
-            "4576503100000000000000030200000000000000ab000000000000000900000002"
+            hex::encode(&bytes[..41]),
+            "4576503100000000000000030200000000000000ab0000000000000009\
+             000000000000100000000002"
         );
         let beat = Heartbeat {
             generation: 3,

@@ -132,6 +132,7 @@ impl S3Engine {
             }
             if plan.phase == Phase::Done && following.applied[generation] < Phase::Done {
                 self.forget_packs(&plan.packs)?;
+                crate::prune::count_space(self, -(plan.freed as i64), plan.freed)?;
                 following.applied.insert(*generation, Phase::Done);
             }
         }
@@ -275,6 +276,7 @@ impl S3Engine {
             phase: Phase::Retire,
             repacker: self.me,
             moved_through: 0,
+            freed: 0,
             packs: packs.clone(),
         };
         let name = self.names.plan(plan.generation);
@@ -305,6 +307,7 @@ impl S3Engine {
         }
         report.bytes_freed = report.bytes_freed.saturating_sub(report.bytes_copied);
         plan.phase = Phase::Done;
+        plan.freed = report.bytes_freed;
         self.bucket.put(&name, Bytes::from(plan.encode()))?;
         self.follow_plans()?;
         // Older plans are done or given up: nobody needs them.
