@@ -187,7 +187,11 @@ impl S3Engine {
         *engine.retiring.write().expect("retiring lock") = engine.load_gone_packs()?;
         let started = Instant::now();
         let read = engine.read_new_packs()?;
-        engine.follow_plans()?;
+        // Needs a write (the heartbeat): a store refusing writes is still
+        // served for reading, and the refresher tries again.
+        if let Err(e) = engine.follow_plans() {
+            tracing::warn!(error = %e, "cannot follow repack plans yet; retrying at the next poll");
+        }
         tracing::info!(
             bucket = %engine.bucket.label(),
             frontend = %format!("{me:016x}"),
