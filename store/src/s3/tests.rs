@@ -467,6 +467,21 @@ fn objects_under(opts: &StoreOptions, folder: &str) -> usize {
 #[test]
 fn a_repack_gives_space_back_and_every_live_block_still_reads_everywhere() {
     let Some(opts) = repacking() else { return };
+    repack_gives_space_back(&opts);
+}
+
+/// The same with the records (prune states, the lease) in PostgreSQL.
+#[test]
+fn a_repack_with_records_in_postgres_gives_space_back() {
+    let (Some(mut opts), Some(conninfo)) = (repacking(), test_postgres()) else {
+        return;
+    };
+    opts.s3.records_database = Some(conninfo);
+    repack_gives_space_back(&opts);
+}
+
+fn repack_gives_space_back(opts: &StoreOptions) {
+    let opts = opts.clone();
     let names = Names::new(&opts.s3.prefix);
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Store::open(dir_a.path(), &opts).unwrap();
