@@ -415,6 +415,9 @@ impl Engine for S3Engine {
         self.fence()?;
         let taken = self.unfenced.lock().expect("unfenced lock").len();
         self.seal_and_wait()?;
+        // Again: a stall during the upload may have had this front-end
+        // taken for gone, its last packs then followed by nobody.
+        self.fence()?;
         // Durable now: a repack that passes this front-end over reads them.
         self.unfenced.lock().expect("unfenced lock").drain(..taken);
         Ok(())

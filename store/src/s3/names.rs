@@ -35,6 +35,26 @@ impl Names {
         format!("{}packs/", self.prefix)
     }
 
+    /// The folder of one front-end's packs.
+    pub fn pack_folder(&self, frontend: u64) -> String {
+        format!("{}packs/{frontend:016x}/", self.prefix)
+    }
+
+    /// The folder of one front-end's pack indexes.
+    pub fn index_folder(&self, frontend: u64) -> String {
+        format!("{}index/{frontend:016x}/", self.prefix)
+    }
+
+    /// Parses a pack's name back into its id.
+    pub fn parse_pack(&self, name: &str) -> Option<PackId> {
+        let rest = name.strip_prefix(&format!("{}packs/", self.prefix))?;
+        let (frontend, seq) = rest.split_once('/')?;
+        Some(PackId {
+            frontend: parse_hex16(frontend)?,
+            seq: parse_hex16(seq)?,
+        })
+    }
+
     /// A pack's index.
     pub fn index(&self, id: PackId) -> String {
         format!("{}index/{:016x}/{:016x}", self.prefix, id.frontend, id.seq)
@@ -153,6 +173,11 @@ mod tests {
         let plan = names.plan(3);
         assert_eq!(plan, "team/eventi/repack/plans/0000000000000003");
         assert_eq!(names.parse_plan(&plan), Some(3));
+        assert_eq!(names.parse_pack(&names.pack(pack)), Some(pack));
+        assert_eq!(
+            names.index_folder(pack.frontend),
+            "team/eventi/index/deadbeef00000001/"
+        );
         let beat = names.heartbeat(pack.frontend);
         assert_eq!(beat, "team/eventi/frontends/deadbeef00000001");
         assert_eq!(names.parse_heartbeat(&beat), Some(pack.frontend));

@@ -48,6 +48,11 @@ pub struct S3Options {
     /// for gone by a repack (and after half of which it answers no sync
     /// before it has looked for repack plans again).
     pub lease_secs: u64,
+    /// Seconds after which a front-end with no heartbeat is gone for
+    /// good: a repack closes its folder (the others stop listing it) and
+    /// removes its packs that have no index. One that was only stalled
+    /// then refuses every sync until restarted.
+    pub gone_secs: u64,
 }
 
 impl Default for S3Options {
@@ -67,6 +72,7 @@ impl Default for S3Options {
             uploads: 4,
             retry_secs: 30,
             lease_secs: 60,
+            gone_secs: 3600,
         }
     }
 }

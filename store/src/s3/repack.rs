@@ -56,6 +56,9 @@ pub(super) struct Following {
     applied: HashMap<u64, Phase>,
     /// When the heartbeat was last written, and what it said.
     written: Option<(Instant, u64, u8)>,
+    /// Why this front-end may write no more: another closed its folder,
+    /// taking it for gone, while it stalled.
+    evicted: Option<String>,
 }
 
 impl S3Engine {
@@ -158,6 +161,21 @@ impl S3Engine {
             .map(|(g, p)| (*g, *p as u8))
             .max()
             .unwrap_or((0, 0));
+        let silent = following
+            .written
+            .is_none_or(|(at, _, _)| at.elapsed() >= self.lease() / 2);
+        if silent && following.evicted.is_none() {
+            // Silent long enough to have been taken for gone: look
+            // whether another front-end closed this one's folder.
+            if self.bucket.get(&self.names.closed(self.me))?.is_some() {
+                tracing::error!(frontend = %format!("{:016x}", self.me), "this front-end was taken for gone while it stalled and its folder closed: it refuses every sync; restart it");
+                following.evicted = Some(format!(
+                    "this server (front-end {:016x}) stalled for longer than {} s and was taken for gone by the others: restart it",
+                    self.me,
+                    self.gone_after()
+                ));
+            }
+        }
         let stale = following.written.is_none_or(|(at, g, p)| {
             (g, p) != (generation, phase) || at.elapsed() >= self.lease() / 4
         });
@@ -176,6 +194,13 @@ impl S3Engine {
         Ok(())
     }
 
+    /// Seconds of silence after which a front-end is gone for good
+    /// (never less than the lease: a stalled one must first be passed
+    /// over, and fence itself).
+    fn gone_after(&self) -> u64 {
+        self.options.gone_secs.max(self.lease().as_secs())
+    }
+
     fn lease(&self) -> Duration {
         Duration::from_secs(self.options.lease_secs.max(4))
     }
@@ -192,6 +217,9 @@ impl S3Engine {
             .is_some_and(|(at, _, _)| at.elapsed() < self.lease() / 2);
         if !fresh {
             crate::engine::Engine::refresh(self)?;
+        }
+        if let Some(why) = &self.following.lock().expect("following lock").evicted {
+            return Err(StoreError::Failed(why.clone()));
         }
         let poisoned = std::mem::take(&mut *self.poisoned.lock().expect("poisoned lock"));
         if let Some(key) = poisoned.first() {
@@ -267,6 +295,7 @@ impl S3Engine {
         report: &mut CompactReport,
     ) -> Result<(), StoreError> {
         crate::engine::Engine::refresh(self)?;
+        self.close_gone_front_ends()?;
         let (packs, lens) = self.choose(options.live_below, report)?;
         if packs.is_empty() {
             return Ok(());
@@ -327,6 +356,68 @@ impl S3Engine {
             bytes_freed = report.bytes_freed,
             "repack done"
         );
+        Ok(())
+    }
+
+    /// Closes the folders of front-ends gone for good (killed, or
+    /// silent for `gone_secs`), as their own clean
+    /// shutdown would have: the others stop listing them. Their packs
+    /// without an index (sent as they died) are removed. One that was
+    /// only stalled finds its folder closed and refuses every sync.
+    fn close_gone_front_ends(&self) -> Result<(), StoreError> {
+        let now = crate::refs::now();
+        let gone_after = self.gone_after();
+        for name in self.bucket.list(&self.names.heartbeat_root(), None)? {
+            let Some(fe) = self.names.parse_heartbeat(&name) else {
+                continue;
+            };
+            let Some(beat) = self
+                .bucket
+                .get(&name)?
+                .and_then(|(b, _)| Heartbeat::decode(&b))
+            else {
+                continue;
+            };
+            if fe == self.me || now.saturating_sub(beat.time) < gone_after {
+                continue;
+            }
+            let closed = self.names.closed(fe);
+            let listed = self.bucket.list(&self.names.index_folder(fe), None)?;
+            let written = match self.bucket.get(&closed)? {
+                Some((b, _)) => std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u64>().ok()),
+                None => None,
+            };
+            let count = match written {
+                Some(n) => n,
+                None => {
+                    // Its indexes are written in order: the whole prefix.
+                    let mut n = 0;
+                    for id in listed.iter().filter_map(|l| self.names.parse_index(l)) {
+                        if id.frontend == fe && id.seq == n {
+                            n += 1;
+                        }
+                    }
+                    self.bucket.put(&closed, Bytes::from(format!("{n}\n")))?;
+                    n
+                }
+            };
+            let mut orphans = 0;
+            for pack in self.bucket.list(&self.names.pack_folder(fe), None)? {
+                if self.names.parse_pack(&pack).is_some_and(|p| p.seq >= count) {
+                    self.bucket.delete(&pack)?;
+                    orphans += 1;
+                }
+            }
+            self.bucket.delete(&name)?;
+            tracing::info!(
+                frontend = %format!("{fe:016x}"),
+                packs = count,
+                orphans,
+                "closed the folder of a front-end gone for good"
+            );
+        }
         Ok(())
     }
 

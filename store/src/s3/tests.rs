@@ -645,3 +645,79 @@ fn a_stalled_front_end_is_passed_over_and_its_next_sync_refuses_what_was_removed
     a.shutdown().unwrap();
     b.shutdown().unwrap();
 }
+
+/// A front-end killed leaves its folder open and, here, a pack sent
+/// without its index; one stalled stops writing its heartbeat. Once both
+/// are silent for `gone_secs`, a repack closes their folders (as their
+/// clean shutdown would have) and removes the orphan pack; the stalled
+/// one then refuses every sync, saying why; everything either synced
+/// still reads through a new front-end.
+#[test]
+fn front_ends_gone_for_good_are_closed_and_a_stalled_one_refuses_to_sync() {
+    let Some(mut opts) = repacking() else { return };
+    opts.s3.lease_secs = 4;
+    opts.s3.gone_secs = 4;
+    let mut stalled = opts.clone();
+    stalled.s3.poll_millis = 600_000;
+    let names = Names::new(&opts.s3.prefix);
+    let bucket = Bucket::connect(&opts.s3).unwrap();
+    let (dir_a, dir_k, dir_b) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = Store::open(dir_a.path(), &opts).unwrap();
+    let killed: Vec<NewBlock> = (0..8).map(|n| block(5000 + n, 1)).collect();
+    let k_id;
+    {
+        let k = Store::open(dir_k.path(), &stalled).unwrap();
+        write_all(&k, &killed, true);
+        let listed = bucket.list(&names.index_root(), None).unwrap();
+        k_id = names.parse_index(&listed[0]).unwrap().frontend;
+        // Dropped without a shutdown: what a kill leaves.
+    }
+    let sent = bucket.list(&names.index_folder(k_id), None).unwrap().len() as u64;
+    let orphan = names.pack(PackId {
+        frontend: k_id,
+        seq: sent,
+    });
+    bucket
+        .put(
+            &orphan,
+            Bytes::from_static(b"a pack whose index never came"),
+        )
+        .unwrap();
+    let b = Store::open(dir_b.path(), &stalled).unwrap();
+    let by_b: Vec<NewBlock> = (0..4).map(|n| block(6000 + n, 2)).collect();
+    write_all(&b, &by_b, true);
+
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    a.compact(&crate::compact::CompactOptions::default())
+        .unwrap();
+    let closed = bucket
+        .get(&names.closed(k_id))
+        .unwrap()
+        .expect("K's folder closed");
+    assert_eq!(closed.0, Bytes::from(format!("{sent}\n")));
+    assert!(
+        bucket.get(&orphan).unwrap().is_none(),
+        "the orphan pack is removed"
+    );
+    assert!(bucket.get(&names.heartbeat(k_id)).unwrap().is_none());
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(b.write(block(6100, 2))).unwrap();
+    let err = rt.block_on(b.sync()).unwrap_err().to_string();
+    assert!(err.contains("taken for gone"), "{err}");
+
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = Store::open(dir_c.path(), &opts).unwrap();
+    for blk in killed.iter().chain(&by_b) {
+        let got = c.read(&blk.key).unwrap();
+        assert!(got.as_ref() == Some(&blk.data), "{}", blk.key.score);
+    }
+    a.shutdown().unwrap();
+    c.shutdown().unwrap();
+}
