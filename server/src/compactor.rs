@@ -87,7 +87,10 @@ fn run(
             return;
         }
         let dead = store.space_counters().map_or(0, |c| c.reclaimable);
-        if dead <= left {
+        // A shared store's pass also closes the folders of front-ends
+        // gone for good, and another front-end's prune may have left the
+        // dead space: it runs every interval.
+        if dead <= left && !store.shares_records() {
             continue;
         }
         match store.compact(&options) {
