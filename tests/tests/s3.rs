@@ -133,6 +133,26 @@ fn used_bytes(list: &serde_json::Value, name: &str) -> Option<u64> {
     list.as_array()?.iter().find(|k| k["key"]["name"] == name)?["used_bytes"].as_u64()
 }
 
+/// Two front-ends of `store`, and a client home (under `dir`) whose key
+/// both know, added through the first.
+fn two_front_ends_with_a_key(store: &Store, dir: &Path) -> ([Server; 2], PathBuf) {
+    let fronts = [store.front_end(0), store.front_end(1)];
+    let home = dir.join("home");
+    let o = ok(eventi(
+        &home,
+        &[
+            "init",
+            "--trust-on-first-use",
+            "--server",
+            &fronts[0].addr.to_string(),
+        ],
+    ));
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    keys_cli(&fronts[0].data, &["add", "me", &line, "--quota", "1GiB"]);
+    until_keys(&fronts[1], |l| used_bytes(l, "me").is_some());
+    (fronts, home)
+}
+
 fn source(dir: &Path, name: &str, files: u64, len: usize) -> PathBuf {
     let src = dir.join(name);
     fs::create_dir_all(src.join("sub")).unwrap();
@@ -227,20 +247,7 @@ fn with_keys_and_heads_in_postgres_every_front_end_sees_the_same_ones() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::new(dir.path(), url.clone(), bucket.clone());
     store.settings = format!("records_database = \"{conninfo}\"\n");
-    let fronts = [store.front_end(0), store.front_end(1)];
-    let home = dir.path().join("home");
-    let o = ok(eventi(
-        &home,
-        &[
-            "init",
-            "--trust-on-first-use",
-            "--server",
-            &fronts[0].addr.to_string(),
-        ],
-    ));
-    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    keys_cli(&fronts[0].data, &["add", "me", &line, "--quota", "1GiB"]);
-    until_keys(&fronts[1], |l| used_bytes(l, "me").is_some());
+    let (fronts, home) = two_front_ends_with_a_key(&store, dir.path());
 
     // A head set through one front-end is the other's `latest`, and the
     // other way round.
@@ -542,20 +549,7 @@ fn forget_and_prune_through_one_front_end_give_the_bucket_space_back() {
     store.settings =
         "pack_bytes = 262144\nlease_secs = 6\n[prune]\ngrace_secs = 0\ncompact_live_below = 0.9\n"
             .into();
-    let fronts = [store.front_end(0), store.front_end(1)];
-    let home = dir.path().join("home");
-    let o = ok(eventi(
-        &home,
-        &[
-            "init",
-            "--trust-on-first-use",
-            "--server",
-            &fronts[0].addr.to_string(),
-        ],
-    ));
-    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    keys_cli(&fronts[0].data, &["add", "me", &line, "--quota", "1GiB"]);
-    until_keys(&fronts[1], |l| used_bytes(l, "me").is_some());
+    let (fronts, home) = two_front_ends_with_a_key(&store, dir.path());
 
     let src = dir.path().join("src");
     fs::create_dir_all(&src).unwrap();

@@ -367,20 +367,11 @@ impl S3Engine {
     fn close_gone_front_ends(&self) -> Result<(), StoreError> {
         let now = crate::refs::now();
         let gone_after = self.gone_after();
-        for name in self.bucket.list(&self.names.heartbeat_root(), None)? {
-            let Some(fe) = self.names.parse_heartbeat(&name) else {
-                continue;
-            };
-            let Some(beat) = self
-                .bucket
-                .get(&name)?
-                .and_then(|(b, _)| Heartbeat::decode(&b))
-            else {
-                continue;
-            };
+        for (fe, beat) in self.heartbeats()? {
             if fe == self.me || now.saturating_sub(beat.time) < gone_after {
                 continue;
             }
+            let name = self.names.heartbeat(fe);
             let closed = self.names.closed(fe);
             let listed = self.bucket.list(&self.names.index_folder(fe), None)?;
             let written = match self.bucket.get(&closed)? {
@@ -567,17 +558,7 @@ impl S3Engine {
             self.follow_plans()?;
             let mut waiting = Vec::new();
             let now = crate::refs::now();
-            for name in self.bucket.list(&self.names.heartbeat_root(), None)? {
-                let Some(fe) = self.names.parse_heartbeat(&name) else {
-                    continue;
-                };
-                let Some(beat) = self
-                    .bucket
-                    .get(&name)?
-                    .and_then(|(b, _)| Heartbeat::decode(&b))
-                else {
-                    continue;
-                };
+            for (fe, beat) in self.heartbeats()? {
                 let alive = now.saturating_sub(beat.time) < self.lease().as_secs();
                 let mine = fe == self.me;
                 if alive && !beat.has_applied(plan.generation, plan.phase) && !mine {
@@ -595,6 +576,24 @@ impl S3Engine {
                 self.options.poll_millis.clamp(50, 1000),
             ));
         }
+    }
+
+    /// Every front-end's heartbeat that can be read, by front-end.
+    fn heartbeats(&self) -> Result<Vec<(u64, Heartbeat)>, StoreError> {
+        let mut beats = Vec::new();
+        for name in self.bucket.list(&self.names.heartbeat_root(), None)? {
+            let Some(fe) = self.names.parse_heartbeat(&name) else {
+                continue;
+            };
+            if let Some(beat) = self
+                .bucket
+                .get(&name)?
+                .and_then(|(b, _)| Heartbeat::decode(&b))
+            {
+                beats.push((fe, beat));
+            }
+        }
+        Ok(beats)
     }
 
     /// Takes the lease if it is free, expired, or this front-end's.
