@@ -447,6 +447,20 @@ fn a_prune_through_one_front_end_is_shared_with_the_others() {
     c.shutdown().unwrap();
 }
 
+/// Asserts that every one of `blocks` reads back whole through `store`
+/// (`who` names it in the message, with the block's place in the list).
+fn assert_all_read(store: &Store, blocks: &[&NewBlock], who: &str) {
+    for (i, blk) in blocks.iter().enumerate() {
+        let got = store.read(&blk.key).unwrap();
+        assert!(
+            got.as_ref() == Some(&blk.data),
+            "{who}: block {i} ({}): {:?}",
+            blk.key.score,
+            got.map(|d| d.len())
+        );
+    }
+}
+
 /// Front-ends that follow plans by themselves, quickly.
 fn repacking() -> Option<StoreOptions> {
     let mut o = small_packs()?;
@@ -542,14 +556,7 @@ fn repack_gives_space_back(opts: &StoreOptions) {
         .chain(&twos[10..])
         .collect();
     for (name, s) in [("A", &a), ("B", &b)] {
-        for (i, blk) in live.iter().enumerate() {
-            let got = s.read(&blk.key).unwrap();
-            assert!(
-                got.as_ref() == Some(&blk.data),
-                "{name}: live block {i}: {:?}",
-                got.map(|d| d.len())
-            );
-        }
+        assert_all_read(s, &live, name);
         assert!(s.read(&ones[30].key).unwrap().is_none(), "{name}: dead");
         assert_eq!(usage(s), before_a, "{name}: usage");
     }
@@ -562,14 +569,8 @@ fn repack_gives_space_back(opts: &StoreOptions) {
 
     let dir_c = tempfile::tempdir().unwrap();
     let c = Store::open(dir_c.path(), &opts).unwrap();
-    for (i, blk) in live.iter().copied().chain([&ones[30]]).enumerate() {
-        let got = c.read(&blk.key).unwrap();
-        assert!(
-            got.as_ref() == Some(&blk.data),
-            "rebuilt: block {i}: {:?}",
-            got.map(|d| d.len())
-        );
-    }
+    let written_again: Vec<&NewBlock> = live.iter().copied().chain([&ones[30]]).collect();
+    assert_all_read(&c, &written_again, "rebuilt");
     assert!(c.read(&ones[31].key).unwrap().is_none(), "rebuilt: dead");
     assert_eq!(
         c.usage(1).blocks,
@@ -636,10 +637,7 @@ fn a_stalled_front_end_is_passed_over_and_its_next_sync_refuses_what_was_removed
     rt.block_on(b.sync()).unwrap();
     a.refresh().unwrap();
     for (name, s) in [("A", &a), ("B", &b)] {
-        for blk in [&gone, &copied, &ones[1]] {
-            let got = s.read(&blk.key).unwrap();
-            assert!(got.as_ref() == Some(&blk.data), "{name}: {}", blk.key.score);
-        }
+        assert_all_read(s, &[&gone, &copied, &ones[1]], name);
         assert!(s.read(&ones[16].key).unwrap().is_none(), "{name}: dead");
     }
     a.shutdown().unwrap();
@@ -714,10 +712,8 @@ fn front_ends_gone_for_good_are_closed_and_a_stalled_one_refuses_to_sync() {
 
     let dir_c = tempfile::tempdir().unwrap();
     let c = Store::open(dir_c.path(), &opts).unwrap();
-    for blk in killed.iter().chain(&by_b) {
-        let got = c.read(&blk.key).unwrap();
-        assert!(got.as_ref() == Some(&blk.data), "{}", blk.key.score);
-    }
+    let synced: Vec<&NewBlock> = killed.iter().chain(&by_b).collect();
+    assert_all_read(&c, &synced, "a new front-end");
     a.shutdown().unwrap();
     c.shutdown().unwrap();
 }
