@@ -53,21 +53,28 @@ fn check_mountpoint(dir: &Path) -> anyhow::Result<()> {
 /// Waits for Ctrl-C or SIGTERM, then unmounts; if the mount is busy (a
 /// shell inside it), says so and waits for the next signal.
 fn unmount_on_signal(mut unmounter: fuser::SessionUnmounter, mountpoint: String) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    // Registered here, before the mount is announced: a signal that comes
+    // at once must not find the default action (ending the process with
+    // the mount left behind).
+    let signals = {
+        let _in_runtime = rt.enter();
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    let (Ok(mut int), Ok(mut term)) = signals else {
+        return;
+    };
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
         rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
             loop {
                 tokio::select! {
                     _ = int.recv() => {}
